@@ -1,0 +1,134 @@
+"""Datasets: a manifest of episodes (content hashes, train/val split) plus merged normalization statistics.
+
+The id is a hash of the manifest: the same episodes with the same content and split give the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assets_store.episode_writer import COMPLETE_MARKER
+from assets_store.errors import StoreError
+from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
+from assets_store.paths import StoreLayout
+from assets_store.stats import NormStats, stats_from_json, stats_to_json
+
+MANIFEST_SCHEMA = "aloha-dataset"
+MANIFEST_VERSION = 1
+
+
+def episode_content_hash(path: Path) -> str:
+    return directory_sha256(path, skip=(COMPLETE_MARKER,))
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    session: str
+    episode: str  # directory name, e.g. episode_000003.zarr
+    content_hash: str
+    num_steps: int
+    split: str = "train"  # "train" | "val"
+
+    @property
+    def key(self) -> str:
+        return f"{self.session}/{self.episode}"
+
+    def path(self, layout: StoreLayout) -> Path:
+        return layout.session_dir(self.session) / self.episode
+
+
+@dataclass
+class DatasetManifest:
+    episodes: list[EpisodeRef]
+    robot: str = ""
+    fps: float = 50.0
+    joint_names: list[str] = field(default_factory=list)
+    action_names: list[str] = field(default_factory=list)
+    camera_names: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+
+    @property
+    def id(self) -> str:
+        body = self.to_json()
+        body.pop("id", None)
+        return canonical_hash(body)[:16]
+
+    @property
+    def train(self) -> list[EpisodeRef]:
+        return [e for e in self.episodes if e.split == "train"]
+
+    @property
+    def val(self) -> list[EpisodeRef]:
+        return [e for e in self.episodes if e.split == "val"]
+
+    @property
+    def num_steps(self) -> int:
+        return sum(e.num_steps for e in self.episodes)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["episodes"] = [asdict(e) for e in self.episodes]
+        d["schema"] = MANIFEST_SCHEMA
+        d["schema_version"] = MANIFEST_VERSION
+        d["id"] = canonical_hash({k: v for k, v in d.items() if k != "id"})[:16]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "manifest") -> "DatasetManifest":
+        if d.get("schema") != MANIFEST_SCHEMA or d.get("schema_version") != MANIFEST_VERSION:
+            raise StoreError(
+                f"{source}: schema: expected {MANIFEST_SCHEMA!r} v{MANIFEST_VERSION}, "
+                f"got {d.get('schema')!r} v{d.get('schema_version')!r}"
+            )
+        fields = {k: v for k, v in d.items() if k not in ("schema", "schema_version", "id")}
+        fields["episodes"] = [EpisodeRef(**e) for e in d["episodes"]]
+        return cls(**fields)
+
+
+def assign_splits(keys_and_hashes: list[tuple[str, str]], val_fraction: float) -> dict[str, str]:
+    """Deterministic split: order episodes by a hash of (key, content), the first ceil(n * f) go to val.
+
+    At least one validation episode whenever there are two or more episodes and f > 0.
+    """
+    n = len(keys_and_hashes)
+    n_val = 0 if n < 2 or val_fraction <= 0 else min(n - 1, max(1, math.ceil(n * val_fraction)))
+    order = sorted(keys_and_hashes, key=lambda kh: hashlib.sha256(f"{kh[0]}:{kh[1]}".encode()).hexdigest())
+    val = {k for k, _ in order[:n_val]}
+    return {k: ("val" if k in val else "train") for k, _ in keys_and_hashes}
+
+
+def build_manifest(
+    episodes: list[tuple[str, str, str, int]],  # (session, episode dir name, content hash, num_steps)
+    *,
+    val_fraction: float = 0.1,
+    **meta: Any,
+) -> DatasetManifest:
+    ordered = sorted(episodes)
+    splits = assign_splits([(f"{s}/{e}", h) for s, e, h, _ in ordered], val_fraction)
+    refs = [EpisodeRef(s, e, h, int(n), splits[f"{s}/{e}"]) for s, e, h, n in ordered]
+    return DatasetManifest(episodes=refs, val_fraction=val_fraction, **meta)
+
+
+def write_dataset(layout: StoreLayout, manifest: DatasetManifest, stats: dict[str, NormStats]) -> Path:
+    """datasets/<id>/{manifest.json, stats.json}; same id = same content, so rewriting is harmless."""
+    out = layout.datasets_dir / manifest.id
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "stats.json", stats_to_json(stats))
+    write_json_atomic(out / "manifest.json", manifest.to_json())
+    return out
+
+
+def load_dataset(path: Path) -> tuple[DatasetManifest, dict[str, NormStats]]:
+    """Load a dataset directory (datasets/<id>) written by `write_dataset`."""
+    path = Path(path)
+    try:
+        manifest = DatasetManifest.from_json(json.loads((path / "manifest.json").read_text()), str(path / "manifest.json"))
+        stats = stats_from_json(json.loads((path / "stats.json").read_text()))
+    except FileNotFoundError as exc:
+        raise StoreError(f"{path}: expected a dataset directory with manifest.json and stats.json ({exc})") from None
+    return manifest, stats

@@ -1,0 +1,79 @@
+"""Find what a crashed writer left behind and either recover it (complete) or remove it (partial)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets_store.episode_writer import COMPLETE_MARKER, TMP_PREFIX
+from assets_store.paths import StoreLayout
+
+
+@dataclass
+class SweepAction:
+    path: Path
+    action: str  # "recovered" | "removed" | "skipped (live writer)" | "kept (final name taken)"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+
+
+def _owner_alive(name: str) -> bool:
+    # .tmp-<final>.<host>.<pid>.<uuid>
+    parts = name.rsplit(".", 3)
+    if len(parts) != 4:
+        return False
+    _, host, pid, _ = parts
+    if host != socket.gethostname():
+        return True  # another machine's writer on shared storage: never touch it
+    try:
+        pid_i = int(pid)
+    except ValueError:
+        return False
+    if pid_i == os.getpid():
+        return True
+    try:
+        os.kill(pid_i, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_session(session_dir: Path) -> list[SweepAction]:
+    actions: list[SweepAction] = []
+    if not Path(session_dir).is_dir():
+        return actions
+    for entry in sorted(os.scandir(session_dir), key=lambda e: e.name):
+        if not entry.name.startswith(TMP_PREFIX) or not entry.is_dir():
+            continue
+        path = Path(entry.path)
+        if _owner_alive(entry.name):
+            actions.append(SweepAction(path, "skipped (live writer)"))
+            continue
+        final_name = entry.name[len(TMP_PREFIX):].rsplit(".", 3)[0]
+        final = path.parent / final_name
+        if (path / COMPLETE_MARKER).is_file() and (path / "zarr.json").is_file():
+            if final.exists():
+                actions.append(SweepAction(path, "kept (final name taken)", f"{final.name} exists"))
+                continue
+            os.rename(path, final)
+            actions.append(SweepAction(final, "recovered", "writer finished but crashed before the rename"))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            actions.append(SweepAction(path, "removed", "partial episode of a crashed writer"))
+    return actions
+
+
+def sweep_store(layout: StoreLayout) -> list[SweepAction]:
+    from assets_store.sessions import list_sessions
+
+    out = []
+    for session in list_sessions(layout):
+        out.extend(sweep_session(layout.session_dir(session)))
+    return out

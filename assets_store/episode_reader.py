@@ -1,0 +1,213 @@
+"""Read one committed episode: low-dimensional arrays in memory, camera frames by random access.
+
+The reader never writes: the store is opened read-only. Frames of our own layout (one JPEG per chunk) are read as
+chunk files and decoded directly, skipping Zarr's per-read overhead; anything else goes through Zarr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from assets_store import schema as S
+from assets_store.codecs import CODEC_NAME, decode_jpeg
+from assets_store.errors import EpisodeError
+
+LOWDIM_REQUIRED = (S.QPOS, S.ACTION, S.TIMESTAMPS)
+LOWDIM_OPTIONAL = (S.QVEL, S.EFFORT)
+
+
+def read_root_attrs(path: Path) -> dict:
+    """The episode's group attributes straight from zarr.json: cheap, for indexes and checks."""
+    meta_file = Path(path) / "zarr.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        raise EpisodeError(path, "zarr.json", "expected a Zarr v3 group; the file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EpisodeError(path, "zarr.json", f"expected JSON group metadata, got unreadable content ({exc})") from None
+    if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
+        raise EpisodeError(path, "zarr.json", "expected a Zarr v3 group")
+    return meta.get("attributes", {})
+
+
+def check_schema(path: Path, attrs: dict) -> None:
+    if attrs.get("schema") != S.EPISODE_SCHEMA:
+        raise EpisodeError(path, "attrs.schema", f"expected {S.EPISODE_SCHEMA!r}, got {attrs.get('schema')!r}")
+    version = attrs.get("schema_version")
+    if version not in S.SUPPORTED_SCHEMA_VERSIONS:
+        raise EpisodeError(
+            path, "attrs.schema_version",
+            f"unknown schema version {version!r}; this software reads versions {list(S.SUPPORTED_SCHEMA_VERSIONS)} "
+            "(upgrade the software, or re-export the episode)",
+        )
+
+
+class EpisodeReader:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise EpisodeError(self.path, "episode", "expected an episode directory; it does not exist")
+        self.attrs = read_root_attrs(self.path)
+        check_schema(self.path, self.attrs)
+        self.info = S.EpisodeInfo.from_attrs(self.attrs)
+        try:
+            self._group = zarr.open_group(store=LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
+        except Exception as exc:
+            raise EpisodeError(self.path, "zarr.json", f"cannot open the Zarr group: {exc}") from exc
+        self.num_steps = int(self.attrs.get("num_steps", -1))
+        arrays = {name: self._load(name, required=True) for name in LOWDIM_REQUIRED}
+        arrays.update({name: self._load(name, required=False) for name in LOWDIM_OPTIONAL})
+        self.qpos: np.ndarray = arrays[S.QPOS]
+        self.action: np.ndarray = arrays[S.ACTION]
+        self.timestamps: np.ndarray = arrays[S.TIMESTAMPS]
+        self.qvel: np.ndarray | None = arrays[S.QVEL]
+        self.effort: np.ndarray | None = arrays[S.EFFORT]
+        self._check_lowdim()
+        self._images = {cam.name: self._image_array(cam) for cam in self.info.cameras}
+
+    def __repr__(self) -> str:
+        return f"EpisodeReader({str(self.path)!r}, steps={self.num_steps}, cameras={self.camera_names})"
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.info.cameras]
+
+    @property
+    def fps(self) -> float:
+        return float(self.info.fps)
+
+    # ------------------------------------------------------------------ frames
+    def frame(self, camera: str, t: int) -> np.ndarray:
+        """(H, W, 3) uint8 frame of `camera` at step `t`."""
+        arr, fast = self._camera(camera)
+        t = self._step(t)
+        if fast:
+            data = self.frame_bytes(camera, t)
+            try:
+                image = decode_jpeg(data)
+            except Exception as exc:
+                raise EpisodeError(
+                    self.path, S.image_array(camera), f"step {t}: expected a JPEG frame, chunk is corrupt ({exc})"
+                ) from None
+            if image.shape != arr.shape[1:]:
+                raise EpisodeError(
+                    self.path, S.image_array(camera), f"step {t}: expected shape {arr.shape[1:]}, decoded {image.shape}"
+                )
+            return image
+        try:
+            return arr[t]
+        except Exception as exc:
+            raise EpisodeError(self.path, S.image_array(camera), f"step {t}: cannot read frame ({exc})") from None
+
+    def frame_bytes(self, camera: str, t: int) -> bytes:
+        """The stored JPEG bytes of one frame (our layout only), e.g. to hand to a decoder in another process."""
+        self._camera(camera)
+        t = self._step(t)
+        chunk = self.path / S.image_array(camera) / "c" / str(t) / "0" / "0" / "0"
+        try:
+            return chunk.read_bytes()
+        except FileNotFoundError:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"step {t}: expected a frame chunk at {chunk}; it is missing"
+            ) from None
+
+    def frames(self, camera: str, steps=None) -> np.ndarray:
+        idx = range(self.num_steps) if steps is None else steps
+        return np.stack([self.frame(camera, int(t)) for t in idx])
+
+    def frame_info(self, camera: str) -> np.ndarray:
+        """(T, 2): device frame number and device timestamp per step (NaN where the source had none)."""
+        self._camera(camera)
+        return self._load(S.frame_info_array(camera), required=True, width=2)
+
+    @cached_property
+    def dropped_frames(self) -> dict[str, int]:
+        """Frame-number gaps per camera (recorded frame numbers that skip values)."""
+        out = {}
+        for cam in self.camera_names:
+            numbers = self.frame_info(cam)[:, 0]
+            numbers = numbers[np.isfinite(numbers)]
+            gaps = np.diff(numbers) - 1 if len(numbers) > 1 else np.zeros(0)
+            out[cam] = int(gaps[gaps > 0].sum())
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _step(self, t: int) -> int:
+        t = int(t)
+        if t < 0:
+            t += self.num_steps
+        if not 0 <= t < self.num_steps:
+            raise IndexError(f"{self.path}: step {t} out of range 0..{self.num_steps - 1}")
+        return t
+
+    def _camera(self, camera: str):
+        try:
+            return self._images[camera]
+        except KeyError:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"no such camera; expected one of {self.camera_names}"
+            ) from None
+
+    def _open_array(self, name: str, required: bool):
+        try:
+            return self._group[name]
+        except KeyError:
+            if not required:
+                return None
+            raise EpisodeError(self.path, name, "expected this array; it is missing from the store") from None
+        except Exception as exc:  # unknown codec, malformed metadata
+            raise EpisodeError(self.path, name, f"cannot open the array: {type(exc).__name__}: {exc}") from None
+
+    def _load(self, name: str, required: bool, width: int | None = None) -> np.ndarray | None:
+        arr = self._open_array(name, required)
+        if arr is None:
+            return None
+        try:
+            data = arr[...]
+        except Exception as exc:
+            raise EpisodeError(self.path, name, f"cannot read the data (truncated or corrupt chunk?): {exc}") from None
+        if width is not None and (data.ndim != 2 or data.shape[1] != width):
+            raise EpisodeError(self.path, name, f"expected shape (T, {width}), got {data.shape}")
+        return data
+
+    def _check_lowdim(self) -> None:
+        J, A = self.info.num_joints, self.info.action_dim
+        expect = {S.QPOS: (J, np.float32), S.ACTION: (A, np.float32), S.QVEL: (J, np.float32), S.EFFORT: (J, np.float32)}
+        if self.num_steps < 0:
+            self.num_steps = len(self.timestamps)
+        for name, (dim, dtype) in expect.items():
+            arr = {S.QPOS: self.qpos, S.ACTION: self.action, S.QVEL: self.qvel, S.EFFORT: self.effort}[name]
+            if arr is None:
+                continue
+            if arr.shape != (self.num_steps, dim) or arr.dtype != dtype:
+                raise EpisodeError(
+                    self.path, name,
+                    f"expected ({self.num_steps}, {dim}) {np.dtype(dtype)}, got {arr.shape} {arr.dtype}",
+                )
+        if self.timestamps.shape != (self.num_steps,):
+            raise EpisodeError(self.path, S.TIMESTAMPS, f"expected ({self.num_steps},), got {self.timestamps.shape}")
+
+    def _image_array(self, cam: S.CameraSpec):
+        name = S.image_array(cam.name)
+        arr = self._open_array(name, required=True)
+        want = (self.num_steps, cam.height, cam.width, 3)
+        if tuple(arr.shape) != want or arr.dtype != np.uint8:
+            raise EpisodeError(self.path, name, f"expected {want} uint8, got {tuple(arr.shape)} {arr.dtype}")
+        meta = arr.metadata
+        fast = (
+            len(meta.codecs) == 1
+            and meta.codecs[0].to_dict().get("name") == CODEC_NAME
+            and tuple(meta.chunk_grid.chunk_shape) == (1, cam.height, cam.width, 3)
+            and meta.encode_chunk_key((0, 0, 0, 0)) == "c/0/0/0/0"
+        )
+        return arr, fast

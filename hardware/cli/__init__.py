@@ -1,0 +1,1 @@
+"""The `aloha` command line. Each module here registers its verbs on the one Typer app in `main.py`."""

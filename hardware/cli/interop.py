@@ -1,0 +1,62 @@
+"""`aloha import-hdf5` / `aloha export-hdf5`: move episodes between the store and the original ALOHA layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from assets_store import StoreError, validate_name
+from assets_store.hdf5_io import export_hdf5, import_hdf5
+from hardware.cli.common import StoreOption, console, err_console, fail, layout
+from hardware.cli.episodes import resolve_episode
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import-hdf5")
+    def import_cmd(
+        paths: Annotated[list[Path], typer.Argument(help="ALOHA HDF5 episode files (episode_*.hdf5).")],
+        session: Annotated[str, typer.Option(help="Session to import into (created if needed).")],
+        fps: Annotated[float, typer.Option(help="Control rate the files were recorded at.")] = 50.0,
+        robot: Annotated[Optional[str], typer.Option(help="Robot name to record (default: from the 'sim' attr).")] = None,
+        jpeg_quality: Annotated[int, typer.Option(min=1, max=100)] = 90,
+        store: StoreOption = None,
+    ) -> None:
+        """Convert original ALOHA/ACT HDF5 episodes into the store; bad files are reported and skipped."""
+        try:
+            validate_name(session, "session name")
+        except StoreError as exc:
+            fail(str(exc))
+        lay = layout(store)
+        files = sorted(paths)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("importing", total=len(files))
+            report = import_hdf5(lay, session, files, fps=fps, robot=robot, jpeg_quality=jpeg_quality,
+                                 on_file_done=lambda p: progress.advance(task))
+        for src, dst in report.imported:
+            console.print(f"imported {src} -> {dst}")
+        for src, why in report.failed:
+            err_console.print(f"[red]skipped[/] {src}: {why}")
+        console.print(f"{len(report.imported)} imported, {len(report.failed)} skipped, session {session!r} in {lay.root}")
+        if report.failed:
+            raise typer.Exit(2 if report.imported else 1)
+
+    @app.command("export-hdf5")
+    def export_cmd(
+        episodes: Annotated[list[str], typer.Argument(help="Episodes: path, SESSION/episode_NNNNNN.zarr or SESSION/N.")],
+        out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+        store: StoreOption = None,
+    ) -> None:
+        """Write episodes in the original ALOHA HDF5 layout (for the original ACT code)."""
+        out.mkdir(parents=True, exist_ok=True)
+        for ref in episodes:
+            path = resolve_episode(store, ref)
+            target = out / (path.name.removesuffix(".zarr") + ".hdf5")
+            try:
+                export_hdf5(path, target)
+            except StoreError as exc:
+                fail(str(exc))
+            console.print(f"exported {path} -> {target}")
