@@ -71,6 +71,7 @@ class EpisodeReader:
         self.effort: np.ndarray | None = arrays[S.EFFORT]
         self._check_lowdim()
         self._images = {cam.name: self._image_array(cam) for cam in self.info.cameras}
+        self._chunk_base = {cam: f"{self.path}/{S.image_array(cam)}/c" for cam in self._images}
 
     def __repr__(self) -> str:
         return f"EpisodeReader({str(self.path)!r}, steps={self.num_steps}, cameras={self.camera_names})"
@@ -113,9 +114,10 @@ class EpisodeReader:
         """The stored JPEG bytes of one frame (our layout only), e.g. to hand to a decoder in another process."""
         self._camera(camera)
         t = self._step(t)
-        chunk = self.path / S.image_array(camera) / "c" / str(t) / "0" / "0" / "0"
+        chunk = f"{self._chunk_base[camera]}/{t}/0/0/0"  # string paths: pathlib costs more than the read here
         try:
-            return chunk.read_bytes()
+            with open(chunk, "rb") as f:
+                return f.read()
         except FileNotFoundError:
             raise EpisodeError(
                 self.path, S.image_array(camera), f"step {t}: expected a frame chunk at {chunk}; it is missing"

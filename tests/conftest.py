@@ -7,6 +7,7 @@ import os
 # Offscreen MuJoCo rendering without a display (EGL, software); must be set before mujoco is imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ["COLUMNS"] = "200"  # rich tables in CLI output are not truncated in assertions
 
 import pytest
 
