@@ -23,11 +23,19 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$VENV/bin/python" -m pip install -q -e ".[dev]" 2>&1 | grep -v -E "^WARNING: Location .* is ignored" || true
-"$VENV/bin/python" -m pip install -q -e ".[dev]" --no-deps >/dev/null  # fail loudly if the first step did not
+log="$VENV/setup-pip.log"
+pip_install() {  # quiet unless it fails: then the end of pip's log says why
+  if ! "$VENV/bin/python" -m pip install "$@" >>"$log" 2>&1; then
+    grep -v -E "^WARNING: Location .* is ignored" "$log" | tail -40 >&2
+    echo "setup: pip install $* failed (full log: $log)" >&2
+    exit 1
+  fi
+}
+: >"$log"
+echo "setup: installing the project and its pinned dependencies into $VENV (first time: a few minutes)"
+pip_install -e ".[dev]"
 # Scene files of the ALOHA simulator; --no-deps keeps the current MuJoCo (see pyproject.toml).
-"$VENV/bin/python" -m pip install -q --no-deps "gym-aloha==0.1.5" 2>&1 | grep -v -E "^WARNING: Location .* is ignored" || true
+pip_install --no-deps "gym-aloha==0.1.5"
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
 for mod in ("torch", "torchvision", "dagster", "mlflow", "zarr", "imagecodecs", "pyrealsense2",
