@@ -33,6 +33,8 @@ class Robot(abc.ABC):
 
     name: str
     fps: float = 50.0
+    # Simulators may run on a virtual clock, faster than real time (`aloha record --fast`); hardware never does.
+    simulated: bool = False
 
     @property
     @abc.abstractmethod

@@ -1,0 +1,79 @@
+"""Simulator cost per 50 Hz control step (physics + offscreen rendering) and recording throughput.
+
+    python bench/bench_sim.py [--steps 20] [--episodes 1]
+
+Rendering is software OpenGL (EGL or OSMesa); shadows and multisampling are off, as in recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from assets_store import StoreLayout  # noqa: E402
+from hardware.recorder import RecordConfig, record_session  # noqa: E402
+from hardware.sim import ScriptedDemonstrator, make_sim_robot, plan_demo  # noqa: E402
+
+RESOLUTIONS = [(480, 640), (240, 320), (120, 160)]
+
+
+def per_step_ms(cameras, resolution, steps: int) -> tuple[float, float]:
+    """(physics ms, render ms) per control step, averaged over `steps` steps of a scripted demo."""
+    robot = make_sim_robot("transfer_cube", cameras=cameras, resolution=resolution)
+    obs = robot.reset(seed=0)
+    actions = plan_demo(robot.task, robot.object_poses()).actions
+    robot.observe()  # warm-up: first frame compiles shaders
+    t_phys = t_render = 0.0
+    for t in range(steps):
+        a = time.perf_counter()
+        robot.act(actions[t])
+        b = time.perf_counter()
+        obs = robot.observe()
+        c = time.perf_counter()
+        t_phys += b - a
+        t_render += c - b
+    robot.disconnect()
+    assert obs.qpos.shape == (14,)
+    return t_phys / steps * 1e3, t_render / steps * 1e3
+
+
+def recording_throughput(episodes: int, resolution=(480, 640), cameras=None) -> tuple[float, float]:
+    """Episodes per minute and wall steps/s recording sim-transfer-cube defaults (400 steps, fast mode)."""
+    with tempfile.TemporaryDirectory() as d:
+        robot = make_sim_robot("transfer_cube", cameras=cameras, resolution=resolution)
+        cfg = RecordConfig(session="bench", episodes=episodes, episode_len=400, realtime=False)
+        start = time.perf_counter()
+        result = record_session(robot, ScriptedDemonstrator(), StoreLayout.at(d), cfg)
+        elapsed = time.perf_counter() - start
+    steps = sum(e.steps for e in result.episodes)
+    return episodes / elapsed * 60.0, steps / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20, help="control steps timed per configuration")
+    ap.add_argument("--episodes", type=int, default=1, help="episodes recorded for the throughput figure")
+    args = ap.parse_args()
+
+    all_cams = make_sim_robot("transfer_cube", cameras=["all"]).cameras
+    print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}, {os.cpu_count()} CPUs, {args.steps} steps per row, "
+          f"all cameras = {len(all_cams)} ({', '.join(c.name for c in all_cams)})")
+    print(f"{'resolution':>10} | {'cameras':>7} | {'physics ms':>10} | {'render ms':>9} | {'total ms/step':>13} | {'max Hz':>6}")
+    print("-" * 72)
+    for res in RESOLUTIONS:
+        for label, cams in (("1 (top)", ["top"]), ("all", ["all"])):
+            phys, render = per_step_ms(cams, res, args.steps)
+            total = phys + render
+            print(f"{res[0]}x{res[1]:<5} | {label:>7} | {phys:10.2f} | {render:9.2f} | {total:13.2f} | "
+                  f"{1e3 / total:6.1f}", flush=True)
+    per_min, steps_s = recording_throughput(args.episodes)
+    print(f"\nrecording (aloha record defaults: sim-transfer-cube, top 480x640, 400 steps, --fast, JPEG q90): "
+          f"{per_min:.1f} episodes/min ({steps_s:.0f} steps/s, real time = 50)")
+
+
+if __name__ == "__main__":
+    main()

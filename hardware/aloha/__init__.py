@@ -1,0 +1,1 @@
+"""The ALOHA robot: configuration, AlohaRobot (followers + cameras), LeaderArms teleoperator, emulated rig."""

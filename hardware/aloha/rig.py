@@ -1,0 +1,139 @@
+"""What an ALOHA robot and its leader arms share: configuration, arm specs, calibrations, camera factory and,
+for the emulated robot, the servo emulator (stopped when the last user lets go).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from assets_store import StoreLayout
+from hardware.aloha import emulated as emu
+from hardware.aloha.config import AlohaConfig, CameraConfig, default_config_path
+from hardware.cameras import Camera, PlaybackSource, RealSenseSource, SoftwareSource, SyntheticFeeder
+from hardware.dynamixel.arm import Arm, ArmSpec
+from hardware.dynamixel.calibration import ArmCalibration
+from hardware.dynamixel.emulator import ServoEmulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraHandle:
+    camera: Camera
+    feeder: SyntheticFeeder | None = None  # emulated cameras: the thread producing frames
+
+    def start(self) -> None:
+        if self.feeder is not None:
+            self.camera.start(first_frame_timeout_s=None)
+            self.feeder.start()
+            self.camera.wait_for_frame(5.0)
+        else:
+            self.camera.start()
+
+    def stop(self) -> None:
+        if self.feeder is not None:
+            self.feeder.stop()
+        self.camera.stop()
+
+
+@dataclass
+class AlohaRig:
+    config: AlohaConfig
+    specs: dict[str, ArmSpec]
+    calibration_dir: Path
+    calibrations: dict[str, ArmCalibration] = field(default_factory=dict)  # preloaded (emulated)
+    camera_factory: Callable[[CameraConfig], CameraHandle] | None = None
+    emulator: ServoEmulator | None = None
+    _users: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def emulated(self) -> bool:
+        return self.emulator is not None
+
+    def calibration_path(self, arm: str) -> Path:
+        return self.config.arm(arm).calibration_path(self.calibration_dir)
+
+    def calibration(self, arm: str) -> ArmCalibration | None:
+        if arm in self.calibrations:
+            return self.calibrations[arm]
+        path = self.calibration_path(arm)
+        return ArmCalibration.load(path) if path.exists() else None
+
+    def make_arm(self, name: str, *, calibrated: bool = True) -> Arm:
+        return Arm(self.specs[name], self.calibration(name) if calibrated else None)
+
+    def make_camera(self, cfg: CameraConfig) -> CameraHandle:
+        if self.camera_factory is not None:
+            return self.camera_factory(cfg)
+        if cfg.playback is not None:
+            return CameraHandle(Camera(cfg.name, PlaybackSource(cfg.playback, cfg.width, cfg.height, cfg.fps, repeat=True)))
+        return CameraHandle(Camera(cfg.name, RealSenseSource(cfg.serial, cfg.width, cfg.height, cfg.fps)))
+
+    def press_grippers(self) -> None:
+        """Emulated only: the stand-in operator squeezes both leader grippers (the start gesture)."""
+        if self.emulator is not None:
+            emu.press_grippers(self.emulator, [self.specs[a.name] for a in self.config.leaders()],
+                               duration=self.config.start_gesture.hold_s + 0.3)
+
+    # ------------------------------------------------------------------ shared lifetime
+    def acquire(self) -> None:
+        with self._lock:
+            if self.emulator is not None and not self.emulator.running:
+                self.emulator.start()
+                self._point_at_emulator()
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0 and self.emulator is not None:
+                self.emulator.stop()
+
+    def _point_at_emulator(self) -> None:
+        for name, spec in self.specs.items():
+            self.specs[name] = emu.emulated_spec(spec, self.emulator.port(name))
+            if spec.role == "leader":
+                emu.sway_leader(self.emulator, spec)
+
+
+def load_config(path: Path | None, default: str = "aloha") -> AlohaConfig:
+    return AlohaConfig.load(path or default_config_path(default))
+
+
+def real_rig(config_path: Path | None, layout: StoreLayout | None) -> AlohaRig:
+    config = load_config(config_path)
+    calibration_dir = config.calibration_dir or (layout or StoreLayout.at()).calibration_dir
+    return AlohaRig(config, {a.name: a.spec() for a in config.arms}, calibration_dir)
+
+
+def emulated_rig(config_path: Path | None, layout: StoreLayout | None,
+                 resolution: tuple[int, int] | None = None) -> AlohaRig:
+    """The configured ALOHA with every servo emulated on a pty and every camera a software sensor.
+
+    The emulator process starts when the robot (or leader arms) connect; calibrations are the emulated arms'
+    known ranges unless a calibration file exists under `<store>/calibration/emulated/`.
+    """
+    config = load_config(config_path)
+    if resolution is not None:
+        h, w = resolution
+        config = config.model_copy(update={"cameras": [c.model_copy(update={"height": h, "width": w, "playback": None})
+                                                      for c in config.cameras]})
+    calibration_dir = (layout or StoreLayout.at()).calibration_dir / "emulated"
+    specs = {a.name: a.spec() for a in config.arms}
+    calibrations = {}
+    for name, spec in specs.items():
+        path = config.arm(name).calibration_path(calibration_dir) if config.arm(name).calibration else calibration_dir / f"{name}.json"
+        calibrations[name] = ArmCalibration.load(path) if path.exists() else emu.emulated_calibration(spec)
+
+    def software_camera(cfg: CameraConfig) -> CameraHandle:
+        source = SoftwareSource(cfg.width, cfg.height, cfg.fps, name=cfg.name)
+        seed = sum(map(ord, cfg.name))
+        return CameraHandle(Camera(cfg.name, source), SyntheticFeeder(source, cfg.fps, seed=seed))
+
+    emulator = ServoEmulator({name: emu.servo_setups(spec) for name, spec in specs.items()})
+    return AlohaRig(config, specs, calibration_dir, calibrations, software_camera, emulator)

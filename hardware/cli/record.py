@@ -1,0 +1,150 @@
+"""`aloha record`: record N episodes of a robot driven by its teleoperator (leader arms or a scripted demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from assets_store.errors import StoreError
+from hardware.cli.common import StoreOption, console, fail, layout as store_layout
+
+
+def parse_resolution(text: Optional[str]) -> tuple[int, int] | None:
+    """'480x640' -> (480, 640): height first, as in the image arrays."""
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 480x640, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise typer.BadParameter(f"expected a positive resolution, got {text!r}")
+    return h, w
+
+
+def parse_cameras(values: Optional[list[str]]) -> list[str] | None:
+    """Repeatable and/or comma-separated camera names; 'all' = every camera the robot has; 'none' = no cameras."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    return names or None
+
+
+def record(
+    robot: Annotated[str, typer.Option("--robot", help="sim-transfer-cube | sim-insertion | aloha | emulated")],
+    session: Annotated[str, typer.Option("--session", help="Session name; an unfinalized session is resumed.")],
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record in this run.")] = 1,
+    episode_len: Annotated[int, typer.Option("--episode-len", min=1, help="Control steps per episode.")] = 400,
+    cameras: Annotated[
+        Optional[list[str]], typer.Option("--cameras", help="Camera names (repeat or comma-separate; 'all'; 'none').")
+    ] = None,
+    resolution: Annotated[Optional[str], typer.Option("--resolution", help="Image size HxW, e.g. 480x640.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator: episode i uses seed + i.")] = 0,
+    reset_time: Annotated[
+        Optional[float], typer.Option("--reset-time", help="Seconds between episodes (default: 0 sim, 5 real).")
+    ] = None,
+    realtime: Annotated[
+        Optional[bool],
+        typer.Option("--realtime/--fast", help="Real-time 50 Hz, or as fast as possible (simulators only)."),
+    ] = None,
+    finalize: Annotated[
+        bool, typer.Option("--finalize/--no-finalize", help="Mark the session complete (immutable) at the end.")
+    ] = True,
+    task: Annotated[str, typer.Option("--task", help="Task description stored with each episode.")] = "",
+    operator: Annotated[str, typer.Option("--operator", help="Who recorded.")] = "",
+    config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration file (real ALOHA).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Record episodes into <store>/raw/<session>/. Keys (in a terminal): n next, r re-record, q quit."""
+    from hardware.keyboard import TerminalCommands
+    from hardware.recorder import Progress as RecProgress, RecordConfig, record_session
+    from hardware.robots import RobotOptions, make_robot, make_teleoperator, robot_names
+
+    lay = store_layout(store)
+    options = RobotOptions(cameras=parse_cameras(cameras), resolution=parse_resolution(resolution),
+                           config=config, layout=lay)
+    try:
+        bot = make_robot(robot, options)
+        teleop = make_teleoperator(robot, bot, options)
+    except ValueError as exc:
+        fail(f"{exc} (known robots: {', '.join(robot_names())})")
+    simulated = bool(bot.simulated)
+    if realtime is False and not simulated:
+        fail(f"--fast needs a simulated robot; {robot!r} runs in real time")
+    cfg = RecordConfig(
+        session=session,
+        episodes=episodes,
+        episode_len=episode_len,
+        seed=seed,
+        reset_seconds=reset_time if reset_time is not None else (0.0 if simulated else 5.0),
+        realtime=(not simulated) if realtime is None else realtime,
+        task=task,
+        operator=operator,
+        finalize=finalize,
+    )
+    cams = ", ".join(f"{c.name} {c.height}x{c.width}" for c in bot.cameras) or "none"
+    console.print(f"[bold]recording[/] {episodes} episode(s) of {robot} into {lay.session_dir(session)}")
+    console.print(f"  cameras: {cams}; {episode_len} steps at {bot.fps:g} Hz; "
+                  f"{'real time' if cfg.realtime else 'as fast as possible (virtual clock)'}")
+
+    columns = [
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[rate]:5.1f} Hz"), TextColumn("late {task.fields[late]}"),
+        TextColumn("dropped {task.fields[dropped]}"), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+    ]
+    with TerminalCommands() as keys, Progress(*columns, console=console, transient=False) as progress:
+        console.print("  keys: [bold]n[/] next/end early · [bold]r[/] re-record · [bold]q[/] quit"
+                      if keys.enabled else "  keyboard controls off (stdin is not a terminal)")
+        bar = progress.add_task("starting", total=episode_len, rate=0.0, late=0, dropped=0, note="")
+
+        def on_progress(p: RecProgress) -> None:
+            desc = f"episode {p.episode}/{p.episodes} (#{p.index})"
+            if p.phase == "episode":
+                if p.step % 5 == 0 or p.step == 1:  # rich redraws at 10 Hz; fewer updates keep the loop cheap
+                    progress.update(bar, description=desc, completed=p.step, rate=p.loop_hz, late=p.late_steps,
+                                    dropped=p.dropped_frames, note="")
+            elif p.phase == "saved":
+                progress.update(bar, completed=p.step, rate=p.loop_hz, late=p.late_steps, dropped=p.dropped_frames)
+                progress.console.print(
+                    f"  saved {Path(p.message).name}: {p.step} steps, {p.loop_hz:.1f} Hz, "
+                    f"{p.late_steps} late, {p.dropped_frames} dropped frames"
+                )
+            elif p.phase == "discarded":
+                progress.console.print(f"  discarded episode #{p.index}: recording it again")
+            elif p.phase == "reset":
+                progress.update(bar, description=f"reset before {p.episode + 1}/{p.episodes}", note=p.message)
+
+        try:
+            result = record_session(bot, teleop, lay, cfg, commands=keys, on_progress=on_progress)
+        except StoreError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(f"interrupted: the running episode was discarded; session {session!r} is left open "
+                 "(run the same command again to resume it)", code=130)
+
+    table = Table(title=f"session {session}")
+    for col in ("episode", "steps", "seed", "success", "loop Hz", "steps/s (wall)", "late", "dropped"):
+        table.add_column(col)
+    for e in result.episodes:
+        ok = "-" if e.success is None else ("yes" if e.success else "no")
+        table.add_row(e.path.name, str(e.steps), str(e.seed), ok, f"{e.report.achieved_hz:.1f}",
+                      f"{e.counters['wall_steps_per_s']:.1f}",
+                      str(e.counters["late_steps"]), str(e.counters["dropped_frames"]))
+    console.print(table)
+    if result.discarded:
+        console.print(f"  {result.discarded} episode(s) discarded and re-recorded")
+    if result.marker is not None:
+        console.print(f"[green]session finalized[/]: {result.marker}")
+    else:
+        console.print("session left open: record more with the same --session, it resumes at the next number")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("record")(record)

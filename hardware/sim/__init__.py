@@ -1,0 +1,39 @@
+"""MuJoCo ALOHA simulator: the gym-aloha scenes on the plain `mujoco` bindings, scripted demonstrators, evaluation.
+
+Public entry points (imported lazily, so `hardware.sim.robots` can register robots without loading MuJoCo):
+    make_sim_robot(task, cameras=None, resolution=(480, 640)) -> SimRobot     a `hardware.robot.Robot`
+    ScriptedDemonstrator()                                                   a `hardware.robot.Teleoperator`
+    evaluate(task, make_teleoperator, seeds, cameras=..., resolution=...)  -> EvalResult (closed-loop success)
+    heldout_seeds(n) -> list[int]                                            seeds recording never uses
+
+The OpenGL backend must be chosen before `mujoco` is first imported, so this package picks it on import.
+"""
+
+from importlib import import_module
+
+from hardware.sim.gl import select_gl_backend
+
+select_gl_backend()
+
+_EXPORTS = {
+    "TASKS": "hardware.sim.tasks",
+    "SimTask": "hardware.sim.tasks",
+    "get_task": "hardware.sim.tasks",
+    "SimConfig": "hardware.sim.robot",
+    "SimRobot": "hardware.sim.robot",
+    "make_sim_robot": "hardware.sim.robot",
+    "ScriptedDemonstrator": "hardware.sim.scripted",
+    "plan_demo": "hardware.sim.scripted",
+    "EvalResult": "hardware.sim.evaluation",
+    "EpisodeOutcome": "hardware.sim.evaluation",
+    "evaluate": "hardware.sim.evaluation",
+    "heldout_seeds": "hardware.sim.evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hardware.sim' has no attribute {name!r}")

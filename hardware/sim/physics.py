@@ -1,0 +1,93 @@
+"""A loaded MJCF scene: model + data, the 50 Hz step, contacts, and the ALOHA 14-D joint view of the state."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from hardware.sim import constants as C
+from hardware.sim.assets import scene_path
+
+# Indices of the 16 robot qpos entries that make up the 14-D joint vector (left finger slide stands for the gripper).
+_LEFT_ARM, _LEFT_FINGER = slice(0, 6), 6
+_RIGHT_ARM, _RIGHT_FINGER = slice(8, 14), 14
+
+
+class SimPhysics:
+    def __init__(self, scene_file: str, *, weld_torque_scale: float | None = C.WELD_TORQUE_SCALE):
+        self.model = mujoco.MjModel.from_xml_path(str(scene_path(scene_file)))
+        self.data = mujoco.MjData(self.model)
+        self.substeps = max(1, int(round(C.CONTROL_DT / self.model.opt.timestep)))
+        if weld_torque_scale is not None:
+            for i in range(self.model.neq):
+                if self.model.eq_type[i] == mujoco.mjtEq.mjEQ_WELD:
+                    self.model.eq_data[i, 10] = weld_torque_scale  # keep the compiled relative pose (offset)
+        self._geom_names = [self.model.geom(i).name for i in range(self.model.ngeom)]
+
+    # ---------------------------------------------------------------- state
+    def reset(self, object_poses: np.ndarray) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:16] = C.START_ARM_POSE
+        n = len(object_poses)
+        self.data.qpos[16 : 16 + n] = object_poses
+        if self.model.nu == 16:  # joint scene: hold the start pose
+            self.data.ctrl[:] = C.START_ARM_POSE
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self) -> None:
+        """One control period (10 physics steps of 2 ms)."""
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def qpos14(self) -> np.ndarray:
+        q = self.data.qpos
+        return np.concatenate(
+            [q[_LEFT_ARM], [C.gripper_normalize(q[_LEFT_FINGER])], q[_RIGHT_ARM], [C.gripper_normalize(q[_RIGHT_FINGER])]]
+        ).astype(np.float32)
+
+    def qvel14(self) -> np.ndarray:
+        v = self.data.qvel
+        return np.concatenate(
+            [
+                v[_LEFT_ARM], [C.gripper_velocity_normalize(v[_LEFT_FINGER])],
+                v[_RIGHT_ARM], [C.gripper_velocity_normalize(v[_RIGHT_FINGER])],
+            ]
+        ).astype(np.float32)
+
+    def effort14(self) -> np.ndarray:
+        """Actuator force on each joint (N·m / N), the sim's stand-in for servo current."""
+        f = self.data.qfrc_actuator
+        return np.concatenate([f[_LEFT_ARM], [f[_LEFT_FINGER]], f[_RIGHT_ARM], [f[_RIGHT_FINGER]]]).astype(np.float32)
+
+    def object_poses(self) -> np.ndarray:
+        return self.data.qpos[16:].copy()
+
+    def contacts(self) -> set[frozenset[str]]:
+        names = self._geom_names
+        return {
+            frozenset((names[c.geom1], names[c.geom2]))
+            for c in (self.data.contact[i] for i in range(self.data.ncon))
+        }
+
+    # ---------------------------------------------------------------- commands
+    def set_joint_targets(self, action14: np.ndarray) -> None:
+        """14-D joint targets (grippers normalized) -> the 16 position actuators of the joint scene."""
+        a = np.asarray(action14, dtype=np.float64)
+        lg, rg = C.gripper_unnormalize(a[6]), C.gripper_unnormalize(a[13])
+        self.data.ctrl[:] = np.concatenate([a[0:6], [lg, -lg], a[7:13], [rg, -rg]])
+
+    def set_mocap(self, left: np.ndarray, right: np.ndarray) -> None:
+        """End-effector scene: 8-D per arm (xyz, wxyz quaternion, normalized gripper)."""
+        for i, a in enumerate((left, right)):
+            quat = np.asarray(a[3:7], dtype=np.float64)
+            self.data.mocap_pos[i] = a[:3]
+            self.data.mocap_quat[i] = quat / np.linalg.norm(quat)
+        lg, rg = C.gripper_unnormalize(left[7]), C.gripper_unnormalize(right[7])
+        self.data.ctrl[:] = [lg, -lg, rg, -rg]
+
+    def gripper_command14(self) -> tuple[float, float]:
+        """The EE scene's current gripper targets, normalized (left, right)."""
+        return float(C.gripper_normalize(self.data.ctrl[0])), float(C.gripper_normalize(self.data.ctrl[2]))

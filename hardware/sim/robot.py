@@ -1,0 +1,158 @@
+"""The simulated bimanual ViperX as a `Robot`: 14-D joint targets in, 14-D joints + camera frames out, 50 Hz."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from assets_store.schema import CameraSpec
+from hardware.robot import Observation, Robot
+from hardware.sim import constants as C
+from hardware.sim.physics import SimPhysics
+from hardware.sim.render import CameraRenderer, RenderSettings
+from hardware.sim.tasks import SimTask, get_task
+
+DEFAULT_CAMERAS = ("top",)
+
+
+@dataclass
+class SimConfig:
+    task: str = "transfer_cube"
+    cameras: list[str] = field(default_factory=lambda: list(DEFAULT_CAMERAS))  # ["all"] = every camera in the scene
+    resolution: tuple[int, int] = (480, 640)  # (H, W)
+    shadows: bool = False
+    multisample: bool = False
+
+
+class SimRobot(Robot):
+    """Each `act()` advances physics by one 20 ms control period; `observe()` renders the cameras."""
+
+    simulated = True
+    fps = 1.0 / C.CONTROL_DT
+
+    def __init__(self, config: SimConfig | None = None):
+        self.config = config or SimConfig()
+        self.task: SimTask = get_task(self.config.task)
+        self.name = self.task.robot_name
+        self._physics: SimPhysics | None = None
+        self._renderer: CameraRenderer | None = None
+        self._camera_names = self._resolve_cameras(self.config.cameras)
+        self.seed: int | None = None
+        self.reward = 0
+        self.episode_max_reward = 0
+        self.steps = 0
+
+    # ---------------------------------------------------------------- description
+    @property
+    def joint_names(self) -> list[str]:
+        return list(C.JOINT_NAMES)
+
+    @property
+    def cameras(self) -> list[CameraSpec]:
+        h, w = self.config.resolution
+        return [CameraSpec(name, h, w, serial=f"sim:{name}") for name in self._camera_names]
+
+    def scene_cameras(self) -> list[str]:
+        m = self.physics.model
+        return [m.camera(i).name for i in range(m.ncam)]
+
+    @property
+    def physics(self) -> SimPhysics:
+        if self._physics is None:
+            self._physics = SimPhysics(self.task.joint_scene, weld_torque_scale=None)
+        return self._physics
+
+    def _resolve_cameras(self, cameras: list[str] | None) -> list[str]:
+        if cameras is None:
+            return list(DEFAULT_CAMERAS)
+        if list(cameras) == ["all"]:
+            return self.scene_cameras()
+        return list(cameras)
+
+    # ---------------------------------------------------------------- Robot
+    def connect(self) -> None:
+        if self._renderer is None:
+            h, w = self.config.resolution
+            settings = RenderSettings(h, w, shadows=self.config.shadows, multisample=self.config.multisample)
+            self._renderer = CameraRenderer(self.physics.model, self._camera_names, settings)
+        if self.seed is None and self.steps == 0:
+            self.physics.reset(self.task.object_poses(0))
+
+    def reset(self, seed: int | None = None) -> Observation:
+        self.connect()
+        self.seed = seed
+        self.physics.reset(self.task.object_poses(seed))
+        self.steps = 0
+        self.reward = self.task.reward(self.physics.contacts())
+        self.episode_max_reward = self.reward
+        return self.observe()
+
+    def observe(self) -> Observation:
+        if self._renderer is None:
+            self.connect()
+        p = self.physics
+        images = self._renderer.render(p.data)
+        frame_no = float(self._renderer.frames_rendered)
+        return Observation(
+            qpos=p.qpos14(),
+            qvel=p.qvel14(),
+            effort=p.effort14(),
+            images=images,
+            frame_info={cam: (frame_no, p.time) for cam in images},
+            reward=float(self.reward),
+        )
+
+    def act(self, action: np.ndarray) -> None:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (14,):
+            raise ValueError(f"{self.name}: expected a 14-D joint target, got shape {action.shape}")
+        p = self.physics
+        p.set_joint_targets(action)
+        p.step()
+        self.steps += 1
+        self.reward = self.task.reward(p.contacts())
+        self.episode_max_reward = max(self.episode_max_reward, self.reward)
+
+    def disconnect(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def max_reward(self) -> float | None:
+        return float(self.task.max_reward)
+
+    @property
+    def success(self) -> bool:
+        return self.episode_max_reward >= self.task.max_reward
+
+    def object_poses(self) -> np.ndarray:
+        """Free-body poses (xyz + wxyz per object): what a scripted demonstrator plans against."""
+        return self.physics.object_poses()
+
+    def episode_attrs(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "sim": {
+                "seed": self.seed,
+                "scene": self.task.joint_scene,
+                "mujoco_version": mujoco.__version__,
+                "initial_object_poses": self.task.object_poses(self.seed).tolist(),
+                "max_reward": self.episode_max_reward,
+                "success": self.success,
+                "resolution": list(self.config.resolution),
+            },
+        }
+
+
+def make_sim_robot(
+    task: str = "transfer_cube",
+    cameras: list[str] | None = None,
+    resolution: tuple[int, int] = (480, 640),
+    **render_options: Any,
+) -> SimRobot:
+    """A simulated ALOHA for `task` ("transfer_cube" | "insertion"), cameras default ["top"], resolution (H, W)."""
+    cams = list(DEFAULT_CAMERAS) if cameras is None else list(cameras)  # [] = no cameras (fast evaluation)
+    return SimRobot(SimConfig(task=task, cameras=cams, resolution=tuple(resolution), **render_options))
