@@ -7,6 +7,7 @@ verbs through the `aloha.commands` entry-point group: each entry is a `register(
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import entry_points
 
 import typer
@@ -32,7 +33,12 @@ def build_app() -> typer.Typer:
             raise
         module.register(app)
     for ep in entry_points(group="aloha.commands"):
-        ep.load()(app)
+        try:
+            register = ep.load()
+        except ImportError as exc:  # a broken plugin must not take the robot-side verbs down with it
+            print(f"aloha: commands from {ep.value!r} are unavailable: {exc}", file=sys.stderr)
+            continue
+        register(app)
     return app
 
 
