@@ -347,6 +347,7 @@ class EpisodeWriter:
             "duration_s": float(self._timestamps[-1] - self._timestamps[0]) if T > 1 else 0.0,
             "jpeg_quality": self.jpeg_quality,
             "episode_index": self.index,
+            "status": "ok",  # the recorder writes "failed" (+ "failure") for an episode cut short by a robot fault
             **self.info.to_attrs(),
             "counters": counters,
             "writer": {k: v for k, v in asdict(self.stats).items()},

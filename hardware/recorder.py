@@ -43,6 +43,14 @@ from hardware.robot import Robot, Teleoperator
 SOFTWARE_VERSION = "aloha-pipeline 0.1.0"
 
 
+class EpisodeFailed(RuntimeError):
+    """The robot or teleoperator faulted mid-episode; the partial episode was kept at `path`, marked failed."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"episode {path.name} failed and was kept marked failed ({path}): {reason}")
+
+
 @dataclass
 class RecordConfig:
     session: str
@@ -62,7 +70,7 @@ class RecordConfig:
 class Progress:
     """What a progress display needs; passed to `on_progress` every step and at every phase change."""
 
-    phase: str  # "episode" | "saved" | "discarded" | "reset" | "done"
+    phase: str  # "episode" | "saved" | "discarded" | "failed" | "reset" | "done"
     episode: int  # 1-based number within this run
     episodes: int
     index: int  # store index of the episode
@@ -226,6 +234,25 @@ class Recorder:
                 self.robot, self.teleoperator, num_steps=cfg.episode_len, seed=seed,
                 on_step=on_step, should_stop=should_stop, loop=loop,
             )
+        except Exception as exc:
+            # A fault mid-episode (servo overload, camera unplugged, leader arm silent): the robot has already
+            # stopped safely; keep what was recorded, marked failed with the reason, so it can be inspected but
+            # is never trained on (the pipeline quarantines failed episodes).
+            if len(writer) == 0 or isinstance(exc, StoreError):
+                writer.discard()
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            try:
+                path = writer.close(extra_attrs={
+                    "status": "failed", "failure": reason,
+                    "counters": {"steps": len(writer), "late_steps": state["late"], "dropped_frames": state["dropped"]},
+                    "extra": {**writer.info.extra, "seed": seed},
+                })
+            except Exception:
+                writer.discard()
+                raise exc from None
+            self.on_progress(Progress("failed", number, cfg.episodes, index, step=len(writer), message=reason))
+            raise EpisodeFailed(path, reason) from exc
         except BaseException:
             writer.discard()
             raise

@@ -16,6 +16,11 @@ import numpy as np
 from assets_store.schema import CameraSpec
 
 
+class RobotError(RuntimeError):
+    """A robot could not do what was asked (servo fault, camera gone, not calibrated). The message names the
+    device (port, servo ID, camera) and the fault; the robot has already stopped safely when this is raised."""
+
+
 @dataclass
 class Observation:
     qpos: np.ndarray  # (J,) float32, follower joints, grippers normalized to [0, 1]

@@ -141,6 +141,37 @@ def test_servo_fault_stops_every_follower_and_names_it(rig):
         assert not any(torque_of(rig.emulator, bus))
 
 
+def test_servo_fault_while_recording_marks_the_episode_failed(rig, layout):
+    """A hardware error mid-episode: followers stop safely, the partial episode is kept marked failed, and the
+    message names the port, the servo ID and the fault."""
+    from assets_store import EpisodeReader, SessionIndex, is_session_finalized
+    from hardware.recorder import EpisodeFailed, RecordConfig, record_session
+
+    class FaultyOperator(LeaderArms):
+        steps = 0
+
+        def next_action(self, observation):
+            self.steps += 1
+            if self.steps == 10:  # overload on the right elbow, reported with the next status packet
+                rig.emulator.inject("right_follower", "hardware_error", ids=[4], bits=0x20)
+            return super().next_action(observation)
+
+    rig.config.start_ramp_s = 0.0
+    robot, leaders = AlohaRobot(rig, cameras=[]), FaultyOperator(rig, gesture=False)
+    cfg = RecordConfig(session="faulty", episodes=2, episode_len=100, realtime=True)
+    with pytest.raises(EpisodeFailed) as err:
+        record_session(robot, leaders, layout, cfg)
+    msg = str(err.value)
+    assert rig.specs["right_follower"].port in msg and "servo ID 4" in msg and "overload" in msg
+    reader = EpisodeReader(err.value.path)
+    assert reader.attrs["status"] == "failed" and "overload" in reader.attrs["failure"]
+    assert 10 <= len(reader) < 100
+    assert not is_session_finalized(layout.session_dir("faulty"))
+    assert [e.attrs["status"] for e in SessionIndex(layout, "faulty").episodes()] == ["failed"]
+    for bus in FOLLOWERS:
+        assert not any(torque_of(rig.emulator, bus))  # released on disconnect
+
+
 def test_mobile_aloha_takes_16d_actions(layout):
     rig = emulated_rig(default_config_path("mobile_aloha"), layout, resolution=(24, 32))
     robot = AlohaRobot(rig)

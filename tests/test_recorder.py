@@ -14,7 +14,7 @@ from assets_store.errors import StoreError
 from assets_store.schema import CameraSpec
 from hardware.control_loop import VirtualClock
 from hardware.keyboard import Command, TerminalCommands
-from hardware.recorder import RecordConfig, Recorder, record_session
+from hardware.recorder import EpisodeFailed, RecordConfig, Recorder, record_session
 from hardware.robot import Observation, Robot, Teleoperator
 
 J = 3
@@ -178,17 +178,32 @@ def test_resume_continues_numbering_and_finalized_session_is_immutable(layout):
         Recorder(LaggyRobot(), Sine(), layout, cfg2).run()
 
 
-def test_failure_mid_episode_leaves_no_episode(layout):
+def test_fault_mid_episode_keeps_the_partial_episode_marked_failed(layout):
     class Broken(Sine):
         def next_action(self, observation):
             if len(self.sent[-1]) == 4:
                 raise RuntimeError("leader arm unplugged")
             return super().next_action(observation)
 
-    cfg = RecordConfig(session="s5", episodes=1, episode_len=10, realtime=False)
-    with pytest.raises(RuntimeError, match="unplugged"):
+    cfg = RecordConfig(session="s5", episodes=2, episode_len=10, realtime=False)
+    with pytest.raises(EpisodeFailed, match="unplugged") as err:
         record_session(LaggyRobot(), Broken(), layout, cfg)
-    assert list(layout.session_dir("s5").iterdir()) == []
+    r = EpisodeReader(err.value.path)
+    assert len(r) == 4  # the steps before the fault
+    assert r.attrs["status"] == "failed" and r.attrs["failure"] == "RuntimeError: leader arm unplugged"
+    assert not is_session_finalized(layout.session_dir("s5"))  # the session stays open for a retry
+    assert [e.attrs["status"] for e in SessionIndex(layout, "s5").episodes()] == ["failed"]
+
+
+def test_fault_on_the_first_step_leaves_nothing(layout):
+    class Dead(Sine):
+        def next_action(self, observation):
+            raise RuntimeError("leader arm silent")
+
+    cfg = RecordConfig(session="s6", episodes=1, episode_len=10, realtime=False)
+    with pytest.raises(RuntimeError, match="silent"):
+        record_session(LaggyRobot(), Dead(), layout, cfg)
+    assert list(layout.session_dir("s6").iterdir()) == []
 
 
 def test_terminal_commands_read_keys_from_a_pty_and_are_off_without_a_tty(tmp_path):

@@ -7,6 +7,8 @@ gone: the next `read()` raises `CameraDisconnected`, so a step never waits more 
 
 from __future__ import annotations
 
+from hardware.robot import RobotError
+
 import collections
 import threading
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from hardware.cameras.sources import Frame, FrameSource, SourceError
 
 
-class CameraDisconnected(RuntimeError):
+class CameraDisconnected(RobotError):
     pass
 
 

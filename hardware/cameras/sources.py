@@ -8,6 +8,8 @@ frames converted the same way, with the device's frame number and timestamp.
 
 from __future__ import annotations
 
+from hardware.robot import RobotError
+
 import collections
 import threading
 import time
@@ -27,7 +29,7 @@ class Frame:
     host_time: float  # time.monotonic() when we received it
 
 
-class SourceError(RuntimeError):
+class SourceError(RobotError):
     pass
 
 

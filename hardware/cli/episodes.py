@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"No sessions in {lay.raw_dir}")
             return
         table = Table(title=f"Episodes in {lay.root}")
-        for col in ("session", "episode", "steps", "seconds", "fps", "cameras", "dropped", "late"):
+        for col in ("session", "episode", "status", "steps", "seconds", "fps", "cameras", "dropped", "late"):
             table.add_column(col, justify="right" if col in ("steps", "seconds", "fps", "dropped", "late") else "left")
         try:
             for s in sessions:
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
                 for e in idx.episodes():
                     counters = e.attrs.get("counters") or {}
                     table.add_row(
-                        label, e.name, str(e.num_steps), f"{e.duration_s:.1f}", f"{e.fps:g}", ",".join(e.cameras),
+                        label, e.name, e.attrs.get("status", "ok"), str(e.num_steps), f"{e.duration_s:.1f}", f"{e.fps:g}", ",".join(e.cameras),
                         str(counters.get("dropped_frames", 0)), str(counters.get("late_steps", 0)),
                     )
                     label = ""
@@ -83,6 +83,7 @@ def register(app: typer.Typer) -> None:
         dt = r.timestamps[1:] - r.timestamps[:-1] if len(r) > 1 else None
         rows = [
             ("schema", f"{a['schema']} v{a['schema_version']}"),
+            ("status", a.get("status", "ok") + (f": {a['failure']}" if a.get("failure") else "")),
             ("robot / task", f"{r.info.robot} / {r.info.task or '-'}"),
             ("session / operator", f"{r.info.session} / {r.info.operator or '-'}"),
             ("steps", f"{len(r)}  ({len(r) / r.fps:.2f} s at {r.fps:g} Hz)"),

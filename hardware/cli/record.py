@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from assets_store.errors import StoreError
+from hardware.robot import RobotError
 from hardware.cli.common import StoreOption, console, fail, layout as store_layout
 
 
@@ -63,7 +64,7 @@ def record(
 ) -> None:
     """Record episodes into <store>/raw/<session>/. Keys (in a terminal): n next, r re-record, q quit."""
     from hardware.keyboard import TerminalCommands
-    from hardware.recorder import Progress as RecProgress, RecordConfig, record_session
+    from hardware.recorder import EpisodeFailed, Progress as RecProgress, RecordConfig, record_session
     from hardware.robots import RobotOptions, make_robot, make_teleoperator, robot_names
 
     lay = store_layout(store)
@@ -115,6 +116,8 @@ def record(
                     f"  saved {Path(p.message).name}: {p.step} steps, {p.loop_hz:.1f} Hz, "
                     f"{p.late_steps} late, {p.dropped_frames} dropped frames"
                 )
+            elif p.phase == "failed":
+                progress.console.print(f"  [red]episode #{p.index} failed after {p.step} steps[/]: {p.message}")
             elif p.phase == "discarded":
                 progress.console.print(f"  discarded episode #{p.index}: recording it again")
             elif p.phase == "reset":
@@ -122,8 +125,14 @@ def record(
 
         try:
             result = record_session(bot, teleop, lay, cfg, commands=keys, on_progress=on_progress)
-        except StoreError as exc:
+        except (StoreError, RobotError) as exc:  # e.g. an uncalibrated arm or a missing camera at connect
+            progress.stop()
             fail(str(exc))
+        except EpisodeFailed as exc:
+            progress.stop()
+            fail(f"{exc.reason}\n  the robot stopped safely; episode {exc.path.name} is kept, marked failed "
+                 f"(it is never trained on); session {session!r} is left open: fix the fault and run the same "
+                 "command again to resume")
         except KeyboardInterrupt:
             progress.stop()
             fail(f"interrupted: the running episode was discarded; session {session!r} is left open "

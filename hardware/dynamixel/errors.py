@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hardware.robot import RobotError
 
-class DynamixelError(RuntimeError):
+
+class DynamixelError(RobotError):
     pass
 
 
