@@ -1,0 +1,129 @@
+"""`aloha rollout`: drive a robot (simulated, emulated or real) with a trained policy bundle in the 50 Hz loop."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from assets_store.bundle import verify_bundle
+from assets_store.errors import StoreError
+from hardware.cli.common import StoreOption, console, fail, layout
+
+CHAMPION = "champion"
+
+
+def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
+    """A bundle directory, or 'champion': the promoted bundle under <store>/deploy/<name>/champion."""
+    if policy == CHAMPION:
+        path = layout(store).deploy_dir / name / CHAMPION
+        if not path.is_dir():
+            fail(f"no champion deployed at {path}; run the pipeline (or `aloha demo`), or pass --policy DIR")
+        return path
+    path = Path(policy)
+    if not path.is_dir():
+        fail(f"--policy {policy!r}: expected a bundle directory or 'champion'")
+    return path.resolve()
+
+
+def _resolution(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW, e.g. 480x640; got {text!r}") from None
+    return h, w
+
+
+def rollout(
+    robot: Annotated[str, typer.Option("--robot", help="sim-transfer-cube | sim-insertion | emulated | aloha")],
+    policy: Annotated[str, typer.Option("--policy", help="Bundle directory, or 'champion' (the deployed one).")],
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to run.")] = 1,
+    temporal_ensemble: Annotated[
+        float, typer.Option("--temporal-ensemble", help="k of the exp(-k i) weights; negative: chunks open loop.")
+    ] = 0.01,
+    query_every: Annotated[int, typer.Option("--query-every", min=1, help="Steps between policy queries.")] = 1,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="First seed (sim placement); default: held-out evaluation seeds.")
+    ] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Control steps per episode.")] = 400,
+    video: Annotated[Optional[Path], typer.Option("--video", help="Save one MP4 per episode here.")] = None,
+    resolution: Annotated[Optional[str], typer.Option("--resolution", help="Camera HxW where selectable.")] = None,
+    realtime: Annotated[
+        Optional[bool], typer.Option("--realtime/--no-realtime", help="Sim default: as fast as possible.")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = "aloha-act",
+    config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration (real/emulated).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
+    if robot.startswith("sim-"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    from hardware.rollout import IncompatiblePolicy, make_robot_for_policy, run_rollouts
+    from model.policy import Policy
+
+    bundle = resolve_policy(store, policy, name)
+    try:
+        manifest = verify_bundle(bundle)  # never load weights whose hashes do not match
+    except StoreError as exc:
+        fail(str(exc))
+    k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
+    try:
+        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, verify=False)
+    except ValueError as exc:
+        fail(str(exc))
+    extra = {"config": config, "layout": layout(store)}
+    # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
+    res = _resolution(resolution) or (tuple(pol.image_size) if robot.startswith("sim-") else None)
+    try:
+        bot = make_robot_for_policy(robot, pol, resolution=res, **extra)
+    except IncompatiblePolicy as exc:
+        fail(f"refusing to run: {exc}", code=2)
+    if seed is None and getattr(bot, "simulated", False):
+        from hardware.sim import heldout_seeds
+
+        seeds: list[Optional[int]] = list(heldout_seeds(episodes))
+    else:
+        seeds = [None if seed is None else seed + i for i in range(episodes)]
+
+    console.print(
+        f"policy {bundle} (dataset {manifest.get('dataset_id') or '?'}) on {robot}: {episodes} episode(s), "
+        f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
+    )
+
+    def on_episode(ep) -> None:
+        verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "done"}[ep.success]
+        console.print(
+            f"  seed {ep.seed}: {verdict}  max reward {ep.max_reward}  {ep.steps} steps  {ep.seconds:.1f} s"
+            + (f"  late {ep.late_steps}" if ep.late_steps else "")
+            + (f"  video {ep.video}" if ep.video else "")
+        )
+
+    try:
+        report = run_rollouts(
+            bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode
+        )
+    except IncompatiblePolicy as exc:
+        fail(f"refusing to run: {exc}", code=2)
+    table = Table(title="rollout", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rate = report.success_rate
+    succ = sum(bool(e.success) for e in report.episodes)
+    table.add_row("success rate", "n/a (robot cannot judge)" if rate is None else f"{rate:.0%} ({succ}/{len(report.episodes)})")
+    lat = report.latency_ms
+    table.add_row("latency ms p50/p90/p99/max", f"{lat.p50:.1f} / {lat.p90:.1f} / {lat.p99:.1f} / {lat.max:.1f}")
+    table.add_row("late steps", str(sum(e.late_steps for e in report.episodes)))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rollout")(rollout)

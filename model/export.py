@@ -1,0 +1,81 @@
+"""Checkpoint -> policy bundle (DESIGN.md): model.safetensors + config.json + stats.json, sealed with sha256 hashes.
+
+No pickle: weights are safetensors, everything else JSON. Built in a temporary sibling directory and renamed into
+place, so a half-written bundle never sits under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from assets_store.bundle import seal_bundle
+from model.checkpoint import find_checkpoint, load_checkpoint
+
+BUNDLE_MODEL_FORMAT = "aloha-act"
+BUNDLE_MODEL_VERSION = 1
+
+
+def bundle_config(act_config: dict, meta: dict) -> dict[str, Any]:
+    return {
+        "format": BUNDLE_MODEL_FORMAT,
+        "format_version": BUNDLE_MODEL_VERSION,
+        "architecture": "act",
+        "act": act_config,
+        "camera_names": list(act_config["camera_names"]),
+        "joint_names": list(meta["joint_names"]),
+        "action_names": list(meta["action_names"]),
+        "fps": float(meta["fps"]),
+        "chunk_size": int(act_config["chunk_size"]),
+        "image_size": [int(x) for x in meta["image_size"]],
+        "dataset_id": meta.get("dataset_id", ""),
+    }
+
+
+def write_bundle_files(out: Path, state_dict: dict[str, torch.Tensor], config: dict, stats_json: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
+               for k, v in state_dict.items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": BUNDLE_MODEL_FORMAT})
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    (out / "stats.json").write_text(json.dumps(stats_json, indent=2, sort_keys=True))
+
+
+def export_bundle(
+    checkpoint: Path,
+    bundle_dir: Path,
+    *,
+    dataset_id: str = "",
+    mlflow_run_id: str = "",
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Write and seal a policy bundle from a training checkpoint (file, or run directory -> its best.pt)."""
+    ckpt = load_checkpoint(find_checkpoint(checkpoint))
+    meta = dict(ckpt["meta"])
+    config = bundle_config(ckpt["act_config"], meta)
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bundle_files(tmp, ckpt["model"], config, ckpt["stats"])
+        all_metrics = {"best_val_loss": float(ckpt["best_val_loss"]), "steps": float(ckpt["step"]), **(metrics or {})}
+        seal_bundle(tmp, dataset_id=dataset_id or meta.get("dataset_id", ""), mlflow_run_id=mlflow_run_id,
+                    metrics=all_metrics)
+        if bundle_dir.exists():
+            old = bundle_dir.with_name(f".{bundle_dir.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(bundle_dir, old)
+            os.rename(tmp, bundle_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, bundle_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return bundle_dir

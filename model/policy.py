@@ -1,0 +1,162 @@
+"""Inference: a policy bundle -> one action per control step, in robot units.
+
+    policy = Policy.from_bundle(dir)                      # verifies every sha256 first
+    policy.check_compatible(robot_cameras, robot_joints)  # ValueError naming the mismatch
+    policy.reset()                                        # at the start of every episode
+    action = policy.act(qpos, {"top": frame, ...})        # frames at any resolution, resized here
+
+Two ways to serve a chunk: open loop (query the model every `query_every` steps and play the chunk), or temporal
+ensembling (query every step; the action for step t averages every chunk that predicted t with weights exp(-k*i),
+i = 0 the OLDEST prediction, as in the ACT reference; k = 0.01 by default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from assets_store.bundle import verify_bundle
+from assets_store.stats import stats_from_json
+from model.act import ACT
+from model.config import ACTConfig
+from model.data import floored, resize_uint8
+
+
+def ensemble_weights(n: int, k: float) -> np.ndarray:
+    """Normalized weights of n predictions ordered oldest first: exp(-k * i)."""
+    w = np.exp(-k * np.arange(n, dtype=np.float64))
+    return w / w.sum()
+
+
+class TemporalEnsembler:
+    """Keeps the chunks still covering future steps; `push` a chunk predicted at step t, `pop` the action for t."""
+
+    def __init__(self, k: float):
+        self.k = float(k)
+        self.chunks: deque[tuple[int, np.ndarray]] = deque()  # (step the chunk starts at, (chunk, A))
+
+    def reset(self) -> None:
+        self.chunks.clear()
+
+    def push(self, step: int, chunk: np.ndarray) -> None:
+        self.chunks.append((step, np.asarray(chunk, dtype=np.float64)))
+
+    def pop(self, step: int) -> np.ndarray:
+        while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= step:
+            self.chunks.popleft()  # no longer covers this step
+        preds = [c[step - s] for s, c in self.chunks if s <= step < s + len(c)]  # oldest first
+        if not preds:
+            raise RuntimeError(f"no prediction covers step {step}")
+        w = ensemble_weights(len(preds), self.k)
+        return (w[:, None] * np.stack(preds)).sum(0)
+
+
+class Policy:
+    def __init__(self, model: ACT, config: dict, stats: dict, *, device: str = "cpu",
+                 temporal_ensemble_k: float | None = 0.01, query_every: int = 1):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.config = config
+        self.cfg: ACTConfig = model.cfg
+        self.stats = {k: floored(v) for k, v in stats.items()}
+        self.camera_names: list[str] = list(config["camera_names"])
+        self.joint_names: list[str] = list(config["joint_names"])
+        self.action_names: list[str] = list(config["action_names"])
+        self.fps: float = float(config["fps"])
+        self.image_size: tuple[int, int] = tuple(int(x) for x in config["image_size"])
+        self.chunk_size = self.cfg.chunk_size
+        if temporal_ensemble_k is not None and query_every != 1:
+            raise ValueError(
+                f"temporal ensembling queries the model every step; got query_every={query_every}. "
+                "Pass temporal_ensemble_k=None to execute chunks open loop every `query_every` steps."
+            )
+        if not 1 <= query_every <= self.chunk_size:
+            raise ValueError(f"query_every must be in 1..chunk_size ({self.chunk_size}), got {query_every}")
+        self.query_every = int(query_every)
+        self.temporal_ensemble_k = temporal_ensemble_k
+        self._ens = TemporalEnsembler(temporal_ensemble_k) if temporal_ensemble_k is not None else None
+        q, a = self.stats["qpos"], self.stats["action"]
+        self._q_mean, self._q_std = (torch.tensor(x, dtype=torch.float32) for x in (q.mean, q.std))
+        self._a_mean, self._a_std = a.mean.astype(np.float64), a.std.astype(np.float64)
+        self.reset()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_bundle(cls, bundle_dir: Path, device: str = "cpu", temporal_ensemble_k: float | None = 0.01,
+                    query_every: int = 1, verify: bool = True) -> "Policy":
+        bundle_dir = Path(bundle_dir)
+        if verify:
+            verify_bundle(bundle_dir)
+        config = json.loads((bundle_dir / "config.json").read_text())
+        if config.get("architecture") != "act":
+            raise ValueError(f"{bundle_dir}: config.json architecture {config.get('architecture')!r}, expected 'act'")
+        stats = stats_from_json(json.loads((bundle_dir / "stats.json").read_text()))
+        model = ACT(ACTConfig(**config["act"]))
+        state = load_file(str(bundle_dir / "model.safetensors"))
+        model.load_state_dict(state, strict=True)
+        return cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k, query_every=query_every)
+
+    # ------------------------------------------------------------------ checks
+    def check_compatible(self, camera_names, joint_names) -> None:
+        problems = []
+        missing = [c for c in self.camera_names if c not in set(camera_names)]
+        if missing:
+            problems.append(f"cameras {missing} required by the policy are missing (robot has {list(camera_names)})")
+        if list(joint_names) != self.joint_names:
+            problems.append(f"joint names differ: policy expects {self.joint_names}, robot has {list(joint_names)}")
+        if problems:
+            raise ValueError("policy is incompatible with this robot: " + "; ".join(problems))
+
+    # ------------------------------------------------------------------ serving
+    def reset(self) -> None:
+        self.t = 0
+        self._chunk: np.ndarray | None = None
+        if self._ens is not None:
+            self._ens.reset()
+
+    def _inputs(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]):
+        qpos = np.asarray(qpos, dtype=np.float32)
+        if qpos.shape != (len(self.joint_names),):
+            raise ValueError(f"qpos: expected shape ({len(self.joint_names)},), got {qpos.shape}")
+        missing = [c for c in self.camera_names if c not in images]
+        if missing:
+            raise ValueError(f"images: missing cameras {missing}; got {sorted(images)}")
+        q = (torch.from_numpy(qpos) - self._q_mean) / self._q_std
+        imgs = torch.stack([resize_uint8(np.asarray(images[c], dtype=np.uint8), self.image_size) for c in self.camera_names])
+        return q[None].to(self.device), imgs[None].to(self.device).float().div_(255.0)
+
+    @torch.inference_mode()
+    def predict_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(chunk, A) actions in robot units for the current observation (z = 0)."""
+        q, imgs = self._inputs(qpos, images)
+        a_hat, _, _ = self.model(q, imgs)
+        return a_hat[0].double().cpu().numpy() * self._a_std + self._a_mean
+
+    def act(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
+        t = self.t
+        if self._ens is not None:
+            self._ens.push(t, self.predict_chunk(qpos, images))
+            action = self._ens.pop(t)
+        else:
+            if t % self.query_every == 0:
+                self._chunk = self.predict_chunk(qpos, images)
+            action = self._chunk[t % self.query_every]
+        self.t += 1
+        return action.astype(np.float32)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.inference_mode()
+    def evaluate_loss(self, qpos: np.ndarray, images: Mapping[str, np.ndarray], actions: np.ndarray,
+                      is_pad: np.ndarray | None = None) -> float:
+        """L1 (normalized units, z = 0) of the chunk predicted for one observation against the recorded actions."""
+        chunk = np.asarray(actions, dtype=np.float64)[: self.chunk_size]
+        pred = (self.predict_chunk(qpos, images)[: len(chunk)] - self._a_mean) / self._a_std
+        target = (chunk - self._a_mean) / self._a_std
+        valid = np.ones(len(chunk), bool) if is_pad is None else ~np.asarray(is_pad, bool)[: len(chunk)]
+        return float(np.abs(pred - target)[valid].mean()) if valid.any() else 0.0

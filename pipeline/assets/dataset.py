@@ -1,0 +1,97 @@
+"""dataset: every validated session merged into one manifest + normalization statistics; id = manifest hash.
+
+Statistics come from the per-episode partial sums cached by validation, so adding a session costs O(episodes)
+arithmetic and never re-reads the episodes of earlier sessions.
+"""
+
+
+import json
+from typing import Optional
+
+from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+
+from assets_store.dataset import build_manifest, write_dataset
+from assets_store.stats import PartialStats, dataset_stats
+from pipeline.assets.ingest import validated_episodes
+from pipeline.partitions import SESSIONS
+from pipeline.resources import StoreResource
+
+DATASET_GROUP = "dataset"
+
+
+class DatasetConfig(Config):
+    val_fraction: float = 0.1
+    robot: Optional[str] = None  # keep only this robot's episodes; required when sessions mix robots
+    sessions: list[str] = []  # empty: every session validated so far
+
+
+@asset(
+    group_name=DATASET_GROUP,
+    deps=[validated_episodes],
+    description="Manifest (episodes, content hashes, train/val split) and merged statistics of all validated sessions.",
+    kinds={"json"},
+)
+def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreResource) -> MaterializeResult:
+    layout = store.layout
+    known = context.instance.get_dynamic_partitions(SESSIONS)
+    sessions = [s for s in (config.sessions or known) if store.session_summary_path(s).is_file()]
+    if not sessions:
+        raise Failure("no validated session yet: record a session, finalize it and run the ingest job")
+
+    rows, partials, per_session = [], [], {}
+    meta_of: dict[str, dict] = {}
+    for session in sorted(sessions):
+        summary = json.loads(store.session_summary_path(session).read_text())
+        count = 0
+        for ep in summary["episodes"]:
+            if config.robot and ep["robot"] != config.robot:
+                continue
+            rows.append((session, ep["episode"], ep["content_hash"], ep["num_steps"]))
+            partials.append({k: PartialStats.from_dict(v) for k, v in ep["partial_stats"].items()})
+            meta_of.setdefault(
+                json.dumps([ep["robot"], ep["joint_names"], ep["action_names"], ep["camera_names"], ep["fps"]]),
+                ep,
+            )
+            count += 1
+        per_session[session] = count
+    if not rows:
+        raise Failure(f"no episodes match robot={config.robot!r} in sessions {sessions}")
+    if len(meta_of) > 1:
+        kinds = sorted({(m["robot"], tuple(m["camera_names"])) for m in meta_of.values()})
+        raise Failure(
+            f"sessions disagree on robot/joints/cameras/fps {kinds}; pick one with the dataset config `robot`"
+        )
+    ref = next(iter(meta_of.values()))
+    manifest = build_manifest(
+        rows,
+        val_fraction=config.val_fraction,
+        robot=ref["robot"],
+        fps=float(ref["fps"]),
+        joint_names=list(ref["joint_names"]),
+        action_names=list(ref["action_names"]),
+        camera_names=list(ref["camera_names"]),
+    )
+    stats = dataset_stats(partials)
+    out = write_dataset(layout, manifest, stats)
+    context.log.info(f"dataset {manifest.id}: {len(rows)} episodes from {len(sessions)} sessions -> {out}")
+    qpos = stats["qpos"]
+    stats_md = "| joint | mean | std | min | max |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {n} | {qpos.mean[i]:.3f} | {qpos.std[i]:.3f} | {qpos.min[i]:.3f} | {qpos.max[i]:.3f} |"
+        for i, n in enumerate(manifest.joint_names)
+    )
+    return MaterializeResult(
+        metadata={
+            "dataset_id": manifest.id,
+            "dataset_dir": MetadataValue.path(str(out)),
+            "robot": manifest.robot,
+            "episodes": len(manifest.episodes),
+            "episodes_train": len(manifest.train),
+            "episodes_val": len(manifest.val),
+            "steps": manifest.num_steps,
+            "duration_s": manifest.num_steps / manifest.fps,
+            "sessions": MetadataValue.json(per_session),
+            "cameras": ", ".join(manifest.camera_names),
+            "qpos_stats": MetadataValue.md(stats_md),
+        },
+        data_version=DataVersion(manifest.id),
+    )

@@ -1,0 +1,117 @@
+"""deployed_policy: register the candidate in MLflow, and promote it (alias `champion` + a copy under
+<store>/deploy/) only when it beats the current champion. The reason is recorded either way."""
+
+
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from assets_store.bundle import copy_bundle, verify_bundle
+from assets_store.hashing import file_sha256
+from pipeline.assets.evaluation import policy_evaluation
+from pipeline.assets.training import latest_metadata
+from pipeline.promotion import Decision, Scores, decide
+from pipeline.resources import CHAMPION_ALIAS, MlflowResource, StoreResource
+
+DEPLOYMENT_GROUP = "deployment"
+
+
+class DeploymentConfig(Config):
+    force: bool = False  # promote even if the gate says no (the reason says so)
+
+
+def current_champion(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def ensure_registered_model(client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="ACT policies trained by the aloha pipeline")
+
+
+def register_candidate(client, name: str, run_id: str, source: str, tags: dict[str, str]):
+    """One model version per training run: re-materializing the gate never registers a run twice."""
+    ensure_registered_model(client, name)
+    for mv in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        return mv
+    return client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+
+
+@asset(
+    group_name=DEPLOYMENT_GROUP,
+    deps=[policy_evaluation],
+    description="Promotion gate vs the MLflow alias `champion`; promoted bundles are copied under <store>/deploy/.",
+    kinds={"mlflow"},
+)
+def deployed_policy(
+    context: AssetExecutionContext, config: DeploymentConfig, store: StoreResource, mlflow: MlflowResource
+) -> MaterializeResult:
+    ev = latest_metadata(context, "policy_evaluation")
+    trained = latest_metadata(context, "act_policy")
+    run_id = str(ev["mlflow_run_id"])
+    if run_id != str(trained["mlflow_run_id"]):
+        context.log.warning("the latest evaluation is of an older training run; gating that evaluated candidate")
+    bundle_dir = Path(str(ev["bundle_dir"]))
+    manifest = verify_bundle(bundle_dir)
+    measured = ev.get("primary_metric") == "success_rate"
+    scores = Scores(float(ev["success_rate"]) if measured else None, float(ev["val_loss"]))
+
+    name = mlflow.registered_model_name
+    client = mlflow.client()
+    source = str(trained["mlflow_artifact_uri"]) if run_id == str(trained["mlflow_run_id"]) else None
+    if source is None:
+        source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/bundle"
+    tags = {
+        **scores.to_tags(),
+        "dataset_id": str(ev.get("dataset_id", "")),
+        "bundle_manifest_sha256": file_sha256(bundle_dir / "manifest.json"),
+        "dagster_run_id": context.run.run_id,
+    }
+    version = register_candidate(client, name, run_id, source, tags)
+    champion = current_champion(client, name)
+
+    if champion is not None and champion.version == version.version:
+        decision = Decision(False, f"v{version.version} is already the champion")
+    else:
+        label = f"champion v{champion.version}" if champion is not None else "champion"
+        decision = decide(scores, Scores.from_tags(champion.tags) if champion is not None else None, label)
+        if config.force and not decision.promote:
+            decision = Decision(True, f"forced by run config (gate said: {decision.reason})")
+
+    deploy_dir = store.deploy_path(name, CHAMPION_ALIAS)
+    if decision.promote:
+        copy_bundle(bundle_dir, store.deploy_path(name, version.version))
+        copy_bundle(bundle_dir, deploy_dir)
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+    client.set_model_version_tag(name, version.version, "promotion", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
+    context.log.info(f"{name} v{version.version}: {'PROMOTED' if decision.promote else 'not promoted'}: {decision.reason}")
+
+    champion_now = current_champion(client, name)
+    metadata: dict[str, Any] = {
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "registered_model": name,
+        "candidate_version": int(version.version),
+        "champion_version": int(champion_now.version) if champion_now is not None else -1,
+        "mlflow_run_id": run_id,
+        "mlflow_model": MetadataValue.url(f"{mlflow.ui_url.rstrip('/')}/#/models/{name}/versions/{version.version}"),
+        "primary_metric": scores.primary,
+        "candidate_success_rate": scores.success_rate if scores.success_rate is not None else -1.0,
+        "candidate_val_loss": scores.val_loss if scores.val_loss is not None else float("nan"),
+        "candidate_bundle": MetadataValue.path(str(bundle_dir)),
+        "bundle_files": MetadataValue.json(manifest["files"]),
+    }
+    if decision.promote or deploy_dir.exists():
+        metadata["deploy_dir"] = MetadataValue.path(str(deploy_dir))
+    return MaterializeResult(metadata=metadata)

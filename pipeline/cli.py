@@ -1,0 +1,202 @@
+"""`aloha demo`, `aloha pull`, `aloha ui`: the pipeline's verbs, registered through the `aloha.commands` entry point.
+
+Only typer/rich are imported at module level: every `aloha` invocation loads this module, and Dagster/MLflow/torch
+cost seconds to import.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from assets_store import StoreLayout
+
+console = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="Store root (default: $ALOHA_STORE, else ./.aloha_store).", show_default=False),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW, e.g. 120x160; got {text!r}") from None
+    return h, w
+
+
+def pull(
+    to: Annotated[Path, typer.Option("--to", help="Destination directory (replaced atomically).")],
+    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "aloha-act",
+    version: Annotated[str, typer.Option("--version", help="A version number, or 'champion'.")] = "champion",
+    source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Fetch a policy bundle and verify the sha256 of every file; a mismatch is refused."""
+    from assets_store.errors import StoreError
+    from pipeline.pull import pull_bundle
+
+    if source not in ("deploy", "mlflow"):
+        raise _fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
+    if version != "champion" and not version.isdigit():
+        raise _fail(f"--version must be a number or 'champion', got {version!r}", 2)
+    layout = StoreLayout.at(store)
+    try:
+        with console.status(f"pulling {name}@{version} from {source}"):
+            manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri)
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"{name} {version} -> {to}", show_lines=False)
+    table.add_column("file")
+    table.add_column("sha256 (verified)")
+    for fname, digest in sorted(manifest["files"].items()):
+        table.add_row(fname, digest[:16] + "…")
+    console.print(table)
+    metrics = manifest.get("metrics") or {}
+    console.print(
+        f"[green]ok[/] dataset {manifest.get('dataset_id') or '?'}, MLflow run {manifest.get('mlflow_run_id') or '?'}"
+        + (", " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))) if metrics else "")
+    )
+
+
+def ui(
+    port: Annotated[int, typer.Option("--port", "-p", help="Webserver port.")] = 3000,
+    host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default).")] = "127.0.0.1",
+    store: StoreOpt = None,
+) -> None:
+    """Start `dagster dev -w workspace.yaml` on the store's instance (SQLite, telemetry off). Ctrl-C stops it."""
+    from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
+
+    layout = StoreLayout.at(store)
+    env = dagster_env(layout)
+    dagster = Path(sys.executable).with_name("dagster")
+    cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host, "-p", str(port)]
+    console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
+    console.print(f"MLflow UI:  make mlflow-ui   or   mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1")
+    # dagster dev ignores SIGINT when its parent started it with SIGINT ignored: restore the default in the child.
+    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO_ROOT), preexec_fn=_default_signals)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            code = proc.wait()
+    raise typer.Exit(code if code and code > 0 else 0)
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def demo(
+    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 20,
+    train_minutes: Annotated[float, typer.Option("--train-minutes", help="Training time budget.")] = 15.0,
+    train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
+    eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Held-out seeds for closed-loop success.")] = 50,
+    episode_len: Annotated[int, typer.Option("--episode-len", help="Control steps per episode.")] = 400,
+    resolution: Annotated[str, typer.Option("--resolution", help="Camera HxW (recording and training).")] = "120x160",
+    temporal_ensemble: Annotated[float, typer.Option("--temporal-ensemble", help="k of exp(-k i); <0: off.")] = 0.01,
+    session: Annotated[Optional[str], typer.Option("--session", help="Session name (default demo-<time>).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Record scripted transfer-cube episodes, run the whole pipeline in-process, print what came out."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.demo import DemoOptions, materialize, record_demo_session, summarize
+
+    layout = StoreLayout.at(store)
+    opts = DemoOptions(
+        episodes=episodes,
+        episode_len=episode_len,
+        resolution=_resolution(resolution),
+        train_minutes=train_minutes,
+        train_steps=train_steps,
+        eval_episodes=eval_episodes,
+        temporal_ensemble_k=temporal_ensemble if temporal_ensemble >= 0 else None,
+        session=session or time.strftime("demo-%Y%m%d-%H%M%S"),
+    )
+    console.rule(f"[bold]aloha demo[/]: store {layout.root}")
+    console.print(
+        f"1/2 recording {episodes} scripted transfer-cube episodes into session [bold]{opts.session}[/] "
+        f"({opts.resolution[0]}x{opts.resolution[1]}, {episode_len} steps each)"
+    )
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]record"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console) as progress:
+        task = progress.add_task("record", total=episodes, status="")
+
+        def on_progress(p) -> None:
+            if p.phase == "saved":
+                progress.update(task, completed=p.episode, status=p.message or "")
+
+        recorded = record_demo_session(layout, opts, on_progress)
+        progress.update(task, completed=len(recorded.episodes))
+    record_s = time.perf_counter() - t0
+    console.print(
+        f"2/2 materializing the Dagster graph in-process (training budget {train_minutes:g} min, "
+        f"evaluation on {eval_episodes} held-out seeds)"
+    )
+    t1 = time.perf_counter()
+    meta = materialize(layout, opts.session, opts)
+    summary = summarize(opts.session, len(recorded.episodes), meta, record_s, time.perf_counter() - t1)
+    print_summary(summary, layout)
+
+
+def print_summary(s, layout: StoreLayout) -> None:
+    table = Table(title="aloha demo: summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rate = f"{s.success_rate:.0%} over {s.eval_episodes} held-out seeds" if s.success_rate is not None else "n/a"
+    rows = [
+        ("session", s.session),
+        ("episodes", f"{s.episodes_recorded} recorded, {s.episodes_kept} kept, {s.episodes_quarantined} quarantined"),
+        ("dataset", s.dataset_id),
+        ("training", f"{s.train_steps} steps in {s.train_wall_s / 60:.1f} min"),
+        ("validation loss", f"{s.val_loss:.4f}"),
+        ("success rate", rate),
+        ("promotion", f"{'promoted' if s.promoted else 'not promoted'} as v{s.model_version}: {s.promotion_reason}"),
+        ("bundle", s.bundle_dir),
+        ("MLflow run", s.mlflow_run_id),
+        ("time", f"record {s.record_s / 60:.1f} min, pipeline {s.pipeline_s / 60:.1f} min"),
+    ]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    console.print(table)
+    store_flag = f" --store {layout.root}"
+    console.print("Open the UIs:")
+    console.print(f"  Dagster: make ui        (or: aloha ui{store_flag})   -> http://127.0.0.1:3000")
+    console.print(
+        f"  MLflow:  make mlflow-ui (or: mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1)"
+        " -> http://127.0.0.1:5000"
+    )
+    console.print(f"  Try it:  aloha rollout --robot sim-transfer-cube --policy champion --episodes 5{store_flag}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+    app.command("pull")(pull)
+    app.command("ui")(ui)

@@ -1,0 +1,160 @@
+"""`aloha demo`: scripted transfer-cube episodes -> the whole Dagster graph in-process -> a promoted policy.
+
+Everything lands in one store (episodes, Dagster's SQLite instance, MLflow's SQLite database and artifacts), so the
+Dagster and MLflow UIs opened afterwards show exactly the runs the demo made.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from assets_store import StoreLayout
+
+DEMO_ROBOT = "sim-transfer-cube"
+
+
+@dataclass
+class DemoOptions:
+    episodes: int = 20
+    episode_len: int = 400
+    resolution: tuple[int, int] = (120, 160)
+    train_minutes: float = 15.0
+    train_steps: int | None = None
+    eval_episodes: int = 50
+    temporal_ensemble_k: float | None = 0.01
+    session: str | None = None
+    seed: int = 0
+    num_workers: int = 2
+    extra_training_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DemoSummary:
+    session: str
+    episodes_recorded: int
+    episodes_kept: int
+    episodes_quarantined: int
+    dataset_id: str
+    train_steps: int
+    train_wall_s: float
+    val_loss: float
+    success_rate: float | None
+    eval_episodes: int
+    promoted: bool
+    promotion_reason: str
+    model_version: int
+    bundle_dir: str
+    mlflow_run_id: str
+    record_s: float = 0.0
+    pipeline_s: float = 0.0
+
+
+def preload_torch() -> None:
+    """Import torch/torchvision (and the triton they pull in) BEFORE MuJoCo opens its software EGL context: loaded
+    the other way round, triton's bundled LLVM collides with Mesa's and the process segfaults."""
+    import model.train  # noqa: F401
+    import torchvision.ops  # noqa: F401
+
+
+def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None):
+    preload_torch()
+    from hardware.recorder import RecordConfig, record_session
+    from hardware.robots import RobotOptions, make_robot, make_teleoperator
+
+    robot_opts = RobotOptions(resolution=opts.resolution, layout=layout)
+    robot = make_robot(DEMO_ROBOT, robot_opts)
+    teleop = make_teleoperator(DEMO_ROBOT, robot, robot_opts)
+    config = RecordConfig(
+        session=opts.session,
+        episodes=opts.episodes,
+        episode_len=opts.episode_len,
+        seed=opts.seed,
+        realtime=False,  # a simulator needs no wall clock: record as fast as the machine allows
+        task="transfer_cube",
+        operator="scripted",
+        finalize=True,
+    )
+    return record_session(robot, teleop, layout, config, on_progress=on_progress)
+
+
+def run_config(opts: DemoOptions) -> dict[str, Any]:
+    training = {
+        "preset": "small",
+        "time_budget_s": float(opts.train_minutes * 60),
+        "steps": opts.train_steps,
+        "image_height": opts.resolution[0],
+        "image_width": opts.resolution[1],
+        "num_workers": opts.num_workers,
+        **opts.extra_training_config,
+    }
+    return {
+        "ops": {
+            "act_policy": {"config": training},
+            "policy_evaluation": {
+                "config": {"episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k}
+            },
+        },
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
+
+
+def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
+    """Ingest the session, then train/evaluate/promote, on the store's persistent instance. Returns metadata."""
+    from pipeline.definitions import build_definitions
+    from pipeline.instance import local_instance
+    from pipeline.jobs import INGEST_JOB, TRAIN_JOB
+    from pipeline.partitions import SESSIONS
+
+    instance = instance or local_instance(layout)
+    defs = build_definitions(store_root=str(layout.root))
+    if session not in instance.get_dynamic_partitions(SESSIONS):
+        instance.add_dynamic_partitions(SESSIONS, [session])
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=session, instance=instance, run_config=quiet, raise_on_error=True
+    )
+    train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
+        instance=instance, run_config=run_config(opts), raise_on_error=True
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for result in (ingest, train):
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            out[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+def summarize(session: str, recorded: int, meta: dict[str, dict[str, Any]], record_s: float, pipeline_s: float) -> DemoSummary:
+    v, t, e, d = (meta.get(k, {}) for k in ("validated_episodes", "act_policy", "policy_evaluation", "deployed_policy"))
+    return DemoSummary(
+        session=session,
+        episodes_recorded=recorded,
+        episodes_kept=int(v.get("episodes_kept", 0)),
+        episodes_quarantined=int(v.get("episodes_quarantined", 0)),
+        dataset_id=str(t.get("dataset_id", "")),
+        train_steps=int(t.get("steps", 0)),
+        train_wall_s=float(t.get("wall_s", 0.0)),
+        val_loss=float(t.get("val_loss", float("nan"))),
+        success_rate=float(e["success_rate"]) if "success_rate" in e else None,
+        eval_episodes=int(e.get("episodes", 0)),
+        promoted=bool(d.get("promoted", False)),
+        promotion_reason=str(d.get("reason", "")),
+        model_version=int(d.get("candidate_version", -1)),
+        bundle_dir=str(d.get("deploy_dir", t.get("bundle_dir", ""))),
+        mlflow_run_id=str(t.get("mlflow_run_id", "")),
+        record_s=record_s,
+        pipeline_s=pipeline_s,
+    )
+
+
+def run_demo(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None) -> DemoSummary:
+    if not opts.session:
+        opts.session = time.strftime("demo-%Y%m%d-%H%M%S")
+    start = time.perf_counter()
+    result = record_demo_session(layout, opts, on_progress)
+    record_s = time.perf_counter() - start
+    start = time.perf_counter()
+    meta = materialize(layout, opts.session, opts)
+    return summarize(opts.session, len(result.episodes), meta, record_s, time.perf_counter() - start)

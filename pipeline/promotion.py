@@ -1,0 +1,69 @@
+"""The promotion gate: does a candidate beat the current champion? Pure logic, so it is easy to test and explain."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scores:
+    success_rate: float | None  # closed-loop, where a simulator exists; higher is better
+    val_loss: float | None  # lower is better
+
+    @property
+    def primary(self) -> str:
+        return "success_rate" if self.success_rate is not None else "val_loss"
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> "Scores":
+        return cls(_float(tags.get("success_rate")), _float(tags.get("val_loss")))
+
+    def to_tags(self) -> dict[str, str]:
+        out = {}
+        if self.success_rate is not None:
+            out["success_rate"] = repr(float(self.success_rate))
+        if self.val_loss is not None:
+            out["val_loss"] = repr(float(self.val_loss))
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def _float(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def decide(candidate: Scores, champion: Scores | None, champion_label: str = "champion") -> Decision:
+    """Promote only when strictly better on the primary metric (success rate where measured, else validation
+    loss). An equal primary score falls back to validation loss, so ties never flip the champion at random."""
+    if champion is None:
+        return Decision(True, f"no {champion_label} yet: the first candidate becomes it")
+    if candidate.success_rate is not None and champion.success_rate is not None:
+        c, k = candidate.success_rate, champion.success_rate
+        if c > k:
+            return Decision(True, f"success rate {c:.1%} > {champion_label}'s {k:.1%}")
+        if c < k:
+            return Decision(False, f"success rate {c:.1%} < {champion_label}'s {k:.1%}")
+        tie = f"success rate ties at {c:.1%}; "
+    elif candidate.success_rate is not None or champion.success_rate is not None:
+        # One of them was never evaluated in closed loop: the only common ground is validation loss.
+        tie = "success rates not comparable; "
+    else:
+        tie = ""
+    c, k = candidate.val_loss, champion.val_loss
+    if c is None:
+        return Decision(False, tie + "candidate has no validation loss")
+    if k is None:
+        return Decision(True, tie + f"{champion_label} has no validation loss; candidate has {c:.4g}")
+    if c < k:
+        return Decision(True, tie + f"validation loss {c:.4g} < {champion_label}'s {k:.4g}")
+    return Decision(False, tie + f"validation loss {c:.4g} >= {champion_label}'s {k:.4g}")

@@ -1,0 +1,69 @@
+"""Fetch a policy bundle from <store>/deploy or from the MLflow registry, verifying every sha256 on the way."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from assets_store import StoreLayout
+from assets_store.bundle import copy_bundle, verify_bundle
+from assets_store.errors import BundleIntegrityError, StoreError
+from assets_store.hashing import file_sha256
+
+CHAMPION = "champion"
+
+
+def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
+    leaf = CHAMPION if version == CHAMPION else f"v{int(version)}"
+    path = layout.deploy_dir / name / leaf
+    if not path.is_dir():
+        have = sorted(p.name for p in (layout.deploy_dir / name).glob("*") if p.is_dir() and not p.name.startswith("."))
+        raise StoreError(
+            f"{path}: no deployed bundle {name!r} {version}"
+            + (f"; deployed: {have}" if have else "; nothing is deployed yet (run the pipeline, or `aloha demo`)")
+        )
+    return path
+
+
+def pull_bundle(
+    layout: StoreLayout,
+    dest: Path,
+    *,
+    name: str = "aloha-act",
+    version: str = CHAMPION,
+    source: str = "deploy",
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Copy the bundle to `dest` (replaced atomically) and return its verified manifest. Raises on any mismatch."""
+    dest = Path(dest).resolve()
+    if source == "deploy":
+        return copy_bundle(deploy_source(layout, name, version), dest)
+    if source != "mlflow":
+        raise ValueError(f"unknown source {source!r}; expected 'deploy' or 'mlflow'")
+
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or layout.mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION) if version == CHAMPION else client.get_model_version(
+            name, str(int(version))
+        )
+    except MlflowException as exc:
+        raise StoreError(f"MLflow registry at {uri}: no model version {name!r} {version}: {exc.message}") from None
+    with tempfile.TemporaryDirectory(prefix=".pull-", dir=dest.parent if dest.parent.exists() else None) as tmp:
+        local = Path(download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=uri))
+        manifest = verify_bundle(local)
+        expected = (mv.tags or {}).get("bundle_manifest_sha256")
+        got = file_sha256(local / "manifest.json")
+        if expected and got != expected:
+            raise BundleIntegrityError(
+                f"{mv.source}: manifest.json sha256 {got} differs from the one registered for v{mv.version} ({expected})"
+            )
+        copy_bundle(local, dest)
+        shutil.rmtree(local, ignore_errors=True)
+    return {**manifest, "registered_version": mv.version}

@@ -1,0 +1,165 @@
+"""Dagster resources: where the store lives, and a small MLflow client wrapper (not dagster-mlflow).
+
+Both default to paths derived from one store root (DESIGN.md, "Embedded defaults"), always absolute so the CLI,
+the Dagster steps and the training code agree; both can point elsewhere through configuration alone.
+"""
+
+
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from dagster import ConfigurableResource
+
+from assets_store import StoreLayout
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHAMPION_ALIAS = "champion"
+
+
+class StoreResource(ConfigurableResource):
+    """The episode store. `root` empty: $ALOHA_STORE, else ./.aloha_store (resolved when a step runs)."""
+
+    root: Optional[str] = None
+
+    @property
+    def layout(self) -> StoreLayout:
+        return StoreLayout.at(self.root)
+
+    @property
+    def pipeline_dir(self) -> Path:
+        """Per-episode validation reports and per-session summaries (the pipeline's own cache)."""
+        return self.layout.root / "pipeline"
+
+    def episode_report_path(self, session: str, episode: str) -> Path:
+        return self.pipeline_dir / "episodes" / self.layout.session_dir(session).name / f"{episode}.json"
+
+    def session_summary_path(self, session: str) -> Path:
+        return self.pipeline_dir / "sessions" / f"{self.layout.session_dir(session).name}.json"
+
+    def quarantine_record_path(self, session: str, episode: str) -> Path:
+        return self.layout.quarantine_dir / self.layout.session_dir(session).name / f"{episode}.json"
+
+    def deploy_path(self, model_name: str, version: str | int) -> Path:
+        """<store>/deploy/<model>/champion or <store>/deploy/<model>/v<N>."""
+        leaf = version if version == CHAMPION_ALIAS else f"v{int(version)}"
+        return self.layout.deploy_dir / model_name / leaf
+
+
+class MlflowResource(ConfigurableResource):
+    """Tracking + registry through `MlflowClient` only, so no fluent global run state leaks between steps."""
+
+    store: StoreResource
+    tracking_uri: Optional[str] = None  # default: sqlite:///<store>/mlflow/mlflow.db
+    artifacts_uri: Optional[str] = None  # default: file://<store>/mlflow/artifacts
+    experiment_name: str = "aloha-act"
+    registered_model_name: str = "aloha-act"
+    ui_url: str = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves; only used to build links
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        layout = self.store.layout
+        layout.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        return layout.mlflow_tracking_uri
+
+    @property
+    def resolved_artifacts_uri(self) -> str:
+        return self.artifacts_uri or self.store.layout.mlflow_artifacts_uri
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        uri = self.resolved_tracking_uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def experiment_id(self, client=None) -> str:
+        client = client or self.client()
+        exp = client.get_experiment_by_name(self.experiment_name)
+        if exp is not None:
+            return exp.experiment_id
+        # Without an explicit location MLflow would put artifacts under the current directory.
+        location = f"{self.resolved_artifacts_uri.rstrip('/')}/{self.experiment_name}"
+        return client.create_experiment(self.experiment_name, artifact_location=location)
+
+    @contextlib.contextmanager
+    def run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator["RunHandle"]:
+        """A tracked run that always ends FINISHED or FAILED, whatever happens inside (Ctrl-C included)."""
+        client = self.client()
+        exp_id = self.experiment_id(client)
+        all_tags = {"git_commit": git_commit(), **(tags or {})}
+        run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
+        handle = RunHandle(client, run.info.run_id, exp_id, run.info.artifact_uri)
+        status = "FAILED"
+        try:
+            yield handle
+            status = "FINISHED"
+        finally:
+            try:
+                handle.flush()
+            finally:
+                client.set_terminated(handle.run_id, status)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+class RunHandle:
+    """One MLflow run: params at once, metrics buffered and sent in batches (a synchronous log costs ~9 ms)."""
+
+    def __init__(self, client, run_id: str, experiment_id: str, artifact_uri: str, batch_size: int = 200):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.artifact_uri = artifact_uri
+        self.batch_size = batch_size
+        self._metrics: list = []
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):  # the backend caps params per batch at 100
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        for k, v in metrics.items():
+            if v is None:
+                continue
+            self._metrics.append(Metric(k, float(v), ts, int(step)))
+        if len(self._metrics) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._metrics:
+            batch, self._metrics = self._metrics[:1000], self._metrics[1000:]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+
+def _param_str(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

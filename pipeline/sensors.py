@@ -1,0 +1,43 @@
+"""A session becomes a partition the moment it is finalized, and not before: a session still being recorded is
+invisible to the pipeline (the recorder writes SESSION_FINALIZED.json last)."""
+
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+from assets_store import is_session_finalized, list_sessions
+from assets_store.errors import StoreError
+from pipeline.jobs import ingest_session_job
+from pipeline.partitions import SESSIONS, sessions_partitions
+from pipeline.resources import StoreResource
+
+
+def finalized_new_sessions(store: StoreResource, known: set[str]) -> list[str]:
+    layout = store.layout
+    out = []
+    for session in list_sessions(layout):
+        if session in known:
+            continue
+        try:
+            if is_session_finalized(layout.session_dir(session)):
+                out.append(session)
+        except StoreError:
+            continue  # a directory whose name is not a valid session name is not ours to ingest
+    return out
+
+
+@sensor(
+    job=ingest_session_job,
+    minimum_interval_seconds=15,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Adds a partition and requests the ingest run for every newly finalized recording session.",
+)
+def finalized_sessions_sensor(context: SensorEvaluationContext, store: StoreResource):
+    known = set(context.instance.get_dynamic_partitions(SESSIONS))
+    new = finalized_new_sessions(store, known)
+    if not new:
+        return SkipReason(f"no newly finalized session under {store.layout.raw_dir}")
+    context.log.info(f"new finalized sessions: {new}")
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=s, run_key=f"ingest:{s}") for s in new],
+        dynamic_partitions_requests=[sessions_partitions.build_add_request(new)],
+    )

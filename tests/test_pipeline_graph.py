@@ -1,0 +1,166 @@
+"""The whole graph in-process on tiny data and a tiny model: real Dagster, real MLflow (SQLite), real Zarr, the sim."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import DagsterInstance
+from typer.testing import CliRunner
+
+from assets_store.bundle import verify_bundle
+from pipeline.definitions import build_definitions
+from pipeline.jobs import INGEST_JOB, TRAIN_JOB
+from pipeline.partitions import SESSIONS
+from pipeline_kit import corrupt_frame, install_mlflow_db, make_session, migrated_mlflow_db, tiny_run_config
+
+MODEL = "aloha-act"
+
+
+@pytest.fixture
+def store(layout, tmp_path_factory):
+    install_mlflow_db(migrated_mlflow_db(tmp_path_factory), layout)
+    return layout
+
+
+def ingest(defs, instance, session):
+    instance.add_dynamic_partitions(SESSIONS, [session])
+    result = defs.resolve_job_def(INGEST_JOB).execute_in_process(partition_key=session, instance=instance)
+    assert result.success
+    return materializations(result)
+
+
+def train(defs, instance, **kw):
+    result = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config(**kw))
+    assert result.success
+    return materializations(result)
+
+
+def materializations(result):
+    return {
+        ev.materialization.asset_key.to_user_string(): {k: v.value for k, v in ev.materialization.metadata.items()}
+        for ev in result.get_asset_materialization_events()
+    }
+
+
+def client(layout):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=layout.mlflow_tracking_uri, registry_uri=layout.mlflow_tracking_uri)
+
+
+def test_whole_graph_then_pull_and_rollout(store, tmp_path):
+    layout = store
+    paths = make_session(layout, "s1", 4)
+    corrupt_frame(paths[3])
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+
+    ingested = ingest(defs, instance, "s1")
+    assert ingested["validated_episodes"]["episodes_kept"] == 3
+    meta = train(defs, instance)
+
+    ds, trained, ev, dep = (meta[k] for k in ("dataset", "act_policy", "policy_evaluation", "deployed_policy"))
+    assert ds["episodes"] == 3 and ds["episodes_val"] >= 1
+    assert trained["dataset_id"] == ds["dataset_id"] and trained["steps"] == 2
+    assert "data:image/png;base64," in trained["loss_curve"]
+    assert ev["episodes"] == 1 and 0.0 <= ev["success_rate"] <= 1.0 and "success_per_seed" in ev
+    assert dep["promoted"] is True and dep["candidate_version"] == 1 and "no champion yet" in dep["reason"]
+
+    c = client(layout)
+    run = c.get_run(trained["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dataset_id"] == ds["dataset_id"] and run.data.tags["dagster_run_id"]
+    assert "git_commit" in run.data.tags
+    assert run.data.params["model.hidden_dim"] == "32" and run.data.params["train.steps"] == "2"
+    history = c.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2]  # per-step metrics
+    assert "val_loss" in run.data.metrics and "eval/success_rate" in run.data.metrics
+    assert "system/max_rss_mb" in run.data.metrics  # cheap process metrics (no psutil here)
+    artifacts = {a.path for a in c.list_artifacts(run.info.run_id, "bundle")}
+    assert {"bundle/model.safetensors", "bundle/manifest.json"} <= artifacts
+
+    champion = c.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == "1" and champion.run_id == run.info.run_id
+    deployed = layout.deploy_dir / MODEL / "champion"
+    assert verify_bundle(deployed)["mlflow_run_id"] == run.info.run_id
+    assert (layout.deploy_dir / MODEL / "v1").is_dir()
+
+    from hardware.cli.main import build_app
+
+    app = build_app()
+    runner = CliRunner()
+    for source in ("deploy", "mlflow"):
+        dest = tmp_path / f"pulled-{source}"
+        res = runner.invoke(app, ["pull", "--from", source, "--to", str(dest), "--store", str(layout.root)])
+        assert res.exit_code == 0, res.output
+        assert verify_bundle(dest)["files"] == verify_bundle(deployed)["files"]
+
+    # A tampered bundle is refused by pull (the copy is verified before it lands).
+    tampered = layout.deploy_dir / MODEL / "v1" / "stats.json"
+    tampered.write_text(tampered.read_text() + " ")
+    res = runner.invoke(app, ["pull", "--version", "1", "--to", str(tmp_path / "bad"), "--store", str(layout.root)])
+    assert res.exit_code != 0 and "sha256 mismatch" in res.output
+    assert not (tmp_path / "bad").exists()
+
+    report = tmp_path / "rollout.json"
+    res = runner.invoke(app, ["rollout", "--robot", "sim-transfer-cube", "--policy", str(tmp_path / "pulled-deploy"),
+                              "--episodes", "1", "--max-steps", "5", "--json", str(report), "--store", str(layout.root)])
+    assert res.exit_code == 0, res.output
+    assert "latency" in res.output and "success rate" in res.output
+    out = json.loads(report.read_text())
+    assert len(out["episodes"]) == 1 and out["latency_ms"]["p50"] > 0
+
+    # Same bundle on a robot with other cameras: refused before anything moves.
+    cfg = json.loads((tmp_path / "pulled-deploy" / "config.json").read_text())
+    assert cfg["camera_names"] == ["top"]
+    from hardware.rollout import IncompatiblePolicy, make_robot_for_policy
+    from model.policy import Policy
+
+    policy = Policy.from_bundle(tmp_path / "pulled-deploy")
+    policy.camera_names = ["no_such_camera"]
+    with pytest.raises(IncompatiblePolicy):
+        make_robot_for_policy("sim-transfer-cube", policy)
+
+
+def test_second_session_and_a_worse_candidate(store):
+    layout = store
+    make_session(layout, "a", 3)
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+    ingest(defs, instance, "a")
+    first = train(defs, instance, eval_episodes=0)
+    assert first["deployed_policy"]["promoted"] and first["policy_evaluation"]["primary_metric"] == "val_loss"
+    reports_a = {p: p.stat().st_mtime_ns for p in (layout.root / "pipeline" / "episodes" / "a").iterdir()}
+
+    make_session(layout, "b", 2, first_seed=10)
+    meta_b = ingest(defs, instance, "b")
+    assert meta_b["raw_episodes"]["episodes"] == 2 and meta_b["raw_episodes"]["episodes_validated_now"] == 2
+    assert {p: p.stat().st_mtime_ns for p in reports_a} == reports_a  # session a was not touched
+
+    # Pretend the champion is excellent: the next candidate must not take its place.
+    c = client(layout)
+    c.set_model_version_tag(MODEL, "1", "val_loss", "0.0")
+    second = train(defs, instance, eval_episodes=0)
+    assert second["dataset"]["dataset_id"] != first["dataset"]["dataset_id"]
+    assert second["dataset"]["episodes"] == 5
+    dep = second["deployed_policy"]
+    assert dep["promoted"] is False and dep["candidate_version"] == 2 and dep["champion_version"] == 1
+    assert "validation loss" in dep["reason"] and ">=" in dep["reason"]
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert c.get_model_version(MODEL, "2").tags["promotion"] == "rejected"
+    assert c.get_run(second["act_policy"]["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def test_a_crashed_training_run_ends_failed_not_running(store):
+    from pipeline.resources import MlflowResource, StoreResource
+
+    mlflow = MlflowResource(store=StoreResource(root=str(store.root)))
+    with pytest.raises(RuntimeError):
+        with mlflow.run("boom") as run:
+            run.log_metrics({"loss": 1.0}, step=1)
+            raise RuntimeError("training crashed")
+    finished = client(store).get_run(run.run_id)
+    assert finished.info.status == "FAILED"
+    assert [m.value for m in client(store).get_metric_history(run.run_id, "loss")] == [1.0]  # buffered, then flushed
+    assert finished.info.artifact_uri.startswith(store.mlflow_artifacts_uri)  # never under the working directory

@@ -1,0 +1,125 @@
+"""Sensor and ingest: real Dagster (ephemeral instance), real Zarr episodes, no training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import AssetCheckSeverity, DagsterInstance, SensorResult, SkipReason, build_sensor_context
+
+from pipeline.definitions import build_definitions
+from pipeline.jobs import INGEST_JOB
+from pipeline.partitions import SESSIONS
+from pipeline.resources import StoreResource
+from pipeline.sensors import finalized_sessions_sensor
+from pipeline_kit import corrupt_frame, make_session
+
+
+def ingest(defs, instance, session):
+    if session not in instance.get_dynamic_partitions(SESSIONS):
+        instance.add_dynamic_partitions(SESSIONS, [session])
+    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=session, instance=instance, raise_on_error=False
+    )
+
+
+def metadata(result, key):
+    for ev in result.get_asset_materialization_events():
+        if ev.materialization.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in ev.materialization.metadata.items()}
+    return None
+
+
+def check_results(result):
+    return {e.event_specific_data.check_name: e.event_specific_data
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def test_sensor_adds_only_finalized_sessions(layout):
+    make_session(layout, "done-1", 1)
+    make_session(layout, "recording", 1, finalize=False)
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=str(layout.root))})
+
+    result = finalized_sessions_sensor(context)
+    assert isinstance(result, SensorResult)
+    assert [r.partition_key for r in result.run_requests] == ["done-1"]
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["done-1"]]
+
+    instance.add_dynamic_partitions(SESSIONS, ["done-1"])
+    assert isinstance(finalized_sessions_sensor(context), SkipReason)
+
+    from assets_store import finalize_session
+
+    finalize_session(layout, "recording")  # recording ended: now, and only now, it is picked up
+    result = finalized_sessions_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["recording"]
+
+
+def test_corrupt_episode_is_quarantined_and_the_rest_proceeds(layout):
+    paths = make_session(layout, "s1", 3)
+    corrupt_frame(paths[1])
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+
+    result = ingest(defs, instance, "s1")
+    assert result.success
+    checks = check_results(result)
+    assert set(checks) >= {"schema", "lengths_agree", "finite_values", "timestamps", "joint_limits",
+                           "dropped_frames", "frames_decodable"}
+    bad = checks["frames_decodable"]
+    assert not bad.passed and bad.severity == AssetCheckSeverity.WARN  # does not block the good episodes
+    assert all(c.passed for name, c in checks.items() if name != "frames_decodable")
+
+    validated = metadata(result, "validated_episodes")
+    assert validated["episodes_kept"] == 2 and validated["episodes_quarantined"] == 1
+    assert "episode_000001.zarr" in validated["quarantine_reasons"]
+    assert "joint_trajectories" in validated and "data:image/png;base64," in validated["joint_trajectories"]
+
+    record = json.loads((layout.quarantine_dir / "s1" / "episode_000001.zarr.json").read_text())
+    assert any(r.startswith("frames_decodable:") and "step 3" in r for r in record["reasons"])
+    assert paths[1].is_dir()  # quarantined, never deleted
+
+    raw = metadata(result, "raw_episodes")
+    assert raw["episodes"] == 3 and raw["episodes_validated_now"] == 3
+
+    again = ingest(defs, instance, "s1")  # unchanged inputs: every report comes from the cache
+    assert metadata(again, "raw_episodes")["episodes_reused_from_cache"] == 3
+
+
+def test_session_without_a_good_episode_blocks_downstream(layout):
+    paths = make_session(layout, "bad", 1)
+    corrupt_frame(paths[0])
+    result = ingest(build_definitions(store_root=str(layout.root)), DagsterInstance.ephemeral(), "bad")
+    check = check_results(result)["frames_decodable"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert metadata(result, "validated_episodes") is None  # the blocking check stopped it
+
+
+def test_unfinalized_session_is_refused(layout):
+    make_session(layout, "live", 1, finalize=False)
+    result = ingest(build_definitions(store_root=str(layout.root)), DagsterInstance.ephemeral(), "live")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "still being recorded" in str(failure.event_specific_data.error.message)
+
+
+@pytest.mark.parametrize(
+    "mutate, check",
+    [
+        (lambda g: g["observations/qpos"].__setitem__((2, 0), float("nan")), "finite_values"),
+        (lambda g: g["observations/qpos"].__setitem__((2, 1), 3.0), "joint_limits"),
+        (lambda g: g["timestamps"].__setitem__(5, 99.0), "timestamps"),
+    ],
+)
+def test_each_check_names_its_reason(layout, mutate, check):
+    import zarr
+
+    from pipeline.validation import CheckSettings, validate_episode
+
+    path = make_session(layout, "m", 1, finalize=False)[0]
+    mutate(zarr.open_group(str(path), mode="r+", zarr_format=3))
+    report = validate_episode("m", path, CheckSettings())
+    failing = [name for name, c in report.checks.items() if not c["passed"]]
+    assert failing == [check], report.checks
+    assert report.partial_stats is None
