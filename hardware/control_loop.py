@@ -218,8 +218,12 @@ def run_episode(
     on_step: Callable[[StepRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     loop: FixedRateLoop | None = None,
+    stop_on_success: bool = False,
 ) -> EpisodeRun:
     """reset(seed) -> start_episode -> num_steps x (observe, next_action, act) at a fixed rate.
+
+    `stop_on_success` (evaluation) ends the episode once the robot reports its maximum reward: success within the
+    episode length is then decided, and the remaining steps would only cost time.
 
     `realtime=False` runs on a `VirtualClock` (simulators only: as fast as the machine allows, timestamps spaced
     exactly one period). `on_step` sees every (observation, commanded action) pair, e.g. to record it;
@@ -235,6 +239,7 @@ def run_episode(
     rewards: list[float] = []
     dropped = 0
     stopped = False
+    target = robot.max_reward() if stop_on_success else None
 
     def step(index: int, t: float) -> bool:
         nonlocal observation, dropped, stopped
@@ -248,6 +253,9 @@ def run_episode(
         if on_step is not None:
             on_step(StepRecord(index, t, observation, action))
         if should_stop is not None and should_stop():
+            stopped = index + 1 < num_steps
+            return False
+        if target is not None and rewards and rewards[-1] >= target:
             stopped = index + 1 < num_steps
             return False
         return True

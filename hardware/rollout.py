@@ -131,22 +131,15 @@ def run_rollouts(
         teleop.connect()
         for i, seed in enumerate(seeds):
             frames: list[np.ndarray] = []
-            best = {"reward": None}
 
             def on_step(rec: StepRecord) -> None:
                 if video_dir is not None and rec.observation.images:
                     frames.append(np.concatenate(list(rec.observation.images.values()), axis=1))
-                if rec.observation.reward is not None:
-                    r = best["reward"]
-                    best["reward"] = rec.observation.reward if r is None else max(r, rec.observation.reward)
-
-            def should_stop() -> bool:
-                # ACT counts success as the max reward reached within the episode: once reached, stop early.
-                return stop_on_success and target is not None and (best["reward"] or 0) >= target
 
             start = time.perf_counter()
             run = run_episode(
-                robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step, should_stop=should_stop
+                robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
+                stop_on_success=stop_on_success,  # ACT's success: max reward reached; later steps change nothing
             )
             episode = RolloutEpisode(
                 seed=seed,

@@ -20,13 +20,13 @@ class DemoOptions:
     episodes: int = 20
     episode_len: int = 400
     resolution: tuple[int, int] = (120, 160)
-    train_minutes: float = 15.0
+    train_minutes: float = 20.0
     train_steps: int | None = None
     eval_episodes: int = 50
     temporal_ensemble_k: float | None = 0.01
     session: str | None = None
     seed: int = 0
-    num_workers: int = 2
+    num_workers: int = 1
     extra_training_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,15 +51,7 @@ class DemoSummary:
     pipeline_s: float = 0.0
 
 
-def preload_torch() -> None:
-    """Import torch/torchvision (and the triton they pull in) BEFORE MuJoCo opens its software EGL context: loaded
-    the other way round, triton's bundled LLVM collides with Mesa's and the process segfaults."""
-    import model.train  # noqa: F401
-    import torchvision.ops  # noqa: F401
-
-
 def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None):
-    preload_torch()
     from hardware.recorder import RecordConfig, record_session
     from hardware.robots import RobotOptions, make_robot, make_teleoperator
 

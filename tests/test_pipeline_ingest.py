@@ -123,3 +123,23 @@ def test_each_check_names_its_reason(layout, mutate, check):
     failing = [name for name, c in report.checks.items() if not c["passed"]]
     assert failing == [check], report.checks
     assert report.partial_stats is None
+
+
+def test_failed_recording_and_missing_frame_are_named(layout):
+    import json
+
+    from pipeline.validation import CheckSettings, validate_episode
+
+    failed, missing = make_session(layout, "f", 2, finalize=False)[:2]
+    meta = json.loads((failed / "zarr.json").read_text())
+    meta["attributes"].update(status="failed", failure="ServoHardwareError: servo ID 4 overload")
+    (failed / "zarr.json").write_text(json.dumps(meta))
+    report = validate_episode("f", failed, CheckSettings())
+    assert [n for n, c in report.checks.items() if not c["passed"]] == ["recording_completed"]
+    assert "servo ID 4 overload" in report.checks["recording_completed"]["detail"]
+
+    cam = json.loads((missing / "zarr.json").read_text())["attributes"]["cameras"][0]["name"]
+    next((missing / "observations/images" / cam / "c").glob("3/0/0/0")).unlink()
+    report = validate_episode("f", missing, CheckSettings())
+    assert [n for n, c in report.checks.items() if not c["passed"]] == ["frames_decodable"]
+    assert "step 3" in report.checks["frames_decodable"]["detail"]

@@ -111,3 +111,18 @@ def test_registry_builds_sim_robots_with_options():
     assert {"top", "left_wrist", "right_wrist", "angle"} <= set(names)
     assert all((c.height, c.width) == (24, 32) for c in robot.cameras)
     assert isinstance(make_teleoperator("sim-insertion", robot), ScriptedDemonstrator)
+
+
+def test_rendering_then_loading_the_policy_stack_does_not_crash(tmp_path):
+    """Mesa's LLVM and triton's must load in the right order: rollout and evaluation render first, then load torch."""
+    import subprocess
+    import sys
+
+    script = (
+        "from hardware.sim import make_sim_robot\n"
+        "r = make_sim_robot('transfer_cube', cameras=['top'], resolution=(24, 32)); r.connect(); r.reset(0)\n"
+        "import torchvision, model.policy\n"
+        "print('alive')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "alive" in proc.stdout, (proc.returncode, proc.stderr[-2000:])

@@ -17,7 +17,9 @@ INSERTION_SEEDS = [0, 4, 10]  # 4 and 10 jammed the peg with ACT's original meet
 def test_transfer_cube_scripted_demos_succeed():
     result = evaluate("transfer_cube", lambda robot: ScriptedDemonstrator(), CUBE_SEEDS, cameras=[])
     assert [e.success for e in result.episodes] == [True] * len(CUBE_SEEDS), result.to_dict()
-    assert result.success_rate == 1.0 and all(e.steps == 400 for e in result.episodes)
+    assert result.success_rate == 1.0
+    # evaluation stops once success is decided: ACT's scripted demos reach reward 4 well before step 400
+    assert all(150 < e.steps < 400 for e in result.episodes), [e.steps for e in result.episodes]
 
 
 def test_insertion_scripted_demos_succeed():

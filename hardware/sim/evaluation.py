@@ -76,7 +76,8 @@ def evaluate(
         try:
             for seed in seeds:
                 start = time.perf_counter()
-                run = run_episode(robot, teleop, num_steps=episode_len, seed=seed, realtime=False)
+                run = run_episode(robot, teleop, num_steps=episode_len, seed=seed, realtime=False,
+                                  stop_on_success=True)
                 outcome = EpisodeOutcome(
                     seed=seed,
                     success=bool(run.success),

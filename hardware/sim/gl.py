@@ -25,3 +25,17 @@ def select_gl_backend() -> str:
     backend = "egl" if _loads("libEGL.so.1") else "osmesa"
     os.environ["MUJOCO_GL"] = backend
     return backend
+
+
+def preload_llvm_users() -> None:
+    """Import triton (pulled in by torchvision / torch.compile) before the first GL context exists.
+
+    Mesa's software renderers load their own LLVM into the process; triton, imported AFTER that, loads its bundled
+    LLVM and the process segfaults (seen with both EGL and OSMesa). Imported first, both coexist. Rendering and a
+    policy share a process in `aloha rollout`, `aloha demo` and the pipeline's evaluation, so the sim does this
+    itself rather than asking every caller to mind the import order.
+    """
+    import importlib.util
+
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401

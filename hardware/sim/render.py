@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from hardware.sim.gl import preload_llvm_users
+
 
 @dataclass(frozen=True)
 class RenderSettings:
@@ -31,6 +33,8 @@ class CameraRenderer:
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
         model.vis.quality.offsamples = 4 if settings.multisample else 0
+        if cameras:
+            preload_llvm_users()
         self._renderer = mujoco.Renderer(model, settings.height, settings.width) if cameras else None
         if self._renderer is not None:
             flags = self._renderer.scene.flags

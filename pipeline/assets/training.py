@@ -44,11 +44,11 @@ class TrainingConfig(Config):
     val_batches: Optional[int] = 20  # None: the whole validation split
     checkpoint_every: int = 500
     log_every: int = 10
-    num_workers: int = 2
+    num_workers: int = 1  # one JPEG-decode worker outpaces a CPU training step; more would steal its cores
     image_height: int = 120
     image_width: int = 160
     seed: int = 0
-    bf16: bool = True
+    bf16: Optional[bool] = None  # None: bf16 autocast only where the CPU/GPU has native bf16 (else ~15x slower)
     num_threads: Optional[int] = None
     # architecture overrides
     hidden_dim: Optional[int] = None
@@ -81,9 +81,10 @@ class TrainingConfig(Config):
             num_workers=self.num_workers,
             image_size=(self.image_height, self.image_width),
             seed=self.seed,
-            bf16=self.bf16,
             num_threads=self.num_threads,
         )
+        if self.bf16 is not None:
+            train["bf16"] = self.bf16
         return act_cfg, TrainConfig(**train)
 
 
