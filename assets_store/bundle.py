@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from assets_store.errors import BundleIntegrityError
-from assets_store.hashing import file_sha256, write_json_atomic
+from assets_store.hashing import file_sha256, replace_directory, write_json_atomic
 
 BUNDLE_SCHEMA = "aloha-policy-bundle"
 BUNDLE_VERSION = 1
@@ -102,13 +101,7 @@ def copy_bundle(src: Path, dst: Path) -> dict[str, Any]:
     shutil.copytree(src, tmp)
     try:
         manifest = verify_bundle(tmp)
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(dst, old)
-            os.rename(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dst)
+        replace_directory(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,10 +1,12 @@
-"""Content hashes of directories (episodes, bundles) and atomic small-file writes."""
+"""Content hashes of directories (episodes, bundles), atomic small-file writes and directory swaps."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 _BLOCK = 1 << 20
@@ -42,3 +44,16 @@ def write_json_atomic(path: Path, obj) -> None:
 
 def canonical_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def replace_directory(built: Path, dst: Path) -> None:
+    """Put the fully built directory `built` (a sibling of `dst`) at `dst`: readers see the old or the new one,
+    never a mix. An existing `dst` is moved aside first, then removed."""
+    built, dst = Path(built), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(dst, old)
+        os.rename(built, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(built, dst)

@@ -7,7 +7,6 @@ place, so a half-written bundle never sits under the final name.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from assets_store.bundle import seal_bundle
+from assets_store.hashing import replace_directory
 from model.checkpoint import find_checkpoint, load_checkpoint
 
 BUNDLE_MODEL_FORMAT = "aloha-act"
@@ -68,13 +68,7 @@ def export_bundle(
         all_metrics = {"best_val_loss": float(ckpt["best_val_loss"]), "steps": float(ckpt["step"]), **(metrics or {})}
         seal_bundle(tmp, dataset_id=dataset_id or meta.get("dataset_id", ""), mlflow_run_id=mlflow_run_id,
                     metrics=all_metrics)
-        if bundle_dir.exists():
-            old = bundle_dir.with_name(f".{bundle_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(bundle_dir, old)
-            os.rename(tmp, bundle_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, bundle_dir)
+        replace_directory(tmp, bundle_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

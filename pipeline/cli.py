@@ -15,31 +15,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from assets_store import StoreLayout
-
-console = Console()
-err = Console(stderr=True)
-
-StoreOpt = Annotated[
-    Optional[Path],
-    typer.Option("--store", help="Store root (default: $ALOHA_STORE, else ./.aloha_store).", show_default=False),
-]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _resolution(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW, e.g. 120x160; got {text!r}") from None
-    return h, w
+from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
 
 
 def pull(
@@ -55,15 +34,15 @@ def pull(
     from pipeline.pull import pull_bundle
 
     if source not in ("deploy", "mlflow"):
-        raise _fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
+        fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
     if version != "champion" and not version.isdigit():
-        raise _fail(f"--version must be a number or 'champion', got {version!r}", 2)
+        fail(f"--version must be a number or 'champion', got {version!r}", 2)
     layout = StoreLayout.at(store)
     try:
         with console.status(f"pulling {name}@{version} from {source}"):
             manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri)
     except (StoreError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     table = Table(title=f"{name} {version} -> {to}", show_lines=False)
     table.add_column("file")
     table.add_column("sha256 (verified)")
@@ -132,7 +111,7 @@ def demo(
     opts = DemoOptions(
         episodes=episodes,
         episode_len=episode_len,
-        resolution=_resolution(resolution),
+        resolution=parse_resolution(resolution),
         train_minutes=train_minutes,
         train_steps=train_steps,
         eval_episodes=eval_episodes,

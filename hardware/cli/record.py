@@ -11,30 +11,7 @@ from rich.table import Table
 
 from assets_store.errors import StoreError
 from hardware.robot import RobotError
-from hardware.cli.common import StoreOption, console, fail, layout as store_layout
-
-
-def parse_resolution(text: Optional[str]) -> tuple[int, int] | None:
-    """'480x640' -> (480, 640): height first, as in the image arrays."""
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 480x640, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise typer.BadParameter(f"expected a positive resolution, got {text!r}")
-    return h, w
-
-
-def parse_cameras(values: Optional[list[str]]) -> list[str] | None:
-    """Repeatable and/or comma-separated camera names; 'all' = every camera the robot has; 'none' = no cameras."""
-    if not values:
-        return None
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    if names == ["none"]:
-        return []
-    return names or None
+from hardware.cli.common import StoreOption, console, fail, layout as store_layout, parse_cameras, parse_resolution
 
 
 def record(

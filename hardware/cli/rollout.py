@@ -12,7 +12,7 @@ from rich.table import Table
 
 from assets_store.bundle import verify_bundle
 from assets_store.errors import StoreError
-from hardware.cli.common import StoreOption, console, fail, layout
+from hardware.cli.common import StoreOption, console, fail, layout, parse_resolution
 
 CHAMPION = "champion"
 
@@ -28,16 +28,6 @@ def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
     if not path.is_dir():
         fail(f"--policy {policy!r}: expected a bundle directory or 'champion'")
     return path.resolve()
-
-
-def _resolution(text: Optional[str]) -> Optional[tuple[int, int]]:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW, e.g. 480x640; got {text!r}") from None
-    return h, w
 
 
 def rollout(
@@ -80,7 +70,7 @@ def rollout(
         fail(str(exc))
     extra = {"config": config, "layout": layout(store)}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
-    res = _resolution(resolution) or (tuple(pol.image_size) if robot.startswith("sim-") else None)
+    res = parse_resolution(resolution) or (tuple(pol.image_size) if robot.startswith("sim-") else None)
     try:
         bot = make_robot_for_policy(robot, pol, resolution=res, **extra)
     except IncompatiblePolicy as exc:

@@ -87,7 +87,7 @@ def view(
     store: StoreOption = None,
 ) -> None:
     """Write an MP4 of the cameras and a PNG plot of joint positions vs commanded actions."""
-    from hardware.cli.record import parse_cameras
+    from hardware.cli.common import parse_cameras
     from hardware.visualize import plot_joints, write_video
 
     lay = store_layout(store)
