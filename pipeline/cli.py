@@ -17,6 +17,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from dagster import DagsterError
+
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
 
@@ -140,7 +142,13 @@ def demo(
         f"evaluation on {eval_episodes} held-out seeds)"
     )
     t1 = time.perf_counter()
-    meta = materialize(layout, opts.session, opts)
+    try:
+        meta = materialize(layout, opts.session, opts)
+    except Exception as exc:  # the full traceback is in the Dagster run's event log
+        cause = exc.__cause__ if isinstance(exc, DagsterError) and exc.__cause__ else exc
+        fail(f"the pipeline failed: {type(cause).__name__}: {cause}\n"
+             f"  recorded episodes are kept in session {opts.session!r}; the failed run is in the Dagster UI "
+             f"(aloha ui --store {layout.root})")
     summary = summarize(opts.session, len(recorded.episodes), meta, record_s, time.perf_counter() - t1)
     print_summary(summary, layout)
 

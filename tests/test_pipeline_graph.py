@@ -164,3 +164,23 @@ def test_a_crashed_training_run_ends_failed_not_running(store):
     assert finished.info.status == "FAILED"
     assert [m.value for m in client(store).get_metric_history(run.run_id, "loss")] == [1.0]  # buffered, then flushed
     assert finished.info.artifact_uri.startswith(store.mlflow_artifacts_uri)  # never under the working directory
+
+
+def test_demo_reports_a_failed_pipeline_and_exits(store, monkeypatch):
+    """A failing step ends `aloha demo` with one clear message and exit status 1 (it once hung in the error hook)."""
+    import model.train
+
+    from hardware.cli.main import build_app
+
+    def broken_train(*args, **kwargs):
+        raise RuntimeError("injected: training diverged")
+
+    monkeypatch.setattr(model.train, "train", broken_train)
+    res = CliRunner().invoke(build_app(), [
+        "demo", "--episodes", "2", "--episode-len", "20", "--train-steps", "1", "--eval-episodes", "1",
+        "--resolution", "32x48", "--session", "broken", "--store", str(store.root)])
+    assert res.exit_code == 1, res.output
+    assert "the pipeline failed: RuntimeError: injected: training diverged" in res.output
+    assert "session 'broken'" in res.output
+    runs = client(store).search_runs([e.experiment_id for e in client(store).search_experiments()])
+    assert runs and all(r.info.status == "FAILED" for r in runs)  # never left RUNNING

@@ -21,7 +21,8 @@ def build_app() -> typer.Typer:
         name="aloha",
         help="ALOHA robot learning: record, inspect, train (pipeline), deploy and roll out ACT policies.",
         no_args_is_help=True,
-        pretty_exceptions_show_locals=False,
+        # Plain Python tracebacks for bugs: typer's rich handler failed on Dagster's chained errors and then hung.
+        pretty_exceptions_enable=False,
         add_completion=False,
     )
     for name in BUILTIN:

@@ -50,6 +50,7 @@ class TrainingConfig(Config):
     seed: int = 0
     bf16: Optional[bool] = None  # None: bf16 autocast only where the CPU/GPU has native bf16 (else ~15x slower)
     num_threads: Optional[int] = None
+    device: str = "auto"  # auto: the first CUDA GPU when there is one, else the CPU
     # architecture overrides
     hidden_dim: Optional[int] = None
     dim_feedforward: Optional[int] = None
@@ -62,7 +63,7 @@ class TrainingConfig(Config):
     pretrained_backbone: Optional[bool] = None
 
     def model_configs(self):
-        from model.config import ACTConfig, TrainConfig
+        from model.config import ACTConfig, TrainConfig, bf16_is_fast
 
         arch = {k: getattr(self, k) for k in ARCH_FIELDS if getattr(self, k) is not None}
         act_cfg = ACTConfig.preset_named(self.preset, **arch)
@@ -83,9 +84,17 @@ class TrainingConfig(Config):
             seed=self.seed,
             num_threads=self.num_threads,
         )
-        if self.bf16 is not None:
-            train["bf16"] = self.bf16
+        device = self.resolved_device()
+        train["device"] = device
+        train["bf16"] = bf16_is_fast(device) if self.bf16 is None else self.bf16
         return act_cfg, TrainConfig(**train)
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
 
 def latest_metadata(context: AssetExecutionContext, key: str) -> dict[str, Any]:
