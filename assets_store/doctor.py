@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets_store.episode_writer import COMPLETE_MARKER, TMP_PREFIX
+from assets_store.episode_writer import COMPLETE_MARKER, TMP_PREFIX, host_tag
 from assets_store.paths import StoreLayout
 
 
@@ -28,7 +27,7 @@ def _owner_alive(name: str) -> bool:
     if len(parts) != 4:
         return False
     _, host, pid, _ = parts
-    if host != socket.gethostname():
+    if host != host_tag():
         return True  # another machine's writer on shared storage: never touch it
     try:
         pid_i = int(pid)

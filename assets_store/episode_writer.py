@@ -44,9 +44,14 @@ class WriterStats:
     max_queue_depth: int = 0
 
 
+def host_tag() -> str:
+    """This machine's name without dots (temporary names are split on dots: `rig.lab.local` must stay one field)."""
+    return socket.gethostname().replace(".", "_")
+
+
 def temp_dirname(final_name: str) -> str:
     """Hidden sibling name that records who owns it (host, pid) so a sweeper never touches a live writer's dir."""
-    return f"{TMP_PREFIX}{final_name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return f"{TMP_PREFIX}{final_name}.{host_tag()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
 _SENTINEL = None
@@ -172,7 +177,8 @@ class EpisodeWriter:
 
     def close(self, extra_attrs: Mapping[str, Any] | None = None) -> Path:
         """Finish the frame writes, write arrays and attributes, and rename the episode into place."""
-        self._check_open()
+        if self._state != "open":  # a frame-write error is handled below: workers stopped, temporaries removed
+            raise StoreError(f"{self.name}: writer is {self._state}")
         if not self._timestamps:
             self.discard()
             raise EpisodeError(self.name, "steps", "expected at least one recorded step, got none")
@@ -184,9 +190,13 @@ class EpisodeWriter:
         try:
             self._write_arrays(dict(extra_attrs or {}))
             (self.tmp_path / COMPLETE_MARKER).write_text(json.dumps({"final_name": self.final_path.name}))
+            # Durable before visible: a power cut after the rename must not leave empty files under a final name.
+            # One sync per episode is far cheaper than an fsync per frame on the writer threads.
+            os.sync()
             if self.final_path.exists():
                 raise StoreError(f"{self.final_path}: episode appeared while writing; refusing to overwrite")
             os.rename(self.tmp_path, self.final_path)
+            _fsync_dir(self.session_dir)
         except BaseException:
             self._state = "failed"
             shutil.rmtree(self.tmp_path, ignore_errors=True)
@@ -354,6 +364,14 @@ class EpisodeWriter:
             **extra_attrs,
         }
         group.attrs.update(_jsonable(attrs))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _jsonable(value):

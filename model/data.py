@@ -50,7 +50,7 @@ class ChunkDataset(Dataset):
         chunk_size: int,
         image_size: tuple[int, int],
         camera_names: list[str] | None = None,
-        max_open_episodes: int = 8,
+        max_open_episodes: int | None = None,  # None: one reader per episode (a few KB each, no open files)
     ):
         self.dataset_dir = Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
@@ -62,7 +62,7 @@ class ChunkDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
         self.paths = [str(r.path(self.layout)) for r in refs]
-        self.max_open = max_open_episodes
+        self.max_open = max_open_episodes or max(1, len(self.paths))
         self._readers: OrderedDict[int, EpisodeReader] = OrderedDict()
 
         qpos, action, lengths = [], [], []

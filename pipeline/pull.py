@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from assets_store.names import validate_name
 from assets_store import StoreLayout
 from assets_store.bundle import copy_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
@@ -17,7 +18,7 @@ CHAMPION = "champion"
 
 def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
     leaf = CHAMPION if version == CHAMPION else f"v{int(version)}"
-    path = layout.deploy_dir / name / leaf
+    path = layout.deploy_dir / validate_name(name, "model name") / leaf
     if not path.is_dir():
         have = sorted(p.name for p in (layout.deploy_dir / name).glob("*") if p.is_dir() and not p.name.startswith("."))
         raise StoreError(

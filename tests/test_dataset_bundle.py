@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from assets_store import BundleIntegrityError, EpisodeReader, SessionIndex
 from assets_store.bundle import copy_bundle, seal_bundle, verify_bundle
 from assets_store.dataset import build_manifest, episode_content_hash, load_dataset, write_dataset
-from assets_store.episode_writer import TMP_PREFIX
+from assets_store.episode_writer import TMP_PREFIX, host_tag
 from assets_store.stats import PartialStats, dataset_stats, episode_partial_stats
 from assets_store.synthetic import write_synthetic_episode
 from hardware.cli.main import build_app
@@ -106,7 +106,7 @@ def test_bundle_seal_verify_copy(tmp_path):
 
 def test_doctor_cli_reports_what_it_did(layout):
     write_synthetic_episode(layout, "s", steps=3)
-    stale = layout.session_dir("s") / f"{TMP_PREFIX}episode_000001.zarr.{__import__('socket').gethostname()}.999999999.ab"
+    stale = layout.session_dir("s") / f"{TMP_PREFIX}episode_000001.zarr.{host_tag()}.999999999.ab"
     stale.mkdir()
     res = CliRunner().invoke(build_app(), ["episodes", "doctor"])
     assert res.exit_code == 0, res.output

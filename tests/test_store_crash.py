@@ -4,7 +4,6 @@ and every committed episode reads back intact. Leftovers are cleaned (or recover
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import numpy as np
 
 from assets_store import EpisodeReader, SessionIndex
 from assets_store.doctor import sweep_session
-from assets_store.episode_writer import TMP_PREFIX
+from assets_store.episode_writer import TMP_PREFIX, host_tag
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory, write_synthetic_episode
 
 RECORDER = r"""
@@ -76,7 +75,7 @@ def _dead_pid() -> int:
 def test_next_writer_recovers_complete_and_removes_partial(layout):
     done = write_synthetic_episode(layout, "s", steps=5)  # episode 0, committed
     sdir = layout.session_dir("s")
-    host, pid = socket.gethostname(), _dead_pid()
+    host, pid = host_tag(), _dead_pid()
     # a writer that finished everything but died before its rename
     complete_tmp = sdir / f"{TMP_PREFIX}episode_000001.zarr.{host}.{pid}.aaaa0000"
     write_synthetic_episode(layout, "other", steps=6)

@@ -1,6 +1,7 @@
 """Write -> read round trips on real Zarr v3 stores on disk."""
 
 import json
+import os
 import threading
 import time
 
@@ -185,3 +186,36 @@ def test_caller_buffer_reuse_does_not_corrupt_frames(layout):
             w.add_step(np.zeros(14), np.zeros(14), t / 50, images={"top": buf})
     r = EpisodeReader(layout.episode_path("s", 0))
     assert [int(r.frame("top", t).mean().round()) for t in range(10)] == [t * 20 for t in range(10)]
+
+
+class _FailingDiskWriter(EpisodeWriter):
+    def _write_frame(self, *item):
+        raise OSError(28, "No space left on device")
+
+
+def test_frame_write_failure_at_close_cleans_up(layout):
+    w = _FailingDiskWriter(layout, "s", _info(cams=(("top", 16, 16),)))
+    w.add_step(np.zeros(14), np.zeros(14), 0.0, images={"top": np.zeros((16, 16, 3), np.uint8)})
+    with pytest.raises(StoreError, match="No space left on device"):
+        w.close()
+    assert list(layout.session_dir("s").iterdir()) == []  # no temporary left to fill the disk
+    assert all(not t.is_alive() for t in threading.enumerate() if t.name.startswith("episode-writer"))
+
+
+def test_crash_recovery_with_dotted_hostname(layout, monkeypatch):
+    """`rig.lab.local`: the owner field of a temporary name must survive the split on dots."""
+    import socket
+
+    from assets_store.doctor import sweep_session
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "rig.lab.local")
+    w = EpisodeWriter(layout, "s", _info(cams=()))
+    w.add_step(np.zeros(14), np.zeros(14), 0.0)
+    tmp = w.tmp_path
+    assert ".rig_lab_local." in tmp.name
+    # a live writer (this process) is left alone; once it is gone its partial episode is removed
+    assert [a.action for a in sweep_session(layout.session_dir("s"))] == ["skipped (live writer)"]
+    dead = tmp.with_name(tmp.name.replace(f".{os.getpid()}.", ".999999999."))
+    os.rename(tmp, dead)
+    assert [a.action for a in sweep_session(layout.session_dir("s"))] == ["removed"]
+    assert not dead.exists()

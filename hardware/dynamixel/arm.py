@@ -235,8 +235,7 @@ class Arm:
 
     # ------------------------------------------------------------------ control step
     def read(self, deadline: float | None = None) -> ArmState:
-        self._check_usable()
-        self._check_calibration()
+        self._check_usable()  # calibration was checked at connect() and cannot change afterwards
         try:
             data = self.bus.sync_read(self.spec.ids, READ_ADDRESS, READ_LENGTH, deadline)
         except ServoFault as fault:

@@ -153,8 +153,12 @@ class DynamixelBus:
     def broadcast_write(self, address: int, size: int, value: int) -> None:
         """One packet to every servo, no replies: reaches servos that stopped talking (torque off on a fault)."""
         port = self._require_open()
+        port.is_using = False  # Ctrl-C inside the SDK's receive loop leaves the port "busy": the packet must go out
         self.stats.transactions += 1
-        self.packet.writeTxOnly(port, BROADCAST_ID, address, size, encode(value, size))
+        result = self.packet.writeTxOnly(port, BROADCAST_ID, address, size, encode(value, size))
+        if result != COMM_SUCCESS:
+            raise DynamixelError(f"{self.port_name}: broadcast write to address {address} failed: "
+                                 f"{self.packet.getTxRxResult(result)}")
 
     def reboot(self, servo_id: int) -> None:
         port = self._require_open()

@@ -23,16 +23,16 @@ class ExitGuard:
     def __init__(self, release: Callable[[], object]):
         self._release = release
         self._done = False
-        self._previous = None
-        self._installed_signal = False
+        self._previous: dict[int, object] = {}
 
     def install(self) -> "ExitGuard":
         atexit.register(self.release)
         if threading.current_thread() is threading.main_thread():
-            current = signal.getsignal(signal.SIGTERM)
-            if current in (signal.SIG_DFL, None):  # respect a handler the application set up itself
-                self._previous = signal.signal(signal.SIGTERM, _raise_exit)
-                self._installed_signal = True
+            # SIGTERM (kill, systemd) and SIGHUP (the SSH session or terminal went away) unwind like Ctrl-C does
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                current = signal.getsignal(signum)
+                if current in (signal.SIG_DFL, None):  # respect a handler the application set up itself
+                    self._previous[signum] = signal.signal(signum, _raise_exit)
         return self
 
     def release(self) -> None:
@@ -46,9 +46,10 @@ class ExitGuard:
 
     def uninstall(self) -> None:
         atexit.unregister(self.release)
-        if self._installed_signal and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-            self._installed_signal = False
+        if self._previous and threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous or signal.SIG_DFL)
+            self._previous = {}
 
 
 @contextlib.contextmanager
