@@ -1,6 +1,6 @@
 """ACT speed on this machine: train steps/s and batch-1 policy latency, our defaults vs an original-equivalent setup.
 
-    ours       bf16 autocast, fused AdamW, channels_last, 1 decoder layer (what the original effectively uses)
+    ours       bf16 autocast where the CPU has native bf16 (else fp32), fused AdamW, channels_last, 1 decoder layer
     original   fp32, unfused (for-loop) AdamW, contiguous NCHW, 7 decoder layers computed (as the reference does)
 
 Both run in the same process, interleaved, on random inputs; ratio = ours / original (steps/s) and ours / original
