@@ -101,6 +101,25 @@ class AlohaRig:
                 emu.sway_leader(self.emulator, spec)
 
 
+def connect_arms(rig: "AlohaRig", names: list[str], into: list[Arm]) -> None:
+    """Connect the named arms, appending each to `into` as soon as it is live, so that a failure half way leaves
+    exactly the connected ones in `into` for `release_arms`."""
+    for name in names:
+        arm = rig.make_arm(name)
+        arm.connect()
+        into.append(arm)
+
+
+def release_arms(arms: list[Arm]) -> None:
+    """Torque off every arm; a failure on one is logged and never stops the release of the others."""
+    for arm in arms:
+        try:
+            if not arm.release():
+                log.warning("arm %s: torque off could not be verified on every servo", arm.name)
+        except Exception as exc:
+            log.error("arm %s: release failed: %s", arm.name, exc)
+
+
 def load_config(path: Path | None, default: str = "aloha") -> AlohaConfig:
     return AlohaConfig.load(path or default_config_path(default))
 

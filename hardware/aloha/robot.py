@@ -17,7 +17,7 @@ import numpy as np
 
 from assets_store.schema import CameraSpec
 from hardware.aloha.config import BASE_ACTIONS
-from hardware.aloha.rig import AlohaRig, CameraHandle
+from hardware.aloha.rig import AlohaRig, CameraHandle, connect_arms, release_arms
 from hardware.cameras import match_by_timestamp
 from hardware.dynamixel.arm import Arm
 from hardware.dynamixel.errors import DynamixelError, ServoFault
@@ -85,10 +85,7 @@ class AlohaRobot(Robot):
         self._acquired = True
         self._guard = ExitGuard(self.disconnect).install()
         try:
-            for cfg in self.config.followers():
-                arm = self.rig.make_arm(cfg.name)
-                arm.connect()
-                self.arms.append(arm)
+            connect_arms(self.rig, [cfg.name for cfg in self.config.followers()], self.arms)
             for cam_cfg in self._camera_configs:
                 handle = self.rig.make_camera(cam_cfg)
                 self.camera_handles.append(handle)
@@ -100,12 +97,7 @@ class AlohaRobot(Robot):
     def disconnect(self) -> None:
         """Torque off on every follower, stop cameras. Safe to call twice."""
         arms, self.arms = self.arms, []
-        for arm in arms:
-            try:
-                if not arm.release():
-                    log.warning("arm %s: torque off could not be verified on every servo", arm.name)
-            except Exception as exc:  # keep releasing the others
-                log.error("arm %s: release failed: %s", arm.name, exc)
+        release_arms(arms)
         handles, self.camera_handles = self.camera_handles, []
         for handle in handles:
             try:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from hardware.aloha.rig import AlohaRig
+from hardware.aloha.rig import AlohaRig, connect_arms, release_arms
 from hardware.dynamixel.arm import Arm
 from hardware.dynamixel.errors import DynamixelError
 from hardware.dynamixel.safety import ExitGuard
@@ -39,21 +39,14 @@ class LeaderArms(Teleoperator):
         self._acquired = True
         self._guard = ExitGuard(self.disconnect).install()
         try:
-            for cfg in self.config.leaders():
-                arm = self.rig.make_arm(cfg.name)
-                arm.connect()
-                self.arms.append(arm)
+            connect_arms(self.rig, [cfg.name for cfg in self.config.leaders()], self.arms)
         except BaseException:
             self.disconnect()
             raise
 
     def disconnect(self) -> None:
         arms, self.arms = self.arms, []
-        for arm in arms:
-            try:
-                arm.release()
-            except Exception:
-                pass
+        release_arms(arms)
         if self._guard is not None:
             guard, self._guard = self._guard, None
             guard.uninstall()
