@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -117,16 +117,25 @@ def make_optimizer(model: ACT, act_cfg: ACTConfig, cfg: TrainConfig, device: str
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer or None)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                   budget_spent: Callable[[], float] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup, then constant or cosine to zero over the budget.
+
+    The cosine's progress is the larger of steps/steps and, with a time budget, the fraction of it spent
+    (`budget_spent`), so a wall-clock run still ends at the bottom of its schedule. Progress read from the clock is
+    not bit-reproducible across a resume; a pure step budget is.
+    """
     warm, total, kind = cfg.warmup_steps, cfg.steps, cfg.lr_schedule
 
     def factor(step: int) -> float:
         if warm and step < warm:
             return (step + 1) / warm
-        if kind == "cosine" and total:
-            progress = min(1.0, (step - warm) / max(1, total - warm))
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
+        if kind != "cosine":
+            return 1.0
+        progress = (step - warm) / max(1, total - warm) if total else 0.0
+        if cfg.time_budget_s and budget_spent is not None:
+            progress = max(progress, budget_spent())
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
@@ -190,7 +199,13 @@ def train(
     if cfg.channels_last:
         model.set_channels_last(True)
     opt = make_optimizer(model, act_cfg, cfg, device.type)
-    sched = make_scheduler(opt, cfg)
+    clock = {"t0": None, "before": 0.0}  # wall-clock spent, for a time-budgeted schedule
+
+    def budget_spent() -> float:
+        now = clock["before"] + (time.perf_counter() - clock["t0"] if clock["t0"] is not None else 0.0)
+        return now / cfg.time_budget_s if cfg.time_budget_s else 0.0
+
+    sched = make_scheduler(opt, cfg, budget_spent)
 
     sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
     per_rank_batch = cfg.batch_size // info.world if info.world > 1 else cfg.batch_size
@@ -287,6 +302,7 @@ def train(
                     cb.on_checkpoint(step, last_path)
 
     t0 = time.perf_counter()
+    clock["t0"], clock["before"] = t0, elapsed_before
     ddp_model.train()
     last_loss = math.nan
     t_log, steps_at_log = time.perf_counter(), step

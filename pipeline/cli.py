@@ -97,7 +97,8 @@ def demo(
     train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
     eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Held-out seeds for closed-loop success.")] = 50,
     episode_len: Annotated[int, typer.Option("--episode-len", help="Control steps per episode.")] = 400,
-    resolution: Annotated[str, typer.Option("--resolution", help="Camera HxW (recording and training).")] = "120x160",
+    resolution: Annotated[str, typer.Option("--resolution", help="Camera HxW (recording and evaluation).")] = "120x160",
+    train_resolution: Annotated[str, typer.Option("--train-resolution", help="HxW the policy sees.")] = "60x80",
     temporal_ensemble: Annotated[float, typer.Option("--temporal-ensemble", help="k of exp(-k i); <0: off.")] = 0.01,
     session: Annotated[Optional[str], typer.Option("--session", help="Session name (default demo-<time>).")] = None,
     store: StoreOpt = None,
@@ -114,6 +115,7 @@ def demo(
         episodes=episodes,
         episode_len=episode_len,
         resolution=parse_resolution(resolution),
+        train_resolution=parse_resolution(train_resolution),
         train_minutes=train_minutes,
         train_steps=train_steps,
         eval_episodes=eval_episodes,
@@ -138,7 +140,8 @@ def demo(
         progress.update(task, completed=len(recorded.episodes))
     record_s = time.perf_counter() - t0
     console.print(
-        f"2/2 materializing the Dagster graph in-process (training budget {train_minutes:g} min, "
+        f"2/2 materializing the Dagster graph in-process (training budget {train_minutes:g} min at "
+        f"{opts.train_resolution[0]}x{opts.train_resolution[1]}, "
         f"evaluation on {eval_episodes} held-out seeds)"
     )
     t1 = time.perf_counter()

@@ -15,7 +15,7 @@ from pipeline.assets.ingest import raw_episodes, validated_episodes
 from pipeline.assets.training import act_policy
 from pipeline.jobs import ingest_session_job, train_and_deploy_job
 from pipeline.resources import MlflowResource, StoreResource
-from pipeline.sensors import finalized_sessions_sensor
+from pipeline.sensors import dataset_automation_sensor, finalized_sessions_sensor
 
 ASSETS = [raw_episodes, validated_episodes, dataset, act_policy, policy_evaluation, deployed_policy]
 EXECUTOR_ENV = "ALOHA_DAGSTER_EXECUTOR"
@@ -57,7 +57,7 @@ def build_definitions(
     return Definitions(
         assets=ASSETS,
         jobs=[ingest_session_job, train_and_deploy_job],
-        sensors=[finalized_sessions_sensor],
+        sensors=[finalized_sessions_sensor, dataset_automation_sensor],
         resources={"store": store, "mlflow": mlflow},
         executor=executor_from_env(),
     )

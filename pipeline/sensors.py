@@ -2,7 +2,16 @@
 invisible to the pipeline (the recorder writes SESSION_FINALIZED.json last)."""
 
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from assets_store import is_session_finalized, list_sessions
 from assets_store.errors import StoreError
@@ -41,3 +50,14 @@ def finalized_sessions_sensor(context: SensorEvaluationContext, store: StoreReso
         run_requests=[RunRequest(partition_key=s, run_key=f"ingest:{s}") for s in new],
         dynamic_partitions_requests=[sessions_partitions.build_add_request(new)],
     )
+
+
+# Evaluates `dataset`'s automation condition (rebuild after a session validates). Dagster's implicit default
+# automation sensor starts stopped; this one runs as soon as the daemon does.
+dataset_automation_sensor = AutomationConditionSensorDefinition(
+    "dataset_automation",
+    target=AssetSelection.assets("dataset"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Rebuilds the dataset when a session finishes validating (training stays a deliberate launch).",
+)

@@ -141,7 +141,9 @@ def test_second_session_and_a_worse_candidate(store):
     # Pretend the champion is excellent: the next candidate must not take its place.
     c = client(layout)
     c.set_model_version_tag(MODEL, "1", "val_loss", "0.0")
-    second = train(defs, instance, eval_episodes=0)
+    second = train(defs, instance, eval_episodes=0, launcher="subprocess")  # training in a Dagster Pipes child
+    assert second["act_policy"]["launcher"] == "subprocess" and second["act_policy"]["steps"] >= 1
+    verify_bundle(second["act_policy"]["bundle_dir"])
     assert second["dataset"]["dataset_id"] != first["dataset"]["dataset_id"]
     assert second["dataset"]["episodes"] == 5
     dep = second["deployed_policy"]
@@ -150,6 +152,19 @@ def test_second_session_and_a_worse_candidate(store):
     assert str(c.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert c.get_model_version(MODEL, "2").tags["promotion"] == "rejected"
     assert c.get_run(second["act_policy"]["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def test_k8s_launcher_without_dagster_k8s_is_a_clear_failure(store):
+    make_session(store, "a", 2)
+    defs = build_definitions(store_root=str(store.root))
+    instance = DagsterInstance.ephemeral()
+    ingest(defs, instance, "a")
+    result = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
+        instance=instance, run_config=tiny_run_config(launcher="k8s", k8s_image="aloha:gpu"), raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "act_policy" and "dagster-k8s" in str(failure.event_specific_data.error)
 
 
 def test_a_crashed_training_run_ends_failed_not_running(store):

@@ -143,3 +143,37 @@ def test_failed_recording_and_missing_frame_are_named(layout):
     report = validate_episode("f", missing, CheckSettings())
     assert [n for n, c in report.checks.items() if not c["passed"]] == ["frames_decodable"]
     assert "step 3" in report.checks["frames_decodable"]["detail"]
+
+
+def test_dataset_is_requested_when_a_session_validates(layout):
+    from dagster import AssetKey, evaluate_automation_conditions
+
+    from pipeline.assets.dataset import dataset
+
+    from dagster import DefaultSensorStatus
+
+    defs = build_definitions(store_root=str(layout.root))
+    assert defs.resolve_sensor_def("dataset_automation").default_status == DefaultSensorStatus.RUNNING
+    instance = DagsterInstance.ephemeral()
+    result = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert result.total_requested == 0  # nothing validated yet: no doomed run on a fresh instance
+    cursor = result.cursor
+
+    make_session(layout, "s1", 1)
+    assert ingest(defs, instance, "s1").success
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("dataset")) == {None}
+    assert result.total_requested == 1  # only the dataset: training stays a deliberate launch
+    cursor = result.cursor
+
+    defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dataset.key}).execute_in_process(
+        instance=instance
+    )
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.total_requested == 0  # up to date: not rebuilt again
+    cursor = result.cursor
+
+    make_session(layout, "s2", 1, first_seed=5)
+    assert ingest(defs, instance, "s2").success
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("dataset")) == {None}

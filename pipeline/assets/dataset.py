@@ -8,7 +8,7 @@ arithmetic and never re-reads the episodes of earlier sessions.
 import json
 from typing import Optional
 
-from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AutomationCondition, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
 from assets_store.dataset import build_manifest, write_dataset
 from assets_store.stats import PartialStats, dataset_stats
@@ -17,6 +17,17 @@ from pipeline.partitions import SESSIONS
 from pipeline.resources import StoreResource
 
 DATASET_GROUP = "dataset"
+
+
+# Rebuilt (with the default config) whenever a session finishes validating, once no ingest is still running, so the
+# UI always shows a dataset covering every session. `eager()` minus its "all deps present" clause: a dynamic
+# partition whose ingest failed must not block the datasets of later sessions, and a fresh instance with no session
+# yet requests nothing. Needs the daemon (`aloha ui` / `dagster dev` run it).
+DATASET_AUTOMATION = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("rebuild when a session validates")
 
 
 class DatasetConfig(Config):
@@ -30,6 +41,7 @@ class DatasetConfig(Config):
     deps=[validated_episodes],
     description="Manifest (episodes, content hashes, train/val split) and merged statistics of all validated sessions.",
     kinds={"json"},
+    automation_condition=DATASET_AUTOMATION,
 )
 def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreResource) -> MaterializeResult:
     layout = store.layout

@@ -17,7 +17,7 @@ from model.data import ChunkDataset, ResumableSampler
 from model.evaluate import validation_loss
 from model.export import export_bundle
 from model.policy import Policy
-from model.train import train
+from model.train import make_scheduler, train
 
 from model_kit import JOINTS, tiny_act, tiny_train
 
@@ -109,6 +109,35 @@ def test_time_budget_and_atomic_weights_only_checkpoint(tiny_dataset, tmp_path):
         save_checkpoint({"bad": lambda: 0}, res.last_checkpoint)
     assert res.last_checkpoint.read_bytes() == before
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_cosine_schedule_spans_steps_or_wall_clock():
+    def lrs(cfg, spent=None):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_scheduler(opt, cfg, spent)
+        out = [opt.param_groups[0]["lr"]]
+        for _ in range(10):
+            opt.step()
+            sched.step()
+            out.append(opt.param_groups[0]["lr"])
+        return out
+
+    by_steps = lrs(tiny_train(steps=10, lr_schedule="cosine", warmup_steps=2))
+    assert by_steps[:2] == pytest.approx([0.5, 1.0])  # linear warmup
+    assert by_steps[6] == pytest.approx(0.5) and by_steps[10] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(by_steps[1:], by_steps[2:]))
+    # a wall-clock budget: progress is the fraction of the budget spent, whatever the step count
+    clock = {"spent": 0.0}
+    cfg = tiny_train(steps=None, time_budget_s=60.0, lr_schedule="cosine")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = make_scheduler(opt, cfg, lambda: clock["spent"])
+    for spent, want in ((0.5, 1.0), (1.0, 0.0), (2.0, 0.0)):  # clamped once the budget is spent
+        clock["spent"] = spent
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-9)
+    with pytest.raises(ValueError, match="budget"):
+        tiny_train(steps=None, time_budget_s=None, lr_schedule="cosine")
 
 
 def test_export_bundle_and_policy(tiny_dataset, tmp_path):
