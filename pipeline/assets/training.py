@@ -26,6 +26,13 @@ ARCH_FIELDS = (
     "kl_weight", "pretrained_backbone",
 )
 
+# passed through to model.config.TrainConfig under the same name
+TRAIN_FIELDS = (
+    "steps", "time_budget_s", "batch_size", "lr", "lr_backbone", "weight_decay", "grad_clip", "val_every",
+    "val_batches", "checkpoint_every", "log_every", "num_workers", "seed", "num_threads", "lr_schedule",
+    "warmup_steps",
+)
+
 
 class TrainingConfig(Config):
     """One training run. Architecture fields left empty keep the preset's value."""
@@ -74,25 +81,8 @@ class TrainingConfig(Config):
 
         arch = {k: getattr(self, k) for k in ARCH_FIELDS if getattr(self, k) is not None}
         act_cfg = ACTConfig.preset_named(self.preset, **arch)
-        train = dict(
-            steps=self.steps,
-            time_budget_s=self.time_budget_s,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            lr_backbone=self.lr_backbone,
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            val_every=self.val_every,
-            val_batches=self.val_batches,
-            checkpoint_every=self.checkpoint_every,
-            log_every=self.log_every,
-            num_workers=self.num_workers,
-            image_size=(self.image_height, self.image_width),
-            seed=self.seed,
-            num_threads=self.num_threads,
-            lr_schedule=self.lr_schedule,
-            warmup_steps=self.warmup_steps,
-        )
+        train = {k: getattr(self, k) for k in TRAIN_FIELDS}  # same names in model.config.TrainConfig
+        train["image_size"] = (self.image_height, self.image_width)
         device = self.resolved_device()
         train["device"] = device
         train["bf16"] = bf16_is_fast(device) if self.bf16 is None else self.bf16
