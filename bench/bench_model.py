@@ -4,7 +4,8 @@
     original   fp32, unfused (for-loop) AdamW, contiguous NCHW, 7 decoder layers computed (as the reference does)
 
 Both run in the same process, interleaved, on random inputs; ratio = ours / original (steps/s) and ours / original
-(latency). Then the data loader: samples/s from a recorded dataset (JPEG decode + resize in workers) against what
+(latency). Then the demo's backbone choice: the small preset at 60x80 with ResNet18 cut after layer3 against the
+full ResNet18 (ratio = 3 stages / 4 stages, train steps/s). Then the data loader: samples/s from a recorded dataset (JPEG decode + resize in workers) against what
 the training step consumes. `--quick` measures fewer steps and cells.
 
     python bench/bench_model.py [--quick] [--threads N]
@@ -152,6 +153,16 @@ def main() -> None:
                 rows.append((name, hw, cams, tr_o, tr_r, la_o, la_r))
                 print(f"{name:6} {hw[0]:>4}x{hw[1]:<4} {cams:>3} | {tr_o:>18.2f} {tr_r:>7.2f} {tr_o / tr_r:>5.2f}x | "
                       f"{la_o:>15.1f} {la_r:>8.1f} {la_o / la_r:>5.2f}x", flush=True)
+    print()
+    print("demo backbone: small preset, 60x80, 1 camera, fp32, train steps/s (ratio = 3 stages / 4 stages)")
+    inputs = batch(ACTConfig.small(), 8, 1, (60, 80))
+    rates = {}
+    for stages in (4, 3):
+        m = ACT(ACTConfig.small(pretrained_backbone=False, backbone_norm="group", backbone_stages=stages))
+        m.set_channels_last(True)
+        rates[stages] = train_rate(m, False, inputs, steps * 4, warmup=2)
+        print(f"  ResNet18 to layer{stages}: {rates[stages]:6.2f} steps/s")
+    print(f"  ratio {rates[3] / rates[4]:.2f}x")
     print()
     print("data loader (2 workers, JPEG 480x640 -> training resolution, batch 8) vs small-preset training consumption")
     for hw in [(120, 160)] if args.quick else RESOLUTIONS:

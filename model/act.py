@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.backbone import FEATURE_CHANNELS, IMAGENET_MEAN, IMAGENET_STD, ResNetBackbone
+from model.backbone import IMAGENET_MEAN, IMAGENET_STD, ResNetBackbone
 from model.config import ACTConfig
 
 
@@ -110,8 +110,8 @@ class ACT(nn.Module):
         self.register_buffer("vae_pos", sinusoid_table(2 + k, d), persistent=False)
 
         # observation encoder
-        self.backbone = ResNetBackbone(cfg.backbone_norm)
-        self.input_proj = nn.Conv2d(FEATURE_CHANNELS, d, kernel_size=1)
+        self.backbone = ResNetBackbone(cfg.backbone_norm, cfg.backbone_stages)
+        self.input_proj = nn.Conv2d(self.backbone.out_channels, d, kernel_size=1)
         self.qpos_proj = nn.Linear(cfg.state_dim, d)
         self.latent_out_proj = nn.Linear(cfg.latent_dim, d)
         self.extra_pos = nn.Embedding(2, d)  # learned positions of the [z, qpos] tokens

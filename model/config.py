@@ -56,6 +56,9 @@ class ACTConfig(BaseModel):
     chunk_size: int = 100
     # vision
     backbone: Literal["resnet18"] = "resnet18"
+    # ResNet stages kept: 4 = the original (layer4, stride 32, 512 channels); 3 = up to layer3 (stride 16,
+    # 256 channels), the CPU demo's choice at 60x80 where layer4 sees 2x3 pixels (model/backbone.py)
+    backbone_stages: Literal[3, 4] = 4
     pretrained_backbone: bool = True  # ImageNet weights via torchvision when cached or downloadable
     # "frozen_bn": the original (pretrained statistics, frozen); "group": from-scratch fallback that trains
     # with any batch size and keeps DDP shards independent of each other.
@@ -80,6 +83,8 @@ class ACTConfig(BaseModel):
         for name in ("enc_layers", "dec_layers", "chunk_size", "latent_dim", "state_dim", "action_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.camera_names:
             raise ValueError("at least one camera is required")
         return self

@@ -386,6 +386,7 @@ def _cli() -> None:
         lr: float | None = typer.Option(None),
         lr_backbone: float | None = typer.Option(None),
         chunk_size: int | None = typer.Option(None),
+        backbone_stages: int | None = typer.Option(None, min=3, max=4, help="ResNet18 stages (4: the original)"),
         image_size: str | None = typer.Option(None, help="HxW training resolution, e.g. 120x160"),
         val_every: int | None = typer.Option(None),
         checkpoint_every: int | None = typer.Option(None),
@@ -401,6 +402,8 @@ def _cli() -> None:
         act_over = {"pretrained_backbone": pretrained}
         if chunk_size:
             act_over["chunk_size"] = chunk_size
+        if backbone_stages:
+            act_over["backbone_stages"] = backbone_stages
         act = ACTConfig.preset_named(preset, **act_over)
         tr: dict[str, Any] = {"steps": steps, "time_budget_s": time_budget, "seed": seed,
                               "device": device, "num_threads": threads}

@@ -99,6 +99,10 @@ def demo(
     episode_len: Annotated[int, typer.Option("--episode-len", help="Control steps per episode.")] = 400,
     resolution: Annotated[str, typer.Option("--resolution", help="Camera HxW (recording and evaluation).")] = "120x160",
     train_resolution: Annotated[str, typer.Option("--train-resolution", help="HxW the policy sees.")] = "60x80",
+    backbone_stages: Annotated[int, typer.Option(
+        "--backbone-stages", min=3, max=4, help="ResNet18 stages: 3 (stride 16, the CPU demo) or 4 (the original).")] = 3,
+    dropout: Annotated[float, typer.Option(
+        "--dropout", min=0.0, max=0.9, help="Transformer dropout (the paper: 0.1; the 20-min CPU demo: 0).")] = 0.0,
     temporal_ensemble: Annotated[float, typer.Option("--temporal-ensemble", help="k of exp(-k i); <0: off.")] = 0.01,
     session: Annotated[Optional[str], typer.Option("--session", help="Session name (default demo-<time>).")] = None,
     store: StoreOpt = None,
@@ -116,6 +120,8 @@ def demo(
         episode_len=episode_len,
         resolution=parse_resolution(resolution),
         train_resolution=parse_resolution(train_resolution),
+        backbone_stages=backbone_stages,
+        dropout=dropout,
         train_minutes=train_minutes,
         train_steps=train_steps,
         eval_episodes=eval_episodes,
@@ -141,7 +147,8 @@ def demo(
     record_s = time.perf_counter() - t0
     console.print(
         f"2/2 materializing the Dagster graph in-process (training budget {train_minutes:g} min at "
-        f"{opts.train_resolution[0]}x{opts.train_resolution[1]}, "
+        f"{opts.train_resolution[0]}x{opts.train_resolution[1]}, ResNet18 to layer{opts.backbone_stages}, "
+        f"dropout {opts.dropout:g}, "
         f"evaluation on {eval_episodes} held-out seeds)"
     )
     t1 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
@@ -141,9 +142,12 @@ def test_second_session_and_a_worse_candidate(store):
     # Pretend the champion is excellent: the next candidate must not take its place.
     c = client(layout)
     c.set_model_version_tag(MODEL, "1", "val_loss", "0.0")
-    second = train(defs, instance, eval_episodes=0, launcher="subprocess")  # training in a Dagster Pipes child
+    # training in a Dagster Pipes child, with the demo's architecture choices (run config -> child -> bundle)
+    second = train(defs, instance, eval_episodes=0, launcher="subprocess", backbone_stages=3, dropout=0.0)
     assert second["act_policy"]["launcher"] == "subprocess" and second["act_policy"]["steps"] >= 1
     verify_bundle(second["act_policy"]["bundle_dir"])
+    bundle_config = json.loads((Path(second["act_policy"]["bundle_dir"]) / "config.json").read_text())
+    assert bundle_config["act"]["backbone_stages"] == 3 and bundle_config["act"]["dropout"] == 0.0
     assert second["dataset"]["dataset_id"] != first["dataset"]["dataset_id"]
     assert second["dataset"]["episodes"] == 5
     dep = second["deployed_policy"]

@@ -23,7 +23,7 @@ TRAINING_POOL = "training"
 
 ARCH_FIELDS = (
     "hidden_dim", "dim_feedforward", "nheads", "enc_layers", "vae_enc_layers", "chunk_size", "latent_dim",
-    "kl_weight", "pretrained_backbone",
+    "kl_weight", "dropout", "pretrained_backbone", "backbone_stages",
 )
 
 # passed through to model.config.TrainConfig under the same name
@@ -74,7 +74,9 @@ class TrainingConfig(Config):
     chunk_size: Optional[int] = None
     latent_dim: Optional[int] = None
     kl_weight: Optional[float] = None
+    dropout: Optional[float] = None
     pretrained_backbone: Optional[bool] = None
+    backbone_stages: Optional[int] = None  # 4: ResNet18 to layer4 (the original); 3: to layer3, stride 16
 
     def model_configs(self):
         from model.config import ACTConfig, TrainConfig, bf16_is_fast

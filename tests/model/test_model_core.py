@@ -47,6 +47,31 @@ def test_shapes_train_and_inference():
     assert out.shape == (2, 10, 4) and mu is None
 
 
+def test_three_stage_backbone_has_stride_16_and_takes_imagenet_weights():
+    from torchvision.models import resnet18
+
+    from model.backbone import ResNetBackbone, load_pretrained_into
+
+    full, short = ResNetBackbone("frozen_bn", 4), ResNetBackbone("frozen_bn", 3)
+    x = torch.rand(2, 3, 64, 96)
+    assert full(x).shape == (2, 512, 2, 3) and short(x).shape == (2, 256, 4, 6)
+    assert not any(k.startswith("layer4") for k in short.state_dict())
+    # a full ResNet18 state dict (as torchvision ships it) loads; its layer4 and fc are left out
+    state = resnet18(weights=None).state_dict()
+    load_pretrained_into(short, state)
+    assert torch.equal(short.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    # the ACT built on it trains end to end and its checkpoint rebuilds the same network
+    m = ACT(tiny_act(backbone_stages=3))
+    q, im, a, pad = _inputs()
+    out, _, _ = m(q, im, a, pad)
+    out.abs().mean().backward()
+    assert m.input_proj.in_channels == 256 and m.backbone.layer3[0].conv1.weight.grad is not None
+    with pytest.raises(ValueError):
+        ACTConfig(backbone_stages=2)
+    with pytest.raises(ValueError, match="dropout"):
+        ACTConfig(dropout=1.0)
+
+
 def test_padded_steps_do_not_change_loss():
     torch.manual_seed(0)
     cfg = tiny_act()
