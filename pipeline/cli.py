@@ -92,7 +92,7 @@ def _default_signals() -> None:
 
 
 def demo(
-    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 20,
+    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 40,
     train_minutes: Annotated[float, typer.Option("--train-minutes", help="Training time budget (minutes).")] = 20.0,
     train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
     eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Held-out seeds for closed-loop success.")] = 50,
