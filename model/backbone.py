@@ -34,7 +34,7 @@ class ResNetBackbone(nn.Module):
     """conv1 .. layer4 of a ResNet18; (B, 3, H, W) normalized images -> (B, 512, H/32, W/32).
 
     stages=3 stops after layer3: (B, 256, H/16, W/16). At small CPU resolutions layer4 sees a 2x3 map that is mostly
-    padding, yet holds 75% of the weights and ~40% of a training step; dropping it doubles the steps per second and
+    padding, yet holds 75% of the weights and ~40% of a training step; dropping it gives 1.7x the steps per second and
     quadruples the image tokens.
     """
 

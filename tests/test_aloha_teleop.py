@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from proc_kit import default_signals
 import yaml
 
 from hardware.aloha.config import AlohaConfig, default_config_path
@@ -230,6 +232,7 @@ def test_torque_released_on_signal(tmp_path, bare_emulator, signum):
         [sys.executable, "-m", "hardware.cli.main", "teleop", "--robot", "aloha", "--config", str(config),
          "--no-gesture"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_signals,
     )
     try:
         deadline = time.monotonic() + 30

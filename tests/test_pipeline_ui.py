@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 from pipeline.instance import dagster_env
+from proc_kit import default_signals
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,6 +55,7 @@ def test_aloha_ui_serves_the_assets_and_stops_by_pid(layout):
         [str(BIN / "aloha"), "ui", "--port", str(port), "--store", str(layout.root)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own group: the test can always clean up what it started
+        preexec_fn=default_signals,
     )
     try:
         deadline = time.monotonic() + 150
