@@ -5,8 +5,8 @@
 
 Both run in the same process, interleaved, on random inputs; ratio = ours / original (steps/s) and ours / original
 (latency). Then the demo's backbone choice: the small preset at 60x80 with ResNet18 cut after layer3 against the
-full ResNet18 (ratio = 3 stages / 4 stages, train steps/s). Then the data loader: samples/s from a recorded dataset (JPEG decode + resize in workers) against what
-the training step consumes. `--quick` measures fewer steps and cells.
+full ResNet18 (ratio = 3 stages / 4 stages, train steps/s). Then the data loader: samples/s from a recorded
+dataset (JPEG decode + resize in workers) against what the training step consumes. `--quick` measures fewer steps and cells.
 
     python bench/bench_model.py [--quick] [--threads N]
 """

@@ -46,14 +46,12 @@ class ResNetBackbone(nn.Module):
         net = resnet18(weights=None, norm_layer=norm_layer)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
-        if stages == 4:
-            self.layer4 = net.layer4
+        self.layer4 = net.layer4 if stages == 4 else nn.Identity()  # Identity: no weights, no state-dict keys
         self.out_channels = STAGE_CHANNELS[stages]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.layer4(x) if hasattr(self, "layer4") else x
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
 def imagenet_weights_path() -> Path:

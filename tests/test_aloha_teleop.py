@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from proc_kit import default_signals
 import yaml
 
 from hardware.aloha.config import AlohaConfig, default_config_path
@@ -24,6 +22,7 @@ from hardware.aloha.teleop import LeaderArms
 from hardware.control_loop import FixedRateLoop
 from hardware.dynamixel import CalibrationError, ServoHardwareError
 from hardware.dynamixel.emulator import ServoEmulator
+from proc_kit import default_signals
 
 REPO = Path(__file__).resolve().parents[1]
 FOLLOWERS = ("left_follower", "right_follower")
