@@ -57,6 +57,8 @@ class RecordConfig:
     episodes: int = 1  # episodes to add in this run (a resumed session continues its numbering)
     episode_len: int = 400  # control steps per episode (8 s at 50 Hz)
     seed: int | None = 0  # the episode with store index i uses seed + i (sim object placement); None = random, stored
+    # explicit seeds instead: the n-th episode of this run uses seeds[n - 1] (e.g. hardware.sim.covering_seeds)
+    seeds: list[int] | None = None
     reset_seconds: float = 0.0  # pause after each episode but the last, for the operator to reset the scene
     realtime: bool = True  # False: virtual clock, as fast as possible (simulators only)
     fps: float | None = None  # default: the robot's
@@ -128,6 +130,9 @@ class Recorder:
             clock = MonotonicClock() if config.realtime else VirtualClock(start=MonotonicClock().now())
         self.clock = clock
         self.session_dir = layout.session_dir(config.session)
+        if config.seeds is not None and len(config.seeds) < config.episodes:
+            raise ValueError(f"RecordConfig.seeds: {len(config.seeds)} seed(s) for {config.episodes} episodes; "
+                             "expected one seed per episode of this run")
 
     # ------------------------------------------------------------------ session
     def run(self) -> SessionResult:
@@ -195,7 +200,12 @@ class Recorder:
         """Record one episode under `index`. Returns (None, RERECORD) if the operator discarded it."""
         cfg = self.config
         # Always a concrete seed, stored with the episode, so `aloha replay` can rebuild the same scene.
-        seed = cfg.seed + index if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
+        if cfg.seeds is not None:
+            seed = int(cfg.seeds[number - 1])
+        elif cfg.seed is not None:
+            seed = cfg.seed + index
+        else:
+            seed = int.from_bytes(os.urandom(4), "little")
         writer = EpisodeWriter(self.layout, cfg.session, self.episode_info(seed), index=index,
                                jpeg_quality=cfg.jpeg_quality)
         loop = FixedRateLoop(self.fps, self.clock)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -92,7 +92,9 @@ def _default_signals() -> None:
 
 
 def demo(
-    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 40,
+    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 50,
+    placements: Annotated[Literal["covering", "random"], typer.Option(
+        "--placements", help="Cube placements: spread evenly over the table, or seeded random (seed + i).")] = "covering",
     train_minutes: Annotated[float, typer.Option("--train-minutes", help="Training time budget (minutes).")] = 20.0,
     train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
     eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Held-out seeds for closed-loop success.")] = 50,
@@ -117,6 +119,7 @@ def demo(
     layout = StoreLayout.at(store)
     opts = DemoOptions(
         episodes=episodes,
+        placements=placements,
         episode_len=episode_len,
         resolution=parse_resolution(resolution),
         train_resolution=parse_resolution(train_resolution),
@@ -131,7 +134,7 @@ def demo(
     console.rule(f"[bold]aloha demo[/]: store {layout.root}")
     console.print(
         f"1/2 recording {episodes} scripted transfer-cube episodes into session [bold]{opts.session}[/] "
-        f"({opts.resolution[0]}x{opts.resolution[1]}, {episode_len} steps each)"
+        f"({opts.resolution[0]}x{opts.resolution[1]}, {episode_len} steps each, {placements} cube placements)"
     )
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]record"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -81,3 +81,17 @@ def test_finalized_session_refuses_more_and_bad_input_is_reported(recorded):
     assert res.exit_code == 2
     missing = runner.invoke(app, ["view", "demo/7", "--store", str(store)])
     assert missing.exit_code == 1 and "no episode" in missing.output
+
+
+def test_covering_placements_record_the_covering_seeds(tmp_path):
+    from hardware.sim import covering_seeds
+
+    result = runner.invoke(build_app(), [
+        "record", "--robot", "sim-transfer-cube", "--session", "cover", "--episodes", "2", "--episode-len", "20",
+        "--cameras", "none", "--seed", "7", "--placements", "covering", "--store", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    from assets_store import StoreLayout
+
+    stored = [EpisodeReader(e.path).attrs["extra"]["seed"] for e in SessionIndex(StoreLayout(tmp_path), "cover").episodes()]
+    assert stored == covering_seeds("transfer_cube", 2, first_seed=7) and stored != [7, 8]

@@ -178,6 +178,15 @@ def test_resume_continues_numbering_and_finalized_session_is_immutable(layout):
         Recorder(LaggyRobot(), Sine(), layout, cfg2).run()
 
 
+def test_explicit_seeds_replace_seed_plus_index_and_must_cover_every_episode(layout):
+    cfg = RecordConfig(session="s5", episodes=2, episode_len=5, realtime=False, seed=100, seeds=[17, 3, 99])
+    result = record_session(LaggyRobot(), Sine(), layout, cfg)
+    assert [e.seed for e in result.episodes] == [17, 3]
+    assert [EpisodeReader(layout.episode_path("s5", i)).attrs["extra"]["seed"] for i in (0, 1)] == [17, 3]
+    with pytest.raises(ValueError, match="RecordConfig.seeds: 1 seed"):
+        Recorder(LaggyRobot(), Sine(), layout, RecordConfig(session="s6", episodes=2, seeds=[1]))
+
+
 def test_fault_mid_episode_keeps_the_partial_episode_marked_failed(layout):
     class Broken(Sine):
         def next_action(self, observation):

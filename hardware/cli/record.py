@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +24,9 @@ def record(
     ] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Image size HxW, e.g. 480x640.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Simulator: episode i uses seed + i.")] = 0,
+    placements: Annotated[Literal["random", "covering"], typer.Option(
+        "--placements", help="Simulator object placements: seeded random (seed + i), or covering the table evenly."
+    )] = "random",
     reset_time: Annotated[
         Optional[float], typer.Option("--reset-time", help="Seconds between episodes (default: 0 sim, 5 real).")
     ] = None,
@@ -55,11 +58,19 @@ def record(
     simulated = bool(bot.simulated)
     if realtime is False and not simulated:
         fail(f"--fast needs a simulated robot; {robot!r} runs in real time")
+    seeds = None
+    if placements == "covering":
+        if not simulated:
+            fail(f"--placements covering needs a simulated robot; {robot!r} places its objects by hand")
+        from hardware.sim import covering_seeds
+
+        seeds = covering_seeds(bot.task, episodes, first_seed=seed)
     cfg = RecordConfig(
         session=session,
         episodes=episodes,
         episode_len=episode_len,
         seed=seed,
+        seeds=seeds,
         reset_seconds=reset_time if reset_time is not None else (0.0 if simulated else 5.0),
         realtime=(not simulated) if realtime is None else realtime,
         task=task,

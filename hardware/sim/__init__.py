@@ -5,6 +5,7 @@ Public entry points (imported lazily, so `hardware.sim.robots` can register robo
     ScriptedDemonstrator()                                                   a `hardware.robot.Teleoperator`
     evaluate(task, make_teleoperator, seeds, cameras=..., resolution=...)  -> EvalResult (closed-loop success)
     heldout_seeds(n) -> list[int]                                            seeds recording never uses
+    covering_seeds(task, n) -> list[int]                        recording seeds spread evenly over the placements
 
 The OpenGL backend must be chosen before `mujoco` is first imported, so this package picks it on import.
 """
@@ -28,6 +29,7 @@ _EXPORTS = {
     "EpisodeOutcome": "hardware.sim.evaluation",
     "evaluate": "hardware.sim.evaluation",
     "heldout_seeds": "hardware.sim.evaluation",
+    "covering_seeds": "hardware.sim.placements",
 }
 
 __all__ = sorted(_EXPORTS)
