@@ -23,7 +23,8 @@ def record(
         Optional[list[str]], typer.Option("--cameras", help="Camera names (repeat or comma-separate; 'all'; 'none').")
     ] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Image size HxW, e.g. 480x640.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Simulator: episode i uses seed + i.")] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Simulator: episode i uses seed + i (covering: the seeds are drawn from seed upwards).")] = 0,
     placements: Annotated[Literal["random", "covering"], typer.Option(
         "--placements", help="Simulator object placements: seeded random (seed + i), or covering the table evenly."
     )] = "random",
