@@ -21,7 +21,7 @@ class DemoOptions:
     # Where the cube sits in the demonstrations matters more than how many there are: 40 seeded random placements
     # scored 90% and 82% in two runs, failing mostly where no demonstration was within 1.8 cm. "covering" picks
     # recording seeds whose placements spread evenly over the table (hardware.sim.placements): 50 of them took the
-    # same 20 min to val loss 0.009 and 100% of 50 held-out seeds (README, Benchmarks).
+    # same 20 min to val loss 0.009-0.012 and 100% of 50 held-out seeds, in two runs (README, Benchmarks).
     episodes: int = 50
     placements: Literal["covering", "random"] = "covering"
     episode_len: int = 400
