@@ -21,6 +21,7 @@ from dagster import DagsterError
 
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
+from pipeline.demo import DemoOptions  # the demo's defaults live there, once
 
 
 def pull(
@@ -92,20 +93,30 @@ def _default_signals() -> None:
 
 
 def demo(
-    episodes: Annotated[int, typer.Option("--episodes", min=2, help="Scripted episodes to record.")] = 50,
+    episodes: Annotated[int, typer.Option(
+        "--episodes", min=2, help="Scripted episodes to record.")] = DemoOptions.episodes,
     placements: Annotated[Literal["covering", "random"], typer.Option(
-        "--placements", help="Cube placements: spread evenly over the table, or seeded random (seed + i).")] = "covering",
-    train_minutes: Annotated[float, typer.Option("--train-minutes", help="Training time budget (minutes).")] = 20.0,
+        "--placements", help="Cube placements: spread evenly over the table, or seeded random (seed + i)."
+    )] = DemoOptions.placements,
+    train_minutes: Annotated[float, typer.Option(
+        "--train-minutes", help="Training time budget (minutes).")] = DemoOptions.train_minutes,
     train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
-    eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Held-out seeds for closed-loop success.")] = 50,
-    episode_len: Annotated[int, typer.Option("--episode-len", help="Control steps per episode.")] = 400,
-    resolution: Annotated[str, typer.Option("--resolution", help="Camera HxW (recording and evaluation).")] = "120x160",
-    train_resolution: Annotated[str, typer.Option("--train-resolution", help="HxW the policy sees.")] = "60x80",
+    eval_episodes: Annotated[int, typer.Option(
+        "--eval-episodes", help="Held-out seeds for closed-loop success.")] = DemoOptions.eval_episodes,
+    episode_len: Annotated[int, typer.Option(
+        "--episode-len", help="Control steps per episode.")] = DemoOptions.episode_len,
+    resolution: Annotated[str, typer.Option(
+        "--resolution", help="Camera HxW (recording and evaluation).")] = "{}x{}".format(*DemoOptions.resolution),
+    train_resolution: Annotated[str, typer.Option(
+        "--train-resolution", help="HxW the policy sees.")] = "{}x{}".format(*DemoOptions.train_resolution),
     backbone_stages: Annotated[int, typer.Option(
-        "--backbone-stages", min=3, max=4, help="ResNet18 stages: 3 (stride 16, the CPU demo) or 4 (the original).")] = 3,
+        "--backbone-stages", min=3, max=4, help="ResNet18 stages: 3 (stride 16, the CPU demo) or 4 (the original)."
+    )] = DemoOptions.backbone_stages,
     dropout: Annotated[float, typer.Option(
-        "--dropout", min=0.0, max=0.9, help="Transformer dropout (the paper: 0.1; the 20-min CPU demo: 0).")] = 0.0,
-    temporal_ensemble: Annotated[float, typer.Option("--temporal-ensemble", help="k of exp(-k i); <0: off.")] = 0.01,
+        "--dropout", min=0.0, max=0.9, help="Transformer dropout (the paper: 0.1; the 20-min CPU demo: 0)."
+    )] = DemoOptions.dropout,
+    temporal_ensemble: Annotated[float, typer.Option(
+        "--temporal-ensemble", help="k of exp(-k i); <0: off.")] = DemoOptions.temporal_ensemble_k,
     session: Annotated[Optional[str], typer.Option("--session", help="Session name (default demo-<time>).")] = None,
     store: StoreOpt = None,
 ) -> None:
@@ -114,7 +125,7 @@ def demo(
     os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.demo import DemoOptions, materialize, record_demo_session, summarize
+    from pipeline.demo import materialize, record_demo_session, summarize
 
     layout = StoreLayout.at(store)
     opts = DemoOptions(
