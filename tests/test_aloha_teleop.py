@@ -228,7 +228,7 @@ def test_torque_released_on_signal(tmp_path, bare_emulator, signum):
     config = _real_config(tmp_path, bare_emulator, calibrate=True)
     env = dict(os.environ, ALOHA_STORE=str(tmp_path / "store"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hardware.cli.main", "teleop", "--robot", "aloha", "--config", str(config),
+        [sys.executable, "-m", "pipeline.cli.app", "teleop", "--robot", "aloha", "--config", str(config),
          "--no-gesture"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=default_signals,
@@ -258,7 +258,7 @@ def test_record_emulated_produces_valid_episodes(layout):
     from typer.testing import CliRunner
 
     from assets_store import EpisodeReader
-    from hardware.cli.main import build_app
+    from pipeline.cli.app import build_app
 
     result = CliRunner().invoke(build_app(), [
         "record", "--robot", "emulated", "--session", "dry_run", "--episodes", "2", "--episode-len", "30",

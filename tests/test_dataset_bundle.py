@@ -12,7 +12,7 @@ from assets_store.dataset import build_manifest, episode_content_hash, load_data
 from assets_store.episode_writer import TMP_PREFIX, host_tag
 from assets_store.stats import PartialStats, dataset_stats, episode_partial_stats
 from assets_store.synthetic import write_synthetic_episode
-from hardware.cli.main import build_app
+from pipeline.cli.app import build_app
 
 
 def test_partial_stats_merge_equals_full_computation():

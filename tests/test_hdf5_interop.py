@@ -9,7 +9,7 @@ from assets_store import EpisodeReader, SessionIndex
 from assets_store.codecs import encode_jpeg
 from assets_store.hdf5_io import ALOHA_JOINT_NAMES, export_hdf5, import_hdf5
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory
-from hardware.cli.main import build_app
+from pipeline.cli.app import build_app
 
 
 def write_aloha_hdf5(path, steps=20, cams=("cam_high", "cam_left_wrist"), hw=(48, 64), sim=True, effort=False,

@@ -87,7 +87,7 @@ def test_whole_graph_then_pull_and_rollout(store, tmp_path):
     assert verify_bundle(deployed)["mlflow_run_id"] == run.info.run_id
     assert (layout.deploy_dir / MODEL / "v1").is_dir()
 
-    from hardware.cli.main import build_app
+    from pipeline.cli.app import build_app
 
     app = build_app()
     runner = CliRunner()
@@ -189,7 +189,7 @@ def test_demo_reports_a_failed_pipeline_and_exits(store, monkeypatch):
     """A failing step ends `aloha demo` with one clear message and exit status 1 (it once hung in the error hook)."""
     import model.train
 
-    from hardware.cli.main import build_app
+    from pipeline.cli.app import build_app
 
     def broken_train(*args, **kwargs):
         raise RuntimeError("injected: training diverged")

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader, SessionIndex, is_session_finalized
-from hardware.cli.main import build_app
+from pipeline.cli.app import build_app
 from hardware.sim import get_task, plan_demo
 
 runner = CliRunner()

@@ -1,1 +1,16 @@
-"""The `aloha` command line. Each module here registers its verbs on the one Typer app in `main.py`."""
+"""The robot and store verbs of the `aloha` command line (record, replay, view, teleop, rollout, episodes, HDF5).
+
+`register(app)` adds every one of them; the app itself is assembled at the top of the import graph, in
+`pipeline.cli.app`, which also adds the pipeline's verbs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hardware.cli import episodes, hardware_cmds, interop, record, rollout, view
+
+
+def register(app: typer.Typer) -> None:
+    for module in (episodes, interop, record, view, hardware_cmds, rollout):
+        module.register(app)

@@ -1,95 +1,20 @@
-"""`aloha demo`, `aloha pull`, `aloha ui`: the pipeline's verbs, registered through the `aloha.commands` entry point.
+"""`aloha demo`: record scripted sim episodes, materialize the whole graph in-process, print what came out.
 
-Only typer/rich are imported at module level: every `aloha` invocation loads this module, and Dagster/MLflow/torch
-cost seconds to import.
+Its option defaults are read from `DemoOptions`, the one place the demo's recipe is written.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
 
-from dagster import DagsterError
-
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
-from pipeline.demo import DemoOptions  # the demo's defaults live there, once
-
-
-def pull(
-    to: Annotated[Path, typer.Option("--to", help="Destination directory (replaced atomically).")],
-    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "aloha-act",
-    version: Annotated[str, typer.Option("--version", help="A version number, or 'champion'.")] = "champion",
-    source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
-    store: StoreOpt = None,
-) -> None:
-    """Fetch a policy bundle and verify the sha256 of every file; a mismatch is refused."""
-    from assets_store.errors import StoreError
-    from pipeline.pull import pull_bundle
-
-    if source not in ("deploy", "mlflow"):
-        fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
-    if version != "champion" and not version.isdigit():
-        fail(f"--version must be a number or 'champion', got {version!r}", 2)
-    layout = StoreLayout.at(store)
-    try:
-        with console.status(f"pulling {name}@{version} from {source}"):
-            manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri)
-    except (StoreError, ValueError) as exc:
-        fail(str(exc))
-    table = Table(title=f"{name} {version} -> {to}", show_lines=False)
-    table.add_column("file")
-    table.add_column("sha256 (verified)")
-    for fname, digest in sorted(manifest["files"].items()):
-        table.add_row(fname, digest[:16] + "…")
-    console.print(table)
-    metrics = manifest.get("metrics") or {}
-    console.print(
-        f"[green]ok[/] dataset {manifest.get('dataset_id') or '?'}, MLflow run {manifest.get('mlflow_run_id') or '?'}"
-        + (", " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))) if metrics else "")
-    )
-
-
-def ui(
-    port: Annotated[int, typer.Option("--port", "-p", help="Webserver port.")] = 3000,
-    host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default).")] = "127.0.0.1",
-    store: StoreOpt = None,
-) -> None:
-    """Start `dagster dev -w workspace.yaml` on the store's instance (SQLite, telemetry off). Ctrl-C stops it."""
-    from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
-
-    layout = StoreLayout.at(store)
-    env = dagster_env(layout)
-    dagster = Path(sys.executable).with_name("dagster")
-    cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host, "-p", str(port)]
-    console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    console.print(f"MLflow UI:  make mlflow-ui   or   mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1")
-    # dagster dev ignores SIGINT when its parent started it with SIGINT ignored: restore the default in the child.
-    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO_ROOT), preexec_fn=_default_signals)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            code = proc.wait()
-    raise typer.Exit(code if code and code > 0 else 0)
-
-
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+from pipeline.demo import DemoOptions
 
 
 def demo(
@@ -123,6 +48,7 @@ def demo(
     """Record scripted transfer-cube episodes, run the whole pipeline in-process, print what came out."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    from dagster import DagsterError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipeline.demo import materialize, record_demo_session, summarize
@@ -209,5 +135,3 @@ def print_summary(s, layout: StoreLayout) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
-    app.command("pull")(pull)
-    app.command("ui")(ui)
