@@ -18,7 +18,7 @@ demo: setup
 	$(VENV)/bin/aloha demo
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
 
 bench: setup
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
