@@ -43,6 +43,20 @@ class CameraSpec:
             raise ValueError(f"camera {self.name!r}: resolution must be positive, got {self.height}x{self.width}")
 
 
+DEFAULT_CAMERA = "top"  # the original ALOHA's overhead camera: the one camera the simulator, tests and ACT default to
+
+
+def parse_hxw(text: str) -> tuple[int, int]:
+    """'480x640' -> (480, 640): height first, as in the image arrays. ValueError names the text."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"expected HxW such as 480x640, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"expected a positive resolution, got {text!r}")
+    return h, w
+
+
 @dataclass
 class EpisodeInfo:
     """What the recorder knows about an episode before its first step."""

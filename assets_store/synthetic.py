@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from assets_store.paths import StoreLayout
-from assets_store.schema import CameraSpec, EpisodeInfo
+from assets_store.schema import DEFAULT_CAMERA, CameraSpec, EpisodeInfo
 
 
 class CameraLikeFrames:
@@ -63,7 +63,7 @@ def write_synthetic_episode(
 ) -> Path:
     from assets_store.episode_writer import EpisodeWriter
 
-    cameras = {"top": (48, 64)} if cameras is None else cameras
+    cameras = {DEFAULT_CAMERA: (48, 64)} if cameras is None else cameras
     info = synthetic_info(cameras, joints)
     frames = {name: CameraLikeFrames(h, w, seed + i) for i, (name, (h, w)) in enumerate(cameras.items())}
     qpos = joint_trajectory(steps, joints, seed)

@@ -20,9 +20,9 @@ import numpy as np
 from hardware.aloha.emulated import emulated_calibration, emulated_spec, servo_setups
 from hardware.aloha.layouts import arm_joints
 from hardware.cameras import Camera, SoftwareSource, SyntheticFeeder, match_by_timestamp
-from hardware.control_loop import FixedRateLoop
 from hardware.dynamixel import Arm, ArmSpec
 from hardware.dynamixel.emulator import ServoEmulator
+from hardware.loop import FixedRateLoop
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -12,11 +12,10 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-from assets_store import StoreLayout  # noqa: E402
-from hardware.recorder import RecordConfig, record_session  # noqa: E402
-from hardware.sim import ScriptedDemonstrator, make_sim_robot, plan_demo  # noqa: E402
+from assets_store import StoreLayout
+from hardware.recorder import RecordConfig, record_session
+from hardware.sim import ScriptedDemonstrator, make_sim_robot, plan_demo
+from hardware.sim.gl import select_gl_backend
 
 RESOLUTIONS = [(480, 640), (240, 320), (120, 160)]
 
@@ -60,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     all_cams = make_sim_robot("transfer_cube", cameras=["all"]).cameras
-    print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}, {os.cpu_count()} CPUs, {args.steps} steps per row, "
+    print(f"MUJOCO_GL={select_gl_backend()}, {os.cpu_count()} CPUs, {args.steps} steps per row, "
           f"all cameras = {len(all_cams)} ({', '.join(c.name for c in all_cams)})")
     print(f"{'resolution':>10} | {'cameras':>7} | {'physics ms':>10} | {'render ms':>9} | {'total ms/step':>13} | {'max Hz':>6}")
     print("-" * 72)

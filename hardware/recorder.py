@@ -28,7 +28,9 @@ from typing import Any, Callable
 from assets_store import EpisodeInfo, EpisodeWriter, StoreLayout, finalize_session, next_episode_index
 from assets_store.errors import StoreError
 from assets_store.sessions import is_session_finalized
-from hardware.control_loop import (
+from hardware.interfaces import Robot, Teleoperator
+from hardware.keyboard import Command, CommandSource, NoCommands
+from hardware.loop import (
     Clock,
     FixedRateLoop,
     LoopReport,
@@ -37,8 +39,6 @@ from hardware.control_loop import (
     VirtualClock,
     run_episode,
 )
-from hardware.keyboard import Command, CommandSource, NoCommands
-from hardware.robot import Robot, Teleoperator
 
 SOFTWARE_VERSION = "aloha-pipeline 0.1.0"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from assets_store import EpisodeReader
-from hardware.control_loop import EpisodeRun, run_episode
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
+from hardware.loop import EpisodeRun, run_episode
 
 
 class ActionReplay(Teleoperator):

@@ -1,11 +1,13 @@
-"""Run a trained policy on a robot: the policy is just another Teleoperator inside the same 50 Hz control loop.
+"""The one closed-loop rollout loop: a policy (or any Teleoperator) drives a robot in the same 50 Hz control loop.
 
     policy = Policy.from_bundle(bundle_dir, temporal_ensemble_k=0.01)
-    report = run_rollouts("sim-transfer-cube", policy, seeds=[1_000_000, 1_000_001], num_steps=400)
-    report.success_rate, report.latency_ms.p99
+    robot = make_robot_for_policy("sim-transfer-cube", policy)
+    report = run_rollouts(robot, policy, seeds=[1_000_000, 1_000_001], num_steps=400)
+    report.summary.rate, report.latency_ms.p99
 
-Before the first step the bundle is checked against the robot: a policy trained on other cameras or other joints
-is refused, never driven.
+`aloha rollout`, the pipeline's `policy_evaluation` and the simulator's scripted-demo checks all run here, and
+`success_summary` is the one place a success rate is computed. Before the first step a policy is checked against
+the robot (`check_compatible`): a policy trained on other cameras or other joints is refused, never driven.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hardware.control_loop import Percentiles, StepRecord, run_episode
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
+from hardware.loop import Percentiles, StepRecord, run_episode
+from hardware.registry import RobotOptions, make_robot
+from hardware.visualize import side_by_side, write_mp4
 
 
 class IncompatiblePolicy(ValueError):
@@ -26,31 +30,72 @@ class IncompatiblePolicy(ValueError):
 
 
 class PolicyTeleoperator(Teleoperator):
-    """Actions from a `model.policy.Policy`; measures the time of every inference call."""
+    """Actions from a `model.policy.Policy` (anything with `reset()` and `act(qpos, images)`)."""
 
     def __init__(self, policy: Any):
         self.policy = policy
-        self.latencies_s: list[float] = []
 
     def start_episode(self, robot: Robot, seed: int | None = None) -> None:
         self.policy.reset()  # forget the previous episode's action chunks
 
     def next_action(self, observation: Observation) -> np.ndarray:
+        return np.asarray(self.policy.act(observation.qpos, observation.images), dtype=np.float32)
+
+
+class _Timed(Teleoperator):
+    """Measures every `next_action` call of the teleoperator it wraps (a policy: its inference latency)."""
+
+    def __init__(self, inner: Teleoperator):
+        self.inner = inner
+        self.latencies_s: list[float] = []
+
+    def connect(self) -> None:
+        self.inner.connect()
+
+    def start_episode(self, robot: Robot, seed: int | None = None) -> None:
+        self.inner.start_episode(robot, seed)
+
+    def next_action(self, observation: Observation) -> np.ndarray:
         start = time.perf_counter()
-        action = self.policy.act(observation.qpos, observation.images)
+        action = self.inner.next_action(observation)
         self.latencies_s.append(time.perf_counter() - start)
-        return np.asarray(action, dtype=np.float32)
+        return action
+
+    def disconnect(self) -> None:
+        self.inner.disconnect()
 
 
 @dataclass
 class RolloutEpisode:
     seed: int | None
-    success: bool | None
+    success: bool | None  # None where the robot cannot judge success
     max_reward: float | None
     steps: int
     seconds: float
     late_steps: int
     video: str | None = None
+
+
+@dataclass(frozen=True)
+class SuccessSummary:
+    episodes: int
+    judged: int  # episodes whose success the robot could judge
+    successes: int
+    rate: float | None  # successes / judged; None where nothing could be judged (a real robot)
+    mean_max_reward: float  # over every episode, a missing reward counting as 0
+
+
+def success_summary(episodes: Sequence[RolloutEpisode]) -> SuccessSummary:
+    """The one success rate: ACT's, the maximum reward reached within the episode, over the judged episodes."""
+    judged = [bool(e.success) for e in episodes if e.success is not None]
+    rewards = [float(e.max_reward or 0.0) for e in episodes]
+    return SuccessSummary(
+        episodes=len(episodes),
+        judged=len(judged),
+        successes=int(sum(judged)),
+        rate=float(np.mean(judged)) if judged else None,
+        mean_max_reward=float(np.mean(rewards)) if rewards else 0.0,
+    )
 
 
 @dataclass
@@ -61,9 +106,12 @@ class RolloutReport:
     max_reward: float | None = None
 
     @property
+    def summary(self) -> SuccessSummary:
+        return success_summary(self.episodes)
+
+    @property
     def success_rate(self) -> float | None:
-        judged = [e.success for e in self.episodes if e.success is not None]
-        return float(np.mean(judged)) if judged else None
+        return self.summary.rate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,41 +124,25 @@ class RolloutReport:
 
 
 def check_compatible(policy: Any, robot: Robot) -> None:
-    """Refuse a bundle whose cameras or joints differ from the robot's (the message names both sides)."""
-    cams = [c.name for c in robot.cameras]
-    missing = [c for c in policy.camera_names if c not in cams]
-    if missing:
-        raise IncompatiblePolicy(f"the policy needs cameras {policy.camera_names}; robot {robot.name!r} has {cams}")
-    if list(policy.joint_names) != list(robot.joint_names):
-        raise IncompatiblePolicy(
-            f"the policy was trained on joints {list(policy.joint_names)}; robot {robot.name!r} has {robot.joint_names}"
-        )
+    """The policy's own check (`Policy.check_compatible`) against this robot's cameras and joints."""
     try:
-        policy.check_compatible(cams, list(robot.joint_names))
-    except (ValueError, KeyError) as exc:
-        raise IncompatiblePolicy(str(exc)) from exc
+        policy.check_compatible([c.name for c in robot.cameras], list(robot.joint_names))
+    except ValueError as exc:
+        raise IncompatiblePolicy(f"robot {robot.name!r}: {exc}") from exc
 
 
 def make_robot_for_policy(robot_name: str, policy: Any, resolution: tuple[int, int] | None = None, **options: Any) -> Robot:
-    """The named robot with the policy's cameras; a camera the robot does not have is a refusal, not a crash."""
-    from hardware.robots import RobotOptions, make_robot
-
+    """The named robot with the policy's cameras; a robot without one of them refuses here, before connecting."""
     try:
-        robot = make_robot(robot_name, RobotOptions(cameras=list(policy.camera_names), resolution=resolution, **options))
-    except (KeyError, ValueError) as exc:
+        return make_robot(robot_name, RobotOptions(cameras=list(policy.camera_names), resolution=resolution, **options))
+    except ValueError as exc:  # unknown robot, or a camera the robot does not have: the message names it
         raise IncompatiblePolicy(f"robot {robot_name!r} cannot provide cameras {list(policy.camera_names)}: {exc}") from exc
-    scene = getattr(robot, "scene_cameras", None)
-    if callable(scene):  # a simulator accepts any name until it renders: check against the scene now
-        missing = [c for c in policy.camera_names if c not in scene()]
-        if missing:
-            raise IncompatiblePolicy(f"the policy needs cameras {missing}; scene of {robot_name!r} has {scene()}")
-    return robot
 
 
 def run_rollouts(
     robot: Robot,
-    policy: Any,
-    seeds: list[int | None],
+    driver: Any,
+    seeds: Sequence[int | None],
     *,
     num_steps: int = 400,
     realtime: bool | None = None,
@@ -118,39 +150,26 @@ def run_rollouts(
     video_dir: Path | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
 ) -> RolloutReport:
-    """One episode per seed. Simulators run on a virtual 50 Hz clock unless `realtime`; real robots always in real time."""
+    """One episode per seed, driven by a policy (checked against the robot first) or by any Teleoperator.
+
+    Simulators run on a virtual 50 Hz clock unless `realtime`; real robots always in real time. `stop_on_success`
+    ends an episode once the maximum reward is reached (ACT's success: later steps change nothing).
+    """
+    if isinstance(driver, Teleoperator):
+        teleop = _Timed(driver)
+    else:
+        check_compatible(driver, robot)  # before connecting: a mismatched policy never gets near the motors
+        teleop = _Timed(PolicyTeleoperator(driver))
     simulated = bool(getattr(robot, "simulated", False))
     realtime = (not simulated) if realtime is None else (realtime or not simulated)
-    teleop = PolicyTeleoperator(policy)
     report = RolloutReport(robot=robot.name)
-    check_compatible(policy, robot)  # before connecting: a mismatched policy never gets near the motors
     robot.connect()
     try:
-        target = robot.max_reward()
-        report.max_reward = target
+        report.max_reward = robot.max_reward()
         teleop.connect()
         for i, seed in enumerate(seeds):
-            frames: list[np.ndarray] = []
-
-            def on_step(rec: StepRecord) -> None:
-                if video_dir is not None and rec.observation.images:
-                    frames.append(np.concatenate(list(rec.observation.images.values()), axis=1))
-
-            start = time.perf_counter()
-            run = run_episode(
-                robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
-                stop_on_success=stop_on_success,  # ACT's success: max reward reached; later steps change nothing
-            )
-            episode = RolloutEpisode(
-                seed=seed,
-                success=run.success,
-                max_reward=run.max_reward,
-                steps=run.steps,
-                seconds=time.perf_counter() - start,
-                late_steps=run.report.late_steps,
-            )
-            if video_dir is not None and frames:
-                episode.video = str(_write_video(Path(video_dir), f"episode_{i:03d}_seed_{seed}", frames, robot.fps))
+            episode = _run_one(robot, teleop, seed, num_steps, realtime, stop_on_success,
+                               None if video_dir is None else Path(video_dir) / f"episode_{i:03d}_seed_{seed}.mp4")
             report.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)
@@ -161,15 +180,19 @@ def run_rollouts(
     return report
 
 
-def _write_video(video_dir: Path, name: str, frames: list[np.ndarray], fps: float) -> Path:
-    import imageio.v2 as imageio
+def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: int, realtime: bool,
+             stop_on_success: bool, video: Path | None) -> RolloutEpisode:
+    frames: list[np.ndarray] = []
 
-    video_dir.mkdir(parents=True, exist_ok=True)
-    path = video_dir / f"{name}.mp4"
-    h, w = frames[0].shape[:2]
-    # H.264 wants even sizes; crop one pixel where needed rather than resample.
-    frames = [f[: h - h % 2, : w - w % 2] for f in frames]
-    with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
-        for f in frames:
-            writer.append_data(f)
-    return path
+    def on_step(rec: StepRecord) -> None:
+        if video is not None and rec.observation.images:
+            frames.append(side_by_side(list(rec.observation.images.values())))
+
+    start = time.perf_counter()
+    run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
+                      stop_on_success=stop_on_success)
+    episode = RolloutEpisode(seed=seed, success=run.success, max_reward=run.max_reward, steps=run.steps,
+                             seconds=time.perf_counter() - start, late_steps=run.report.late_steps)
+    if video is not None and frames:
+        episode.video = str(write_mp4(video, frames, robot.fps))
+    return episode

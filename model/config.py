@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from assets_store.schema import DEFAULT_CAMERA
+
 PAPER_LR = 1e-5
 
 
@@ -69,7 +71,7 @@ class ACTConfig(BaseModel):
     # data-dependent, filled by the trainer from the dataset
     state_dim: int = 14
     action_dim: int = 14
-    camera_names: list[str] = Field(default_factory=lambda: ["top"])
+    camera_names: list[str] = Field(default_factory=lambda: [DEFAULT_CAMERA])
     # the learning rate this architecture was tuned with; TrainConfig.lr=None picks it up
     recommended_lr: float = PAPER_LR
     preset: str = "paper"

@@ -104,6 +104,8 @@ class Policy:
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, camera_names, joint_names) -> None:
+        """The one policy/robot compatibility check (the policy knows what it was trained on); every rollout runs
+        it before the robot connects (`hardware.rollout.run_rollouts`)."""
         problems = []
         missing = [c for c in self.camera_names if c not in set(camera_names)]
         if missing:

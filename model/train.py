@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
 from model.backbone import load_pretrained_into, resolve_pretrained
@@ -416,8 +417,7 @@ def _cli() -> None:
             if val is not None:
                 tr[name] = val
         if image_size:
-            h, w = image_size.lower().split("x")
-            tr["image_size"] = (int(h), int(w))
+            tr["image_size"] = parse_hxw(image_size)
         tcfg = TrainConfig.small(**tr) if preset == "small" else TrainConfig(**tr)
         from model.callbacks import RichProgressCallback
 

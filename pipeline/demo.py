@@ -71,7 +71,7 @@ class DemoSummary:
 
 def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None):
     from hardware.recorder import RecordConfig, record_session
-    from hardware.robots import RobotOptions, make_robot, make_teleoperator
+    from hardware.registry import RobotOptions, make_robot, make_teleoperator
     from hardware.sim import covering_seeds
 
     robot_opts = RobotOptions(resolution=opts.resolution, layout=layout)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from assets_store import StoreLayout
+from hardware.sim.gl import gl_backend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def dagster_env(layout: StoreLayout, base: dict[str, str] | None = None) -> dict
     env["DAGSTER_HOME"] = str(prepare_dagster_home(layout))
     env["ALOHA_STORE"] = str(layout.root)
     env["DAGSTER_DISABLE_TELEMETRY"] = "1"
-    env.setdefault("MUJOCO_GL", "egl")
+    env["MUJOCO_GL"] = gl_backend(env)  # the simulator's own choice, so every process renders alike
     return env
 
 

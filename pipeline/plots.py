@@ -8,14 +8,12 @@ from typing import Sequence
 
 import numpy as np
 
+from hardware.rollout import RolloutReport
+from hardware.visualize import joints_figure, new_figure
+
 
 def _figure(width: float = 7.0, height: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display: never pick an interactive backend inside a run
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=80)
+    return new_figure(width, height, dpi=80)
 
 
 def _markdown(fig, title: str) -> str:
@@ -27,19 +25,9 @@ def _markdown(fig, title: str) -> str:
 
 
 def joint_trajectories(qpos: np.ndarray, action: np.ndarray | None, names: Sequence[str], fps: float, title: str) -> str:
-    fig = _figure(8.0, 3.6)
-    ax = fig.add_subplot(1, 1, 1)
+    """The joint plot of `aloha view` (one panel per joint, command dashed), as markdown."""
     t = np.arange(len(qpos)) / (fps or 1.0)
-    colors = [f"C{i % 10}" for i in range(qpos.shape[1])]
-    for j in range(qpos.shape[1]):
-        ax.plot(t, qpos[:, j], color=colors[j], lw=1.0, label=names[j] if j < len(names) else str(j))
-        if action is not None and j < action.shape[1]:
-            ax.plot(t, action[:, j], color=colors[j], lw=0.8, ls="--")
-    ax.set_xlabel("time [s]")
-    ax.set_ylabel("joint (solid) / command (dashed)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _markdown(fig, title)
+    return _markdown(joints_figure(t, qpos, action, names, title), title)
 
 
 def loss_curve(history: Sequence[dict], title: str = "training loss") -> str:
@@ -60,16 +48,20 @@ def loss_curve(history: Sequence[dict], title: str = "training loss") -> str:
     return _markdown(fig, title)
 
 
-def success_per_seed(seeds: Sequence[int], rewards: Sequence[float], successes: Sequence[bool], max_reward: float) -> str:
+def success_per_seed(report: RolloutReport) -> str:
+    """Max reward per held-out seed (green = success), the success threshold dotted, the success rate in the title."""
+    seeds = [e.seed for e in report.episodes]
+    rewards = [float(e.max_reward or 0.0) for e in report.episodes]
+    summary = report.summary
     fig = _figure(max(4.0, min(12.0, 0.18 * len(seeds) + 2)), 2.8)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(seeds))
-    ax.bar(x, rewards, color=["C2" if s else "C3" for s in successes])
-    ax.axhline(max_reward, color="k", lw=0.6, ls=":")
+    ax.bar(x, rewards, color=["C2" if e.success else "C3" for e in report.episodes])
+    if report.max_reward is not None:
+        ax.axhline(report.max_reward, color="k", lw=0.6, ls=":")
     ax.set_xticks(x)
     ax.set_xticklabels([str(s) for s in seeds], rotation=90, fontsize=6)
     ax.set_xlabel("held-out seed")
     ax.set_ylabel("max reward (green = success)")
-    rate = float(np.mean(successes)) if len(successes) else 0.0
-    ax.set_title(f"closed-loop success {rate:.0%} over {len(seeds)} seeds", fontsize=9)
+    ax.set_title(f"closed-loop success {summary.rate or 0.0:.0%} over {summary.episodes} seeds", fontsize=9)
     return _markdown(fig, "success per seed")

@@ -19,9 +19,9 @@ from hardware.aloha.emulated import emulated_calibration, servo_setups
 from hardware.aloha.rig import emulated_rig
 from hardware.aloha.robot import AlohaRobot
 from hardware.aloha.teleop import LeaderArms
-from hardware.control_loop import FixedRateLoop
 from hardware.dynamixel import CalibrationError, ServoHardwareError
 from hardware.dynamixel.emulator import ServoEmulator
+from hardware.loop import FixedRateLoop
 from proc_kit import default_signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def bare_emulator():
 
 
 def test_real_robot_refuses_uncalibrated_arms(tmp_path, bare_emulator, layout):
-    from hardware.robots import RobotOptions, make_robot
+    from hardware.registry import RobotOptions, make_robot
 
     robot = make_robot("aloha", RobotOptions(config=_real_config(tmp_path, bare_emulator, calibrate=False),
                                              layout=layout))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from assets_store.schema import CameraSpec
-from hardware.control_loop import FixedRateLoop, LoopReport, Percentiles, StepTiming, VirtualClock, run_episode
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
+from hardware.loop import FixedRateLoop, LoopReport, Percentiles, StepTiming, VirtualClock, run_episode
 
 
 class FakeClock:

@@ -30,7 +30,7 @@ from hardware.dynamixel import (
     ServoRangeError,
     ServoSilent,
 )
-from hardware.dynamixel.calibrate import Calibrator
+from hardware.dynamixel.calibration_procedure import Calibrator
 from hardware.dynamixel.emulator import ServoEmulator
 
 FOLLOWER = ArmSpec("left_follower", "", arm_joints("vx300s"), role="follower")

@@ -1,4 +1,5 @@
-"""`aloha record` end to end on the simulator, then `aloha replay` and `aloha view` on what it wrote."""
+"""`aloha record` end to end on the simulator, then `aloha replay` and `aloha view` on what it wrote; `aloha rollout`
+against the pipeline's evaluation (one rollout loop, one compatibility check)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,74 @@ def test_covering_placements_record_the_covering_seeds(tmp_path):
 
     stored = [EpisodeReader(e.path).attrs["extra"]["seed"] for e in SessionIndex(StoreLayout(tmp_path), "cover").episodes()]
     assert stored == covering_seeds("transfer_cube", 2, first_seed=7) and stored != [7, 8]
+
+
+# ---------------------------------------------------------------------------------------------- rollout
+POLICY_HW = (32, 32)  # the tiny policy's input size; both entries render at it
+
+
+def _tiny_bundle(path, cameras):
+    """A sealed bundle of an untrained ACT for the simulator's joints (fast, deterministic, never succeeds)."""
+    import torch
+
+    from assets_store.stats import NormStats
+    from hardware.sim import constants as C
+    from model.act import ACT
+    from model.config import ACTConfig
+    from model.interop import to_bundle
+
+    torch.manual_seed(0)
+    cfg = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
+                    chunk_size=10, dropout=0.0, pretrained_backbone=False, backbone_norm="group",
+                    state_dim=14, action_dim=14, camera_names=list(cameras))
+    unit = NormStats(np.zeros(14), np.full(14, 0.1), -np.ones(14), np.ones(14), 1)
+    return to_bundle(ACT(cfg), {"qpos": unit, "action": unit}, path, joint_names=list(C.JOINT_NAMES),
+                     action_names=list(C.JOINT_NAMES), fps=50.0, image_size=POLICY_HW)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    return {"top": _tiny_bundle(root / "top", ["top"]), "other": _tiny_bundle(root / "other", ["no_such_camera"])}
+
+
+def test_sim_evaluation_and_aloha_rollout_report_the_same(bundles, tmp_path):
+    import json
+
+    from pipeline.assets.evaluation import EvaluationConfig, closed_loop_evaluation
+
+    report = tmp_path / "rollout.json"
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundles["top"]),
+                                      "--episodes", "2", "--max-steps", "30", "--json", str(report),
+                                      "--store", str(tmp_path / "store")])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(report.read_text())
+    evaluation = closed_loop_evaluation(bundles["top"], "sim-transfer-cube", EvaluationConfig(episodes=2, episode_len=30),
+                                        resolution=POLICY_HW)
+    per_episode = [(e["seed"], e["success"], e["max_reward"], e["steps"]) for e in cli["episodes"]]
+    assert per_episode == [(e.seed, e.success, e.max_reward, e.steps) for e in evaluation.episodes]
+    assert cli["success_rate"] == evaluation.summary.rate and len(per_episode) == 2
+    assert f"{evaluation.summary.rate:.0%} (0/2)" in res.output  # the table prints the same summary
+
+
+def test_mismatched_cameras_are_refused_by_every_entry(bundles, tmp_path):
+    from hardware.registry import RobotOptions, make_robot
+    from hardware.rollout import IncompatiblePolicy, run_rollouts
+    from model.policy import Policy
+    from pipeline.assets.evaluation import EvaluationConfig, closed_loop_evaluation
+
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundles["other"]),
+                                      "--store", str(tmp_path / "store")])
+    assert res.exit_code == 2 and "refusing to run" in res.output and "no_such_camera" in res.output
+    with pytest.raises(IncompatiblePolicy, match="no_such_camera"):
+        closed_loop_evaluation(bundles["other"], "sim-transfer-cube", EvaluationConfig(episodes=1, episode_len=5),
+                               resolution=POLICY_HW)
+    # The check itself (the policy's), wherever a robot comes from: other cameras, or other joints.
+    policy = Policy.from_bundle(bundles["top"])
+    wrist_only = make_robot("sim-transfer-cube", RobotOptions(cameras=["left_wrist"], resolution=POLICY_HW))
+    with pytest.raises(IncompatiblePolicy, match=r"cameras \['top'\] required by the policy are missing"):
+        run_rollouts(wrist_only, policy, [0], num_steps=5)
+    policy.joint_names = policy.joint_names[::-1]
+    top = make_robot("sim-transfer-cube", RobotOptions(cameras=["top"], resolution=POLICY_HW))
+    with pytest.raises(IncompatiblePolicy, match="joint names differ"):
+        run_rollouts(top, policy, [0], num_steps=5)

@@ -12,10 +12,10 @@ import pytest
 from assets_store import EpisodeReader, SessionIndex, is_session_finalized
 from assets_store.errors import StoreError
 from assets_store.schema import CameraSpec
-from hardware.control_loop import VirtualClock
+from hardware.interfaces import Observation, Robot, Teleoperator
 from hardware.keyboard import Command, TerminalCommands
+from hardware.loop import VirtualClock
 from hardware.recorder import EpisodeFailed, RecordConfig, Recorder, record_session
-from hardware.robot import Observation, Robot, Teleoperator
 
 J = 3
 

@@ -6,12 +6,12 @@ import mujoco
 import numpy as np
 import pytest
 
-from hardware.robots import RobotOptions, make_robot, make_teleoperator, robot_names
+from hardware.registry import RobotOptions, is_simulated, make_robot, make_teleoperator, robot_names, robots_help
 from hardware.sim import SimRobot, make_sim_robot
 from hardware.sim import constants as C
 from hardware.sim.physics import SimPhysics
 from hardware.sim.scripted import ScriptedDemonstrator
-from hardware.sim.tasks import get_task, insertion_reward, transfer_cube_reward
+from hardware.sim.tasks import TASKS, get_task, insertion_reward, transfer_cube_reward
 
 LF, RF = "vx300s_left/10_left_gripper_finger", "vx300s_right/10_right_gripper_finger"
 
@@ -111,6 +111,12 @@ def test_registry_builds_sim_robots_with_options():
     assert {"top", "left_wrist", "right_wrist", "angle"} <= set(names)
     assert all((c.height, c.width) == (24, 32) for c in robot.cameras)
     assert isinstance(make_teleoperator("sim-insertion", robot), ScriptedDemonstrator)
+    # the registry knows which robots are simulators without building them, and agrees with the robots
+    assert [n for n in robot_names() if is_simulated(n)] == sorted(t.robot_name for t in TASKS.values())
+    assert robot.simulated and is_simulated(robot.name) and not is_simulated("aloha") and not is_simulated("nope")
+    assert "sim-insertion (MuJoCo, insertion)" in robots_help() and robots_help(["aloha"]) == "aloha (real hardware)"
+    with pytest.raises(ValueError, match=r"unknown camera\(s\) \['nope'\]"):  # refused when built, not at the first render
+        make_robot("sim-transfer-cube", RobotOptions(cameras=["top", "nope"]))
 
 
 def test_rendering_then_loading_the_policy_stack_does_not_crash(tmp_path):

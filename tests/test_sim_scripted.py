@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware.control_loop import run_episode
-from hardware.robot import Teleoperator
-from hardware.sim import ScriptedDemonstrator, evaluate, heldout_seeds, make_sim_robot
+from hardware.interfaces import Teleoperator
+from hardware.loop import run_episode
+from hardware.rollout import run_rollouts
+from hardware.sim import ScriptedDemonstrator, heldout_seeds, make_sim_robot
 
 # Full runs: transfer cube 50/50 seeds, insertion see bench/REPORT in the closing note. CI samples a few.
 CUBE_SEEDS = [0, 7, 21, 33, 48]
@@ -15,7 +16,7 @@ INSERTION_SEEDS = [0, 4, 10]  # 4 and 10 jammed the peg with ACT's original meet
 
 
 def test_transfer_cube_scripted_demos_succeed():
-    result = evaluate("transfer_cube", lambda robot: ScriptedDemonstrator(), CUBE_SEEDS, cameras=[])
+    result = run_rollouts(make_sim_robot("transfer_cube", cameras=[]), ScriptedDemonstrator(), CUBE_SEEDS)
     assert [e.success for e in result.episodes] == [True] * len(CUBE_SEEDS), result.to_dict()
     assert result.success_rate == 1.0
     # evaluation stops once success is decided: ACT's scripted demos reach reward 4 well before step 400
@@ -23,7 +24,7 @@ def test_transfer_cube_scripted_demos_succeed():
 
 
 def test_insertion_scripted_demos_succeed():
-    result = evaluate("insertion", lambda robot: ScriptedDemonstrator(), INSERTION_SEEDS, cameras=[])
+    result = run_rollouts(make_sim_robot("insertion", cameras=[]), ScriptedDemonstrator(), INSERTION_SEEDS)
     assert result.success_rate == 1.0, result.to_dict()
 
 

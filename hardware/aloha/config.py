@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hardware.aloha.layouts import ARM_MODELS, arm_joints
 from hardware.dynamixel.arm import ArmSpec, JointSpec
-from hardware.dynamixel.calibration import calibration_file
+from hardware.dynamixel.calibration_data import calibration_file
 from hardware.dynamixel.control_table import MODELS
 
 CONFIG_DIR = Path(__file__).parent / "configs"

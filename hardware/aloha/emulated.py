@@ -7,7 +7,7 @@ the press-both-grippers gesture can also be played on demand (`press_grippers`).
 from __future__ import annotations
 
 from hardware.dynamixel.arm import ArmSpec
-from hardware.dynamixel.calibration import ArmCalibration, JointCalibration
+from hardware.dynamixel.calibration_data import ArmCalibration, JointCalibration
 from hardware.dynamixel.emulator import ServoEmulator, ServoSetup
 
 CENTER = 2048

@@ -15,7 +15,7 @@ from hardware.aloha import emulated as emu
 from hardware.aloha.config import AlohaConfig, CameraConfig, default_config_path
 from hardware.cameras import Camera, PlaybackSource, RealSenseSource, SoftwareSource, SyntheticFeeder
 from hardware.dynamixel.arm import Arm, ArmSpec
-from hardware.dynamixel.calibration import ArmCalibration
+from hardware.dynamixel.calibration_data import ArmCalibration
 from hardware.dynamixel.emulator import ServoEmulator
 
 log = logging.getLogger(__name__)

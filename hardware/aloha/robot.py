@@ -22,7 +22,7 @@ from hardware.cameras import match_by_timestamp
 from hardware.dynamixel.arm import Arm
 from hardware.dynamixel.errors import DynamixelError, ServoFault
 from hardware.dynamixel.safety import ExitGuard
-from hardware.robot import Observation, Robot
+from hardware.interfaces import Observation, Robot
 
 log = logging.getLogger(__name__)
 

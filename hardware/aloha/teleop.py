@@ -14,7 +14,7 @@ from hardware.aloha.rig import AlohaRig, connect_arms, release_arms
 from hardware.dynamixel.arm import Arm
 from hardware.dynamixel.errors import DynamixelError
 from hardware.dynamixel.safety import ExitGuard
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
 
 
 class GestureTimeout(TimeoutError):

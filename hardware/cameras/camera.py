@@ -7,7 +7,7 @@ gone: the next `read()` raises `CameraDisconnected`, so a step never waits more 
 
 from __future__ import annotations
 
-from hardware.robot import RobotError
+from hardware.interfaces import RobotError
 
 import collections
 import threading

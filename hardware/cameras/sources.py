@@ -8,7 +8,7 @@ frames converted the same way, with the device's frame number and timestamp.
 
 from __future__ import annotations
 
-from hardware.robot import RobotError
+from hardware.interfaces import RobotError
 
 import collections
 import threading

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from hardware.cli import episodes, hardware_cmds, interop, record, rollout, view
+from hardware.cli import calibrate, episodes, hdf5, record, replay, rollout, teleop, view
 
 
 def register(app: typer.Typer) -> None:
-    for module in (episodes, interop, record, view, hardware_cmds, rollout):
+    # The order `aloha --help` lists them in.
+    for module in (episodes, hdf5, record, replay, view, teleop, calibrate, rollout):
         module.register(app)

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 
 from assets_store import StoreLayout
+from assets_store.schema import parse_hxw
+from hardware.registry import leader_arm_robots, robots_help
 
 console = Console()
 err_console = Console(stderr=True)
@@ -16,6 +18,13 @@ err_console = Console(stderr=True)
 StoreOption = Annotated[
     Optional[Path],
     typer.Option("--store", help="Store root (default: $ALOHA_STORE, else ./.aloha_store).", show_default=False),
+]
+
+
+# `aloha teleop` and `aloha calibrate`: the robots driven by leader arms.
+LeaderArmsRobotOption = Annotated[str, typer.Option("--robot", help=robots_help(leader_arm_robots()))]
+LeaderArmsConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="Robot configuration file (default: hardware/aloha/configs/aloha.yaml).")
 ]
 
 
@@ -33,12 +42,9 @@ def parse_resolution(text: Optional[str]) -> tuple[int, int] | None:
     if not text:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 480x640, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise typer.BadParameter(f"expected a positive resolution, got {text!r}")
-    return h, w
+        return parse_hxw(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_cameras(values: Optional[list[str]]) -> list[str] | None:

@@ -10,12 +10,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from assets_store.errors import StoreError
-from hardware.robot import RobotError
 from hardware.cli.common import StoreOption, console, fail, layout as store_layout, parse_cameras, parse_resolution
+from hardware.interfaces import RobotError
+from hardware.registry import robots_help
 
 
 def record(
-    robot: Annotated[str, typer.Option("--robot", help="sim-transfer-cube | sim-insertion | aloha | emulated")],
+    robot: Annotated[str, typer.Option("--robot", help=robots_help())],
     session: Annotated[str, typer.Option("--session", help="Session name; an unfinalized session is resumed.")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record in this run.")] = 1,
     episode_len: Annotated[int, typer.Option("--episode-len", min=1, help="Control steps per episode.")] = 400,
@@ -46,7 +47,7 @@ def record(
     """Record episodes into <store>/raw/<session>/. Keys (in a terminal): n next, r re-record, q quit."""
     from hardware.keyboard import TerminalCommands
     from hardware.recorder import EpisodeFailed, Progress as RecProgress, RecordConfig, record_session
-    from hardware.robots import RobotOptions, make_robot, make_teleoperator, robot_names
+    from hardware.registry import RobotOptions, make_robot, make_teleoperator, robot_names
 
     lay = store_layout(store)
     options = RobotOptions(cameras=parse_cameras(cameras), resolution=parse_resolution(resolution),

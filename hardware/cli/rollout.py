@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from assets_store.bundle import verify_bundle
 from assets_store.errors import StoreError
 from hardware.cli.common import StoreOption, console, fail, layout, parse_resolution
+from hardware.registry import is_simulated, robots_help
 
 CHAMPION = "champion"
 
@@ -31,7 +31,7 @@ def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
 
 
 def rollout(
-    robot: Annotated[str, typer.Option("--robot", help="sim-transfer-cube | sim-insertion | emulated | aloha")],
+    robot: Annotated[str, typer.Option("--robot", help=robots_help())],
     policy: Annotated[str, typer.Option("--policy", help="Bundle directory, or 'champion' (the deployed one).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to run.")] = 1,
     temporal_ensemble: Annotated[
@@ -53,8 +53,11 @@ def rollout(
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
-    if robot.startswith("sim-"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
+    simulated = is_simulated(robot)
+    if simulated:
+        from hardware.sim.gl import select_gl_backend
+
+        select_gl_backend()  # before the policy's torch/triton and MuJoCo are imported
     from hardware.rollout import IncompatiblePolicy, make_robot_for_policy, run_rollouts
     from model.policy import Policy
 
@@ -70,22 +73,13 @@ def rollout(
         fail(str(exc))
     extra = {"config": config, "layout": layout(store)}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
-    res = parse_resolution(resolution) or (tuple(pol.image_size) if robot.startswith("sim-") else None)
-    try:
-        bot = make_robot_for_policy(robot, pol, resolution=res, **extra)
-    except IncompatiblePolicy as exc:
-        fail(f"refusing to run: {exc}", code=2)
-    if seed is None and getattr(bot, "simulated", False):
+    res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)
+    if seed is None and simulated:
         from hardware.sim import heldout_seeds
 
         seeds: list[Optional[int]] = list(heldout_seeds(episodes))
     else:
         seeds = [None if seed is None else seed + i for i in range(episodes)]
-
-    console.print(
-        f"policy {bundle} (dataset {manifest.get('dataset_id') or '?'}) on {robot}: {episodes} episode(s), "
-        f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
-    )
 
     def on_episode(ep) -> None:
         verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "done"}[ep.success]
@@ -96,6 +90,11 @@ def rollout(
         )
 
     try:
+        bot = make_robot_for_policy(robot, pol, resolution=res, **extra)
+        console.print(
+            f"policy {bundle} (dataset {manifest.get('dataset_id') or '?'}) on {robot}: {episodes} episode(s), "
+            f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
+        )
         report = run_rollouts(
             bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode
         )
@@ -104,9 +103,9 @@ def rollout(
     table = Table(title="rollout", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    rate = report.success_rate
-    succ = sum(bool(e.success) for e in report.episodes)
-    table.add_row("success rate", "n/a (robot cannot judge)" if rate is None else f"{rate:.0%} ({succ}/{len(report.episodes)})")
+    summary = report.summary
+    table.add_row("success rate", "n/a (robot cannot judge)" if summary.rate is None
+                  else f"{summary.rate:.0%} ({summary.successes}/{summary.episodes})")
     lat = report.latency_ms
     table.add_row("latency ms p50/p90/p99/max", f"{lat.p50:.1f} / {lat.p90:.1f} / {lat.p99:.1f} / {lat.max:.1f}")
     table.add_row("late steps", str(sum(e.late_steps for e in report.episodes)))

@@ -1,4 +1,4 @@
-"""`aloha replay EPISODE` (send recorded actions to a robot, report success) and `aloha view EPISODE` (MP4 + plot)."""
+"""`aloha view EPISODE`: an MP4 of the cameras and a PNG plot of the joints; how verbs name an episode."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def resolve_episode(lay: StoreLayout, spec: str) -> Path:
     fail(f"no episode {spec!r} (looked for a directory, and under {lay.raw_dir})")
 
 
-def _open(lay: StoreLayout, spec: str):
+def open_episode(lay: StoreLayout, spec: str):
     from assets_store import EpisodeReader
     from assets_store.errors import EpisodeError
 
@@ -36,47 +36,6 @@ def _open(lay: StoreLayout, spec: str):
         return EpisodeReader(resolve_episode(lay, spec))
     except EpisodeError as exc:
         fail(str(exc))
-
-
-def replay(
-    episode: EpisodeArg,
-    robot: Annotated[Optional[str], typer.Option("--robot", help="Robot to replay on (default: the recording's).")] = None,
-    realtime: Annotated[
-        Optional[bool], typer.Option("--realtime/--fast", help="Default: real time for hardware, fast in sim.")
-    ] = None,
-    store: StoreOption = None,
-) -> None:
-    """Replay an episode's commanded actions; exit status 1 if the robot can judge success and the task fails."""
-    from hardware.replay import replay_episode
-    from hardware.robots import RobotOptions, make_robot
-
-    lay = store_layout(store)
-    reader = _open(lay, episode)
-    name = robot or reader.info.robot
-    # Replaying needs no images: cameras off keeps a simulated replay cheap.
-    options = RobotOptions(cameras=[], layout=lay)
-    try:
-        bot = make_robot(name, options)
-    except ValueError as exc:
-        fail(str(exc))
-    with bot:
-        try:
-            result = replay_episode(reader, bot, realtime=realtime)
-        except ValueError as exc:
-            fail(str(exc))
-    run = result.run
-    console.print(f"replayed {reader.path.parent.name}/{reader.path.name} on {name} (seed {result.seed}): "
-                  f"{run.steps} steps, {run.report.summary()}")
-    console.print(f"  max |qpos replayed - recorded| = {result.max_qpos_deviation:.4f}")
-    if run.success is None:
-        console.print("  this robot cannot judge success")
-        return
-    was = "" if result.recorded_success is None else f" (recording: {'success' if result.recorded_success else 'failure'})"
-    if run.success:
-        console.print(f"[green]success[/]: max reward {run.max_reward:g}{was}")
-    else:
-        console.print(f"[red]failure[/]: max reward {run.max_reward:g}{was}")
-        raise typer.Exit(1)
 
 
 def view(
@@ -91,7 +50,7 @@ def view(
     from hardware.visualize import plot_joints, write_video
 
     lay = store_layout(store)
-    reader = _open(lay, episode)
+    reader = open_episode(lay, episode)
     stem = reader.path.name.removesuffix(".zarr")
     out_dir = out or (lay.root / "views" / reader.path.parent.name)
     png = plot_joints(reader, out_dir / f"{stem}.png")
@@ -106,5 +65,4 @@ def view(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay)
     app.command("view")(view)

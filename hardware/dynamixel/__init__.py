@@ -2,7 +2,7 @@
 
 from hardware.dynamixel.arm import Arm, ArmSpec, ArmState, JointSpec
 from hardware.dynamixel.bus import DynamixelBus
-from hardware.dynamixel.calibration import ArmCalibration, JointCalibration, calibration_file
+from hardware.dynamixel.calibration_data import ArmCalibration, JointCalibration, calibration_file
 from hardware.dynamixel.control_table import MODELS, OperatingMode, describe_hardware_error
 from hardware.dynamixel.errors import (
     ArmStopped,

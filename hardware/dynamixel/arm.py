@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from hardware.dynamixel.bus import DynamixelBus
-from hardware.dynamixel.calibration import ArmCalibration
+from hardware.dynamixel.calibration_data import ArmCalibration
 from hardware.dynamixel.control_table import ModelSpec, OperatingMode, decode, model
 from hardware.dynamixel.errors import (
     ArmStopped,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hardware.robot import RobotError
+from hardware.interfaces import RobotError
 
 
 class DynamixelError(RobotError):

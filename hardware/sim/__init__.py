@@ -1,10 +1,9 @@
-"""MuJoCo ALOHA simulator: the gym-aloha scenes on the plain `mujoco` bindings, scripted demonstrators, evaluation.
+"""MuJoCo ALOHA simulator: the gym-aloha scenes on the plain `mujoco` bindings, scripted demonstrators, seeds.
 
-Public entry points (imported lazily, so `hardware.sim.robots` can register robots without loading MuJoCo):
-    make_sim_robot(task, cameras=None, resolution=(480, 640)) -> SimRobot     a `hardware.robot.Robot`
-    ScriptedDemonstrator()                                                   a `hardware.robot.Teleoperator`
-    evaluate(task, make_teleoperator, seeds, cameras=..., resolution=...)  -> EvalResult (closed-loop success)
-    heldout_seeds(n) -> list[int]                                            seeds recording never uses
+Public entry points (imported lazily, so `hardware.registry` can list the sim robots without loading MuJoCo):
+    make_sim_robot(task, cameras=None, resolution=None) -> SimRobot          a `hardware.interfaces.Robot`
+    ScriptedDemonstrator()                                                   a `hardware.interfaces.Teleoperator`
+    heldout_seeds(n) -> list[int]                         seeds recording never uses (evaluation: `hardware.rollout`)
     covering_seeds(task, n) -> list[int]                        recording seeds spread evenly over the placements
 
 The OpenGL backend must be chosen before `mujoco` is first imported, so this package picks it on import.
@@ -25,10 +24,7 @@ _EXPORTS = {
     "make_sim_robot": "hardware.sim.robot",
     "ScriptedDemonstrator": "hardware.sim.scripted",
     "plan_demo": "hardware.sim.scripted",
-    "EvalResult": "hardware.sim.evaluation",
-    "EpisodeOutcome": "hardware.sim.evaluation",
-    "evaluate": "hardware.sim.evaluation",
-    "heldout_seeds": "hardware.sim.evaluation",
+    "heldout_seeds": "hardware.sim.placements",
     "covering_seeds": "hardware.sim.placements",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from typing import Mapping
 
 
 def _loads(library: str) -> bool:
@@ -15,6 +16,13 @@ def _loads(library: str) -> bool:
         return False
 
 
+def gl_backend(env: Mapping[str, str] | None = None) -> str:
+    """The backend for a process with environment `env` (default: this one): its MUJOCO_GL if set, else EGL when
+    libEGL loads, else OSMesa. `pipeline.instance` passes a child process's environment here."""
+    env = os.environ if env is None else env
+    return env.get("MUJOCO_GL") or ("egl" if _loads("libEGL.so.1") else "osmesa")
+
+
 def select_gl_backend() -> str:
     """Set MUJOCO_GL unless the user did; must run before `mujoco` is imported to take effect."""
     chosen = os.environ.get("MUJOCO_GL")
@@ -22,8 +30,7 @@ def select_gl_backend() -> str:
         return chosen
     if "mujoco" in sys.modules:  # too late to choose; mujoco already picked its default
         return ""
-    backend = "egl" if _loads("libEGL.so.1") else "osmesa"
-    os.environ["MUJOCO_GL"] = backend
+    backend = os.environ["MUJOCO_GL"] = gl_backend()
     return backend
 
 

@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 
 from hardware.sim import constants as C
-from hardware.sim.assets import scene_path
+from hardware.sim.scenes import scene_path
 
 # Indices of the 16 robot qpos entries that make up the 14-D joint vector (left finger slide stands for the gripper).
 _LEFT_ARM, _LEFT_FINGER = slice(0, 6), 6

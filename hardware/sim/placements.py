@@ -1,4 +1,4 @@
-"""Recording seeds whose object placements cover the task's placement range evenly.
+"""Which seeds place the objects: recording seeds that cover the placement range evenly, and held-out seeds.
 
 Seeded random placements leave gaps: 40 of them put a random cube more than 1.8 cm from every demonstration 37% of
 the time. On the demo, a trained policy failed about 40% of such placements and 6% of the rest, so recording where
@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware.sim.evaluation import HELDOUT_SEED_BASE
 from hardware.sim.tasks import SimTask, get_task
+
+# Recording uses seeds from 0 upwards (`aloha record --seed`); evaluation draws from a disjoint range.
+HELDOUT_SEED_BASE = 1_000_000
+
+
+def heldout_seeds(n: int, offset: int = 0) -> list[int]:
+    """n seeds that recording never uses by default: object placements no training episode has seen."""
+    return [HELDOUT_SEED_BASE + offset + i for i in range(n)]
 
 
 def placement_xy(task: SimTask, seeds: range | list[int]) -> np.ndarray:

@@ -8,14 +8,14 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from assets_store.schema import CameraSpec
-from hardware.robot import Observation, Robot
+from assets_store.schema import DEFAULT_CAMERA, CameraSpec
+from hardware.interfaces import Observation, Robot
 from hardware.sim import constants as C
 from hardware.sim.physics import SimPhysics
 from hardware.sim.render import CameraRenderer, RenderSettings
 from hardware.sim.tasks import SimTask, get_task
 
-DEFAULT_CAMERAS = ("top",)
+DEFAULT_CAMERAS = (DEFAULT_CAMERA,)
 
 
 @dataclass
@@ -70,6 +70,10 @@ class SimRobot(Robot):
             return list(DEFAULT_CAMERAS)
         if list(cameras) == ["all"]:
             return self.scene_cameras()
+        # Refuse unknown names now, as AlohaRobot does, rather than at the first render.
+        unknown = [c for c in cameras if c not in self.scene_cameras()] if cameras else []
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}; this scene has {self.scene_cameras()}")
         return list(cameras)
 
     # ---------------------------------------------------------------- Robot
@@ -150,9 +154,14 @@ class SimRobot(Robot):
 def make_sim_robot(
     task: str = "transfer_cube",
     cameras: list[str] | None = None,
-    resolution: tuple[int, int] = (480, 640),
+    resolution: tuple[int, int] | None = None,
     **render_options: Any,
 ) -> SimRobot:
-    """A simulated ALOHA for `task` ("transfer_cube" | "insertion"), cameras default ["top"], resolution (H, W)."""
-    cams = list(DEFAULT_CAMERAS) if cameras is None else list(cameras)  # [] = no cameras (fast evaluation)
-    return SimRobot(SimConfig(task=task, cameras=cams, resolution=tuple(resolution), **render_options))
+    """A simulated ALOHA for `task` ("transfer_cube" | "insertion"); cameras default DEFAULT_CAMERAS, resolution
+    (H, W) default SimConfig's."""
+    config = SimConfig(task=task, **render_options)
+    if cameras is not None:  # [] = no cameras (replay, fast evaluation)
+        config.cameras = list(cameras)
+    if resolution:
+        config.resolution = tuple(resolution)
+    return SimRobot(config)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
 from hardware.sim import constants as C
 from hardware.sim.physics import SimPhysics
 from hardware.sim.tasks import SimTask, get_task

@@ -4,13 +4,15 @@ exists (the same rollout code as `aloha rollout`)."""
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from assets_store.dataset import load_dataset
 from assets_store.episode_reader import read_root_attrs
+from hardware.registry import is_simulated
+from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
+from hardware.sim.placements import heldout_seeds
 from pipeline import plots
 from pipeline.assets.training import act_policy, latest_metadata
 from pipeline.resources import MlflowResource, StoreResource
@@ -27,12 +29,6 @@ class EvaluationConfig(Config):
     closed_loop: bool = True  # False: validation loss only
 
 
-def heldout(n: int, offset: int) -> list[int]:
-    from hardware.sim import heldout_seeds
-
-    return heldout_seeds(n, offset)
-
-
 def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, int] | None:
     """(H, W) the dataset's cameras recorded at: evaluation renders what training saw."""
     manifest, _ = load_dataset(dataset_dir)
@@ -43,6 +39,24 @@ def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, i
     return (int(cams[0]["height"]), int(cams[0]["width"])) if cams else None
 
 
+def closed_loop_evaluation(
+    bundle_dir: Path,
+    robot: str,
+    config: EvaluationConfig,
+    resolution: tuple[int, int] | None = None,
+    on_episode: Callable[[RolloutEpisode], None] | None = None,
+) -> RolloutReport:
+    """The bundle on the simulator over held-out seeds: `aloha rollout`'s check and loop, with this config."""
+    from model.policy import Policy
+
+    policy = Policy.from_bundle(
+        bundle_dir, device="cpu", temporal_ensemble_k=config.temporal_ensemble_k, query_every=config.query_every
+    )
+    bot = make_robot_for_policy(robot, policy, resolution=resolution)
+    seeds = heldout_seeds(config.episodes, config.seed_offset)
+    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len, on_episode=on_episode)
+
+
 @asset(
     group_name=EVALUATION_GROUP,
     deps=[act_policy],
@@ -51,9 +65,6 @@ def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, i
 def policy_evaluation(
     context: AssetExecutionContext, config: EvaluationConfig, store: StoreResource, mlflow: MlflowResource
 ) -> MaterializeResult:
-    from hardware.rollout import make_robot_for_policy, run_rollouts
-    from model.policy import Policy
-
     trained = latest_metadata(context, "act_policy")
     ds = latest_metadata(context, "dataset")
     bundle_dir = Path(str(trained["bundle_dir"]))
@@ -70,33 +81,27 @@ def policy_evaluation(
         "robot": manifest.robot,
     }
     eval_metrics: dict[str, float] = {"eval/val_loss": val_loss}
-    simulated = manifest.robot.startswith("sim-")
+    simulated = is_simulated(manifest.robot)
     if config.closed_loop and simulated and config.episodes > 0:
-        policy = Policy.from_bundle(
-            bundle_dir, device="cpu", temporal_ensemble_k=config.temporal_ensemble_k, query_every=config.query_every
-        )
         resolution = recorded_resolution(store, Path(str(ds["dataset_dir"])))
-        robot = make_robot_for_policy(manifest.robot, policy, resolution=resolution)
-        seeds = heldout(config.episodes, config.seed_offset)
         done = {"n": 0}
 
-        def progress(ep) -> None:
+        def progress(ep: RolloutEpisode) -> None:
             done["n"] += 1
             context.log.info(
-                f"rollout {done['n']}/{len(seeds)} seed {ep.seed}: success={ep.success} max_reward={ep.max_reward}"
+                f"rollout {done['n']}/{config.episodes} seed {ep.seed}: success={ep.success} max_reward={ep.max_reward}"
             )
 
-        report = run_rollouts(robot, policy, seeds, num_steps=config.episode_len, on_episode=progress)
-        successes = [bool(e.success) for e in report.episodes]
-        rewards = [float(e.max_reward or 0.0) for e in report.episodes]
-        rate = float(np.mean(successes)) if successes else 0.0
+        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution, on_episode=progress)
+        summary = report.summary
+        rate = float(summary.rate or 0.0)
         metadata.update(
             {
                 "success_rate": rate,
-                "successes": int(sum(successes)),
-                "episodes": len(successes),
-                "seeds": f"{seeds[0]}..{seeds[-1]}",
-                "mean_max_reward": float(np.mean(rewards)) if rewards else 0.0,
+                "successes": summary.successes,
+                "episodes": summary.episodes,
+                "seeds": f"{report.episodes[0].seed}..{report.episodes[-1].seed}",
+                "mean_max_reward": summary.mean_max_reward,
                 "temporal_ensemble_k": config.temporal_ensemble_k if config.temporal_ensemble_k is not None else -1.0,
                 "latency_ms_p50": report.latency_ms.p50,
                 "latency_ms_p99": report.latency_ms.p99,
@@ -106,15 +111,13 @@ def policy_evaluation(
         eval_metrics.update(
             {
                 "eval/success_rate": rate,
-                "eval/mean_max_reward": metadata["mean_max_reward"],
+                "eval/mean_max_reward": summary.mean_max_reward,
                 "eval/latency_ms_p50": report.latency_ms.p50,
                 "eval/latency_ms_p99": report.latency_ms.p99,
             }
         )
         try:
-            metadata["success_per_seed"] = MetadataValue.md(
-                plots.success_per_seed(seeds, rewards, successes, report.max_reward or 4.0)
-            )
+            metadata["success_per_seed"] = MetadataValue.md(plots.success_per_seed(report))
         except Exception as exc:
             context.log.warning(f"success plot skipped: {exc}")
     else:

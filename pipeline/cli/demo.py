@@ -14,6 +14,7 @@ from rich.table import Table
 
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
+from hardware.sim.gl import select_gl_backend
 from pipeline.demo import DemoOptions
 
 
@@ -46,7 +47,7 @@ def demo(
     store: StoreOpt = None,
 ) -> None:
     """Record scripted transfer-cube episodes, run the whole pipeline in-process, print what came out."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    select_gl_backend()
     os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
     from dagster import DagsterError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -10,7 +10,7 @@ Torque stays off throughout; samples are unwrapped against the previous sample, 
 from __future__ import annotations
 
 from hardware.dynamixel.arm import Arm
-from hardware.dynamixel.calibration import TICKS_PER_TURN, ArmCalibration, JointCalibration, unwrap_near
+from hardware.dynamixel.calibration_data import TICKS_PER_TURN, ArmCalibration, JointCalibration, unwrap_near
 from hardware.dynamixel.errors import CalibrationError
 
 

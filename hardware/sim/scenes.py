@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 
-class SimAssetsError(RuntimeError):
+class SceneFileError(RuntimeError):
     pass
 
 
@@ -16,18 +16,18 @@ class SimAssetsError(RuntimeError):
 def assets_dir() -> Path:
     spec = importlib.util.find_spec("gym_aloha")
     if spec is None or not spec.submodule_search_locations:
-        raise SimAssetsError(
+        raise SceneFileError(
             "the ALOHA scene files come from the gym-aloha package, which is not installed: "
             "pip install --no-deps gym-aloha==0.1.5"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "assets"
     if not path.is_dir():
-        raise SimAssetsError(f"{path}: gym-aloha is installed but has no assets directory")
+        raise SceneFileError(f"{path}: gym-aloha is installed but has no assets directory")
     return path
 
 
 def scene_path(filename: str) -> Path:
     path = assets_dir() / filename
     if not path.is_file():
-        raise SimAssetsError(f"{path}: scene file missing from the installed gym-aloha")
+        raise SceneFileError(f"{path}: scene file missing from the installed gym-aloha")
     return path

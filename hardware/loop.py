@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from hardware.robot import Observation, Robot, Teleoperator
+from hardware.interfaces import Observation, Robot, Teleoperator
 
 
 # --------------------------------------------------------------------------- clocks
