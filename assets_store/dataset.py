@@ -15,7 +15,7 @@ from typing import Any
 from assets_store.episode_writer import COMPLETE_MARKER
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
-from assets_store.paths import StoreLayout
+from assets_store.layout import StoreLayout
 from assets_store.stats import NormStats, stats_from_json, stats_to_json
 
 MANIFEST_SCHEMA = "aloha-dataset"

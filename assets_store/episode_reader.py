@@ -16,7 +16,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from assets_store import schema as S
-from assets_store.codecs import CODEC_NAME, decode_jpeg
+from assets_store.codec import CODEC_NAME, decode_jpeg
 from assets_store.errors import EpisodeError
 
 LOWDIM_REQUIRED = (S.QPOS, S.ACTION, S.TIMESTAMPS)

@@ -3,7 +3,7 @@
 Low-dimensional arrays stay in RAM and are written once at the end (Zarr costs ~2 ms per chunk write). Camera
 frames go through a bounded queue to worker threads that JPEG-encode them (the GIL is released) and write the
 chunk files directly. The store is built in a hidden temporary sibling directory and renamed into place, so a
-crash never leaves a half episode under a final name; `doctor.sweep_session` cleans or recovers leftovers.
+crash never leaves a half episode under a final name; `recovery.sweep_session` cleans or recovers leftovers.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import numpy as np
 import zarr
 
 from assets_store import schema as S
-from assets_store.codecs import DEFAULT_JPEG_QUALITY, JpegCodec, encode_jpeg
+from assets_store.codec import DEFAULT_JPEG_QUALITY, JpegCodec, encode_jpeg
 from assets_store.errors import EpisodeError, StoreError
 from assets_store.names import validate_name
-from assets_store.paths import StoreLayout, episode_dirname
+from assets_store.layout import StoreLayout, episode_dirname
 
 TMP_PREFIX = ".tmp-"
 COMPLETE_MARKER = ".aloha_complete"
@@ -76,7 +76,7 @@ class EpisodeWriter:
         sweep_stale: bool = True,
     ):
         from assets_store.sessions import next_episode_index  # local: sessions imports this module
-        from assets_store.doctor import sweep_session
+        from assets_store.recovery import sweep_session
 
         self.layout = store if isinstance(store, StoreLayout) else StoreLayout.at(store)
         self.session = validate_name(session, "session name")

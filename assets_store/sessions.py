@@ -12,7 +12,7 @@ from typing import Any
 
 from assets_store.episode_reader import check_schema, read_root_attrs
 from assets_store.errors import StoreError
-from assets_store.paths import StoreLayout
+from assets_store.layout import StoreLayout
 
 EPISODE_RE = re.compile(r"^episode_(\d{6})\.zarr$")
 FINALIZED_MARKER = "SESSION_FINALIZED.json"

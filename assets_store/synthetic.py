@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assets_store.paths import StoreLayout
+from assets_store.layout import StoreLayout
 from assets_store.schema import CameraSpec, EpisodeInfo
 
 

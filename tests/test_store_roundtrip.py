@@ -19,7 +19,7 @@ from assets_store import (
     finalize_session,
     next_episode_index,
 )
-from assets_store.codecs import CODEC_NAME
+from assets_store.codec import CODEC_NAME
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory, write_synthetic_episode
 
 
@@ -206,7 +206,7 @@ def test_crash_recovery_with_dotted_hostname(layout, monkeypatch):
     """`rig.lab.local`: the owner field of a temporary name must survive the split on dots."""
     import socket
 
-    from assets_store.doctor import sweep_session
+    from assets_store.recovery import sweep_session
 
     monkeypatch.setattr(socket, "gethostname", lambda: "rig.lab.local")
     w = EpisodeWriter(layout, "s", _info(cams=()))

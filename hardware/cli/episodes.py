@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from assets_store import EpisodeReader, SessionIndex, StoreError, list_sessions
-from assets_store.doctor import sweep_store
+from assets_store.recovery import sweep_store
 from assets_store.sessions import is_session_finalized
 from hardware.cli.common import StoreOption, console, fail, layout
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assets_store import StoreError, validate_name
-from assets_store.hdf5_io import export_hdf5, import_hdf5
+from assets_store.hdf5 import export_hdf5, import_hdf5
 from hardware.cli.common import StoreOption, console, err_console, fail, layout
 from hardware.cli.episodes import resolve_episode
 

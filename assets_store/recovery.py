@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_store.episode_writer import COMPLETE_MARKER, TMP_PREFIX, host_tag
-from assets_store.paths import StoreLayout
+from assets_store.layout import StoreLayout
 
 
 @dataclass
