@@ -1,4 +1,4 @@
-"""`aloha episodes list|show|doctor`: look at the store without decoding frames."""
+"""`aloha episodes list|show|doctor`: look at the store without decoding frames; doctor runs crash recovery."""
 
 from __future__ import annotations
 
@@ -20,17 +20,12 @@ def resolve_episode(store: Optional[Path], ref: str) -> Path:
     if p.is_dir():
         return p.resolve()
     lay = layout(store)
-    if "/" in ref:
-        session, ep = ref.split("/", 1)
-        try:
-            sdir = lay.session_dir(session)
-        except StoreError as exc:
-            fail(str(exc))
-        if ep.isdigit():
-            ep = f"episode_{int(ep):06d}.zarr"
-        path = sdir / ep
-        if path.is_dir():
-            return path
+    try:
+        path = lay.find_episode(ref)
+    except StoreError as exc:
+        fail(str(exc))
+    if path is not None:
+        return path
     fail(f"no episode {ref!r} (give a path, SESSION/episode_NNNNNN.zarr or SESSION/N) in store {lay.root}")
 
 

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from assets_store import StoreError, validate_name
 from assets_store.hdf5 import export_hdf5, import_hdf5
+from assets_store.layout import episode_stem
 from hardware.cli.common import StoreOption, console, err_console, fail, layout
 from hardware.cli.episodes import resolve_episode
 
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for ref in episodes:
             path = resolve_episode(store, ref)
-            target = out / (path.name.removesuffix(".zarr") + ".hdf5")
+            target = out / (episode_stem(path.name) + ".hdf5")
             try:
                 export_hdf5(path, target)
             except StoreError as exc:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from assets_store import StoreLayout
+from assets_store.layout import episode_stem
 from hardware.cli.common import StoreOption, console, fail, layout as store_layout
 
 EpisodeArg = Annotated[
@@ -20,11 +20,9 @@ def resolve_episode(lay: StoreLayout, spec: str) -> Path:
     path = Path(spec)
     if path.is_dir():
         return path.resolve()
-    m = re.fullmatch(r"([^/]+)/(?:episode_)?(\d+)(?:\.zarr)?/?", spec)
-    if m:
-        candidate = lay.episode_path(m.group(1), int(m.group(2)))
-        if candidate.is_dir():
-            return candidate
+    candidate = lay.find_episode(spec)
+    if candidate is not None:
+        return candidate
     fail(f"no episode {spec!r} (looked for a directory, and under {lay.raw_dir})")
 
 
@@ -92,8 +90,8 @@ def view(
 
     lay = store_layout(store)
     reader = _open(lay, episode)
-    stem = reader.path.name.removesuffix(".zarr")
-    out_dir = out or (lay.root / "views" / reader.path.parent.name)
+    stem = episode_stem(reader.path.name)
+    out_dir = out or lay.views_dir(reader.path.parent.name)
     png = plot_joints(reader, out_dir / f"{stem}.png")
     console.print(f"plot:  {png}")
     if video and reader.camera_names:
