@@ -22,8 +22,7 @@ from dagster import (
     asset,
 )
 
-from assets_store import is_session_finalized
-from assets_store import schema as S
+from assets_store import EpisodeReader, is_session_finalized
 from assets_store.hashing import write_json_atomic
 from assets_store.sessions import episode_dirs
 from pipeline import plots
@@ -216,11 +215,7 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
 
 
 def _trajectory_plot(report: EpisodeReport) -> str:
-    import zarr
-
-    group = zarr.open_group(report.path, mode="r", zarr_format=3)
-    qpos = np.asarray(group[S.QPOS][...])
-    action = np.asarray(group[S.ACTION][...])
+    episode = EpisodeReader(report.path)
     return plots.joint_trajectories(
-        qpos, action, report.joint_names, report.fps, f"{report.session}/{report.episode}: follower joints"
+        episode.qpos, episode.action, report.joint_names, report.fps, f"{report.session}/{report.episode}: follower joints"
     )
