@@ -4,10 +4,10 @@ Imports numpy, zarr and imagecodecs only (h5py lazily, for HDF5 interop). Import
 registers the JPEG Zarr codec, so any reader that imports it can decode camera frames.
 """
 
-from assets_store import codecs as _codecs  # noqa: F401  (registers the JPEG codec)
+from assets_store import codec as _codec  # noqa: F401  (registers the JPEG codec)
 from assets_store.errors import EpisodeError, StoreError, BundleIntegrityError
 from assets_store.names import validate_name
-from assets_store.paths import StoreLayout, resolve_store_root
+from assets_store.layout import StoreLayout, resolve_store_root
 from assets_store.schema import EPISODE_SCHEMA, EPISODE_SCHEMA_VERSION, EpisodeInfo, CameraSpec
 from assets_store.episode_writer import EpisodeWriter, WriterStats
 from assets_store.episode_reader import EpisodeReader

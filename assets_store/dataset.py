@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets_store.episode_writer import COMPLETE_MARKER
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
-from assets_store.paths import StoreLayout
+from assets_store.layout import COMPLETE_MARKER, StoreLayout
 from assets_store.stats import NormStats, stats_from_json, stats_to_json
 
 MANIFEST_SCHEMA = "aloha-dataset"
@@ -116,7 +115,7 @@ def build_manifest(
 
 def write_dataset(layout: StoreLayout, manifest: DatasetManifest, stats: dict[str, NormStats]) -> Path:
     """datasets/<id>/{manifest.json, stats.json}; same id = same content, so rewriting is harmless."""
-    out = layout.datasets_dir / manifest.id
+    out = layout.dataset_dir(manifest.id)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "stats.json", stats_to_json(stats))
     write_json_atomic(out / "manifest.json", manifest.to_json())

@@ -2,21 +2,27 @@
 
 The reader never writes: the store is opened read-only. Frames of our own layout (one JPEG per chunk) are read as
 chunk files and decoded directly, skipping Zarr's per-read overhead; anything else goes through Zarr.
+
+`EpisodeReader` refuses an episode that breaks the schema. `EpisodeArrays`, which it is built on, checks nothing
+beyond "a Zarr v3 group": it answers array by array, so a malformed episode can still be examined
+(`assets_store.checks`, the pipeline's quality checks).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
 from assets_store import schema as S
-from assets_store.codecs import CODEC_NAME, decode_jpeg
+from assets_store.codec import CODEC_NAME, decode_jpeg
 from assets_store.errors import EpisodeError
 
 LOWDIM_REQUIRED = (S.QPOS, S.ACTION, S.TIMESTAMPS)
@@ -49,6 +55,52 @@ def check_schema(path: Path, attrs: dict) -> None:
         )
 
 
+def frame_number_gaps(frame_info: np.ndarray) -> int:
+    """Frames a camera skipped: the gaps between consecutive recorded frame numbers (rows without one ignored)."""
+    numbers = frame_info[:, 0]
+    numbers = numbers[np.isfinite(numbers)]
+    gaps = np.diff(numbers) - 1 if len(numbers) > 1 else np.zeros(0)
+    return int(gaps[gaps > 0].sum())
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """An array's metadata, read without touching its data."""
+
+    shape: tuple[int, ...]
+    dtype: Any  # numpy dtype, as Zarr reports it
+
+
+class EpisodeArrays:
+    """One episode's group attributes and arrays, opened read-only and unchecked.
+
+    A missing array is None; any other failure (unknown codec, corrupt chunk) raises Zarr's own exception.
+    """
+
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None):
+        self.path = Path(path)
+        self.attrs: dict = read_root_attrs(self.path) if attrs is None else attrs
+        self._group = zarr.open_group(store=LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
+        self._data: dict[str, np.ndarray | None] = {}
+
+    def info(self, name: str) -> ArrayInfo | None:
+        arr = self._array(name)
+        return None if arr is None else ArrayInfo(tuple(arr.shape), arr.dtype)
+
+    def read(self, name: str) -> np.ndarray | None:
+        """The whole array, decoded once and kept."""
+        if name not in self._data:
+            arr = self._array(name)
+            self._data[name] = None if arr is None else np.asarray(arr[...])
+        return self._data[name]
+
+    def _array(self, name: str):
+        try:
+            return self._group[name]
+        except KeyError:
+            return None
+
+
 class EpisodeReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -58,17 +110,17 @@ class EpisodeReader:
         check_schema(self.path, self.attrs)
         self.info = S.EpisodeInfo.from_attrs(self.attrs)
         try:
-            self._group = zarr.open_group(store=LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
+            self.arrays = EpisodeArrays(self.path, self.attrs)
         except Exception as exc:
             raise EpisodeError(self.path, "zarr.json", f"cannot open the Zarr group: {exc}") from exc
         self.num_steps = int(self.attrs.get("num_steps", -1))
-        arrays = {name: self._load(name, required=True) for name in LOWDIM_REQUIRED}
-        arrays.update({name: self._load(name, required=False) for name in LOWDIM_OPTIONAL})
-        self.qpos: np.ndarray = arrays[S.QPOS]
-        self.action: np.ndarray = arrays[S.ACTION]
-        self.timestamps: np.ndarray = arrays[S.TIMESTAMPS]
-        self.qvel: np.ndarray | None = arrays[S.QVEL]
-        self.effort: np.ndarray | None = arrays[S.EFFORT]
+        lowdim = {name: self._load(name, required=True) for name in LOWDIM_REQUIRED}
+        lowdim.update({name: self._load(name, required=False) for name in LOWDIM_OPTIONAL})
+        self.qpos: np.ndarray = lowdim[S.QPOS]
+        self.action: np.ndarray = lowdim[S.ACTION]
+        self.timestamps: np.ndarray = lowdim[S.TIMESTAMPS]
+        self.qvel: np.ndarray | None = lowdim[S.QVEL]
+        self.effort: np.ndarray | None = lowdim[S.EFFORT]
         self._check_lowdim()
         self._images = {cam.name: self._image_array(cam) for cam in self.info.cameras}
         self._chunk_base = {cam: f"{self.path}/{S.image_array(cam)}/c" for cam in self._images}
@@ -135,13 +187,7 @@ class EpisodeReader:
     @cached_property
     def dropped_frames(self) -> dict[str, int]:
         """Frame-number gaps per camera (recorded frame numbers that skip values)."""
-        out = {}
-        for cam in self.camera_names:
-            numbers = self.frame_info(cam)[:, 0]
-            numbers = numbers[np.isfinite(numbers)]
-            gaps = np.diff(numbers) - 1 if len(numbers) > 1 else np.zeros(0)
-            out[cam] = int(gaps[gaps > 0].sum())
-        return out
+        return {cam: frame_number_gaps(self.frame_info(cam)) for cam in self.camera_names}
 
     # ------------------------------------------------------------------ internals
     def _step(self, t: int) -> int:
@@ -162,20 +208,19 @@ class EpisodeReader:
 
     def _open_array(self, name: str, required: bool):
         try:
-            return self._group[name]
-        except KeyError:
-            if not required:
-                return None
-            raise EpisodeError(self.path, name, "expected this array; it is missing from the store") from None
+            arr = self.arrays._array(name)
         except Exception as exc:  # unknown codec, malformed metadata
             raise EpisodeError(self.path, name, f"cannot open the array: {type(exc).__name__}: {exc}") from None
+        if arr is None and required:
+            raise EpisodeError(self.path, name, "expected this array; it is missing from the store")
+        return arr
 
     def _load(self, name: str, required: bool, width: int | None = None) -> np.ndarray | None:
         arr = self._open_array(name, required)
         if arr is None:
             return None
         try:
-            data = arr[...]
+            data = self.arrays.read(name)
         except Exception as exc:
             raise EpisodeError(self.path, name, f"cannot read the data (truncated or corrupt chunk?): {exc}") from None
         if width is not None and (data.ndim != 2 or data.shape[1] != width):

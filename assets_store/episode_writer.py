@@ -3,7 +3,7 @@
 Low-dimensional arrays stay in RAM and are written once at the end (Zarr costs ~2 ms per chunk write). Camera
 frames go through a bounded queue to worker threads that JPEG-encode them (the GIL is released) and write the
 chunk files directly. The store is built in a hidden temporary sibling directory and renamed into place, so a
-crash never leaves a half episode under a final name; `doctor.sweep_session` cleans or recovers leftovers.
+crash never leaves a half episode under a final name; `recovery.sweep_session` cleans or recovers leftovers.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import json
 import os
 import queue
 import shutil
-import socket
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,13 +22,12 @@ import numpy as np
 import zarr
 
 from assets_store import schema as S
-from assets_store.codecs import DEFAULT_JPEG_QUALITY, JpegCodec, encode_jpeg
+from assets_store.codec import DEFAULT_JPEG_QUALITY, JpegCodec, encode_jpeg
 from assets_store.errors import EpisodeError, StoreError
+from assets_store.layout import COMPLETE_MARKER, StoreLayout, temp_dirname
 from assets_store.names import validate_name
-from assets_store.paths import StoreLayout, episode_dirname
-
-TMP_PREFIX = ".tmp-"
-COMPLETE_MARKER = ".aloha_complete"
+from assets_store.recovery import sweep_session
+from assets_store.sessions import is_session_finalized, next_episode_index
 
 
 @dataclass
@@ -42,16 +39,6 @@ class WriterStats:
     backpressure_events: int = 0  # add_step found the queue full and had to wait
     blocked_seconds: float = 0.0  # total time add_step waited on a full queue
     max_queue_depth: int = 0
-
-
-def host_tag() -> str:
-    """This machine's name without dots (temporary names are split on dots: `rig.lab.local` must stay one field)."""
-    return socket.gethostname().replace(".", "_")
-
-
-def temp_dirname(final_name: str) -> str:
-    """Hidden sibling name that records who owns it (host, pid) so a sweeper never touches a live writer's dir."""
-    return f"{TMP_PREFIX}{final_name}.{host_tag()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
 _SENTINEL = None
@@ -75,9 +62,6 @@ class EpisodeWriter:
         workers: int = 2,
         sweep_stale: bool = True,
     ):
-        from assets_store.sessions import next_episode_index  # local: sessions imports this module
-        from assets_store.doctor import sweep_session
-
         self.layout = store if isinstance(store, StoreLayout) else StoreLayout.at(store)
         self.session = validate_name(session, "session name")
         self.info = info
@@ -87,13 +71,11 @@ class EpisodeWriter:
         JpegCodec(self.jpeg_quality)  # validates the quality
         self.session_dir = self.layout.session_dir(session)
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        from assets_store.sessions import is_session_finalized
-
         if is_session_finalized(self.session_dir):
             raise StoreError(f"{self.session_dir}: session {session!r} is finalized (immutable); start a new session")
         self.sweep_report = sweep_session(self.session_dir) if sweep_stale else []
         self.index = next_episode_index(self.session_dir) if index is None else int(index)
-        self.final_path = self.session_dir / episode_dirname(self.index)
+        self.final_path = self.layout.episode_path(session, self.index)
         if self.final_path.exists():
             raise StoreError(f"{self.final_path}: episode already exists; episodes are written once")
         self.tmp_path = self.session_dir / temp_dirname(self.final_path.name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,7 @@ from typing import Any
 
 from assets_store.episode_reader import check_schema, read_root_attrs
 from assets_store.errors import StoreError
-from assets_store.paths import StoreLayout
-
-EPISODE_RE = re.compile(r"^episode_(\d{6})\.zarr$")
-FINALIZED_MARKER = "SESSION_FINALIZED.json"
+from assets_store.layout import FINALIZED_MARKER, StoreLayout, parse_episode_dirname
 
 
 @dataclass
@@ -42,9 +38,9 @@ def episode_dirs(session_dir: Path) -> list[tuple[int, Path]]:
         return []
     out = []
     for entry in os.scandir(session_dir):
-        m = EPISODE_RE.match(entry.name)
-        if m and entry.is_dir():
-            out.append((int(m.group(1)), Path(entry.path)))
+        index = parse_episode_dirname(entry.name)
+        if index is not None and entry.is_dir():
+            out.append((index, Path(entry.path)))
     return sorted(out)
 
 
@@ -53,9 +49,9 @@ def next_episode_index(session_dir: Path) -> int:
     highest = -1
     if session_dir.is_dir():
         for entry in os.scandir(session_dir):
-            m = re.search(r"episode_(\d{6})\.zarr", entry.name)
-            if m:
-                highest = max(highest, int(m.group(1)))
+            index = parse_episode_dirname(entry.name, in_progress=True)
+            if index is not None:
+                highest = max(highest, index)
     return highest + 1
 
 

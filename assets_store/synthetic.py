@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from assets_store.paths import StoreLayout
+from assets_store.episode_writer import EpisodeWriter
+from assets_store.layout import StoreLayout
 from assets_store.schema import DEFAULT_CAMERA, CameraSpec, EpisodeInfo
 
 
@@ -61,8 +62,6 @@ def write_synthetic_episode(
     seed: int = 0,
     **writer_kw,
 ) -> Path:
-    from assets_store.episode_writer import EpisodeWriter
-
     cameras = {DEFAULT_CAMERA: (48, 64)} if cameras is None else cameras
     info = synthetic_info(cameras, joints)
     frames = {name: CameraLikeFrames(h, w, seed + i) for i, (name, (h, w)) in enumerate(cameras.items())}

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assets_store import EpisodeReader, EpisodeWriter, StoreLayout
-from assets_store.codecs import decode_jpeg
+from assets_store.codec import decode_jpeg
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory, synthetic_info
 
 CAMS = ("cam_high", "cam_left_wrist", "cam_right_wrist")

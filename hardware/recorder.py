@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from assets_store import EpisodeInfo, EpisodeWriter, StoreLayout, finalize_session, next_episode_index
 from assets_store.errors import StoreError
-from assets_store.sessions import is_session_finalized
+from assets_store.sessions import episode_dirs, is_session_finalized
 from hardware.interfaces import Robot, Teleoperator
 from hardware.keyboard import Command, CommandSource, NoCommands
 from hardware.loop import (
@@ -163,7 +163,7 @@ class Recorder:
                     break
             number += 1
             index = next_episode_index(self.session_dir)
-        if cfg.finalize and self.session_dir.is_dir() and any(self.session_dir.glob("episode_*.zarr")):
+        if cfg.finalize and episode_dirs(self.session_dir):
             result.marker = finalize_session(
                 self.layout,
                 cfg.session,

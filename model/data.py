@@ -21,11 +21,6 @@ from assets_store.dataset import DatasetManifest, load_dataset
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
 
 
-def store_root_of(dataset_dir: Path) -> Path:
-    """<store>/datasets/<id> -> <store>."""
-    return Path(dataset_dir).resolve().parent.parent
-
-
 def floored(stats: NormStats, floor: float = DEFAULT_STD_FLOOR) -> NormStats:
     return NormStats(stats.mean, np.maximum(stats.std, floor), stats.min, stats.max, stats.count)
 
@@ -55,7 +50,7 @@ class ChunkDataset(Dataset):
         self.dataset_dir = Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
         self.stats = {k: floored(v) for k, v in stats.items()}
-        self.layout = StoreLayout(store_root_of(self.dataset_dir))
+        self.layout = StoreLayout.of_dataset(self.dataset_dir)
         refs = {"train": self.manifest.train, "val": self.manifest.val, "all": self.manifest.episodes}[split]
         self.split = split
         self.chunk_size = int(chunk_size)

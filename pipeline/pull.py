@@ -7,20 +7,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from assets_store.names import validate_name
-from assets_store import StoreLayout
 from assets_store.bundle import copy_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
-
-CHAMPION = "champion"
+from assets_store.layout import CHAMPION, StoreLayout
 
 
 def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
-    leaf = CHAMPION if version == CHAMPION else f"v{int(version)}"
-    path = layout.deploy_dir / validate_name(name, "model name") / leaf
+    path = layout.deploy_path(name, version)
     if not path.is_dir():
-        have = sorted(p.name for p in (layout.deploy_dir / name).glob("*") if p.is_dir() and not p.name.startswith("."))
+        have = sorted(p.name for p in path.parent.glob("*") if p.is_dir() and not p.name.startswith("."))
         raise StoreError(
             f"{path}: no deployed bundle {name!r} {version}"
             + (f"; deployed: {have}" if have else "; nothing is deployed yet (run the pipeline, or `aloha demo`)")

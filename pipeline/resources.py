@@ -15,36 +15,19 @@ from dagster import ConfigurableResource
 from assets_store import StoreLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHAMPION_ALIAS = "champion"
 
 
 class StoreResource(ConfigurableResource):
-    """The episode store. `root` empty: $ALOHA_STORE, else ./.aloha_store (resolved when a step runs)."""
+    """The episode store. `root` empty: $ALOHA_STORE, else ./.aloha_store (resolved when a step runs).
+
+    Every path under it comes from `layout` (`assets_store.layout.StoreLayout`).
+    """
 
     root: Optional[str] = None
 
     @property
     def layout(self) -> StoreLayout:
         return StoreLayout.at(self.root)
-
-    @property
-    def pipeline_dir(self) -> Path:
-        """Per-episode validation reports and per-session summaries (the pipeline's own cache)."""
-        return self.layout.root / "pipeline"
-
-    def episode_report_path(self, session: str, episode: str) -> Path:
-        return self.pipeline_dir / "episodes" / self.layout.session_dir(session).name / f"{episode}.json"
-
-    def session_summary_path(self, session: str) -> Path:
-        return self.pipeline_dir / "sessions" / f"{self.layout.session_dir(session).name}.json"
-
-    def quarantine_record_path(self, session: str, episode: str) -> Path:
-        return self.layout.quarantine_dir / self.layout.session_dir(session).name / f"{episode}.json"
-
-    def deploy_path(self, model_name: str, version: str | int) -> Path:
-        """<store>/deploy/<model>/champion or <store>/deploy/<model>/v<N>."""
-        leaf = version if version == CHAMPION_ALIAS else f"v{int(version)}"
-        return self.layout.deploy_dir / model_name / leaf
 
 
 class MlflowResource(ConfigurableResource):

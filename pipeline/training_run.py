@@ -112,7 +112,7 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
     tags = {"dataset_id": dataset_id, "robot": manifest.robot, **request.tags}
 
     with mlflow.run(run_name=f"act-{dataset_id}", tags=tags) as run:
-        out_dir = store.layout.runs_dir / run.run_id
+        out_dir = store.layout.run_dir(run.run_id)
         run.set_tags({"output_dir": str(out_dir), "launcher": config.launcher})
         run.log_params(
             {

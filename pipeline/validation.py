@@ -1,6 +1,8 @@
 """Per-episode quality checks, independent of Dagster so they are cheap to test and to reuse.
 
-Each check answers one question about one episode and says why when the answer is no. The result, together with the
+Each check answers one question about one episode and says why when the answer is no. The structural ones (schema,
+lengths) are the store's own (`assets_store.checks`); the rest is this pipeline's policy: rates, joint limits, how
+many dropped frames are too many, and what fails an episode into quarantine. The result, together with the
 episode's partial normalization statistics, is cached next to the store keyed by the episode's content hash and
 the check settings: an unchanged episode is never read twice.
 """
@@ -16,10 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from assets_store import checks
 from assets_store import schema as S
+from assets_store.checks import CheckResult
 from assets_store.dataset import episode_content_hash
-from assets_store.episode_reader import check_schema, read_root_attrs
-from assets_store.episode_reader import EpisodeReader
+from assets_store.episode_reader import EpisodeArrays, EpisodeReader
 from assets_store.errors import EpisodeError, StoreError
 from assets_store.hashing import canonical_hash, write_json_atomic
 from assets_store.stats import episode_partial_stats
@@ -73,12 +76,6 @@ class CheckSettings:
 
 
 @dataclass
-class CheckOutcome:
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
 class EpisodeReport:
     session: str
     episode: str
@@ -113,107 +110,39 @@ class EpisodeReport:
         return cls(**d)
 
 
-class _Episode:
-    """Arrays of one episode opened straight through Zarr, so a malformed one still yields per-check answers."""
-
-    def __init__(self, path: Path):
-        import zarr
-        from zarr.storage import LocalStore
-
-        self.path = path
-        self.attrs = read_root_attrs(path)
-        self.group = zarr.open_group(store=LocalStore(path, read_only=True), mode="r", zarr_format=3)
-        self._cache: dict[str, np.ndarray | None] = {}
-
-    def array(self, name: str):
-        try:
-            return self.group[name]
-        except KeyError:
-            return None
-
-    def data(self, name: str) -> np.ndarray | None:
-        if name not in self._cache:
-            arr = self.array(name)
-            self._cache[name] = None if arr is None else np.asarray(arr[...])
-        return self._cache[name]
-
-
-def _check_schema(ep: _Episode, s: CheckSettings) -> CheckOutcome:
-    check_schema(ep.path, ep.attrs)
-    info = S.EpisodeInfo.from_attrs(ep.attrs)
-    want = {S.QPOS: (info.num_joints, np.float32), S.ACTION: (info.action_dim, np.float32), S.TIMESTAMPS: (None, np.float64)}
-    for name in (S.QVEL, S.EFFORT):
-        if ep.array(name) is not None:
-            want[name] = (info.num_joints, np.float32)
-    for cam in info.cameras:
-        want[S.image_array(cam.name)] = ((cam.height, cam.width, 3), np.uint8)
-        want[S.frame_info_array(cam.name)] = (2, np.float64)
-    problems = []
-    for name, (width, dtype) in want.items():
-        arr = ep.array(name)
-        if arr is None:
-            problems.append(f"{name} missing")
-            continue
-        if arr.dtype != dtype:
-            problems.append(f"{name} dtype {arr.dtype}, expected {np.dtype(dtype)}")
-        tail = tuple(arr.shape[1:])
-        expect_tail = () if width is None else (width if isinstance(width, tuple) else (width,))
-        if tail != expect_tail:
-            problems.append(f"{name} shape {tuple(arr.shape)}, expected (T, {', '.join(map(str, expect_tail))})")
-    return CheckOutcome(not problems, "; ".join(problems) or f"{len(want)} arrays as declared")
-
-
-def _image_names(ep: _Episode) -> list[str]:
-    return [S.image_array(c["name"]) for c in ep.attrs.get("cameras", [])] + [
-        S.frame_info_array(c["name"]) for c in ep.attrs.get("cameras", [])
-    ]
-
-
-def _check_lengths(ep: _Episode, s: CheckSettings) -> CheckOutcome:
-    T = int(ep.attrs.get("num_steps", -1))
-    names = [S.QPOS, S.ACTION, S.TIMESTAMPS, S.QVEL, S.EFFORT, *_image_names(ep)]
-    lengths = {n: ep.array(n).shape[0] for n in names if ep.array(n) is not None}
-    bad = {n: L for n, L in lengths.items() if L != T}
-    if T <= 0:
-        return CheckOutcome(False, f"num_steps attribute is {T}")
-    if bad:
-        return CheckOutcome(False, f"expected {T} rows, got " + ", ".join(f"{n}={L}" for n, L in bad.items()))
-    return CheckOutcome(True, f"{len(lengths)} arrays x {T} steps")
-
-
-def _check_finite(ep: _Episode, s: CheckSettings) -> CheckOutcome:
+def _check_finite(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     bad = []
     for name in (S.QPOS, S.ACTION, S.QVEL, S.EFFORT, S.TIMESTAMPS):
-        data = ep.data(name)
+        data = ep.read(name)
         if data is None:
             continue
         mask = ~np.isfinite(data)
         if mask.any():
             first = int(np.argwhere(mask)[0][0])
             bad.append(f"{name}: {int(mask.sum())} non-finite values (first at step {first})")
-    return CheckOutcome(not bad, "; ".join(bad) or "all finite")
+    return CheckResult(not bad, "; ".join(bad) or "all finite")
 
 
-def _check_timestamps(ep: _Episode, s: CheckSettings) -> CheckOutcome:
-    ts = ep.data(S.TIMESTAMPS)
+def _check_timestamps(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
+    ts = ep.read(S.TIMESTAMPS)
     fps = float(ep.attrs.get("fps", 0) or 0)
     if ts is None or len(ts) < 2:
-        return CheckOutcome(True, "fewer than two steps")
+        return CheckResult(True, "fewer than two steps")
     dt = np.diff(ts)
     if not np.all(dt > 0):
         first = int(np.argmax(dt <= 0)) + 1
-        return CheckOutcome(False, f"not strictly increasing (step {first}: {ts[first - 1]!r} -> {ts[first]!r})")
+        return CheckResult(False, f"not strictly increasing (step {first}: {ts[first - 1]!r} -> {ts[first]!r})")
     if fps <= 0:
-        return CheckOutcome(False, f"fps attribute is {fps}")
+        return CheckResult(False, f"fps attribute is {fps}")
     period = 1.0 / fps
     median = float(np.median(dt))
     late = float(np.mean(dt > 1.5 * period))
     detail = f"median period {median * 1e3:.2f} ms (expected {period * 1e3:.2f}), {late:.1%} late steps"
     if abs(median - period) > s.rate_tolerance * period:
-        return CheckOutcome(False, f"rate off: {detail}")
+        return CheckResult(False, f"rate off: {detail}")
     if late > s.max_late_ratio:
-        return CheckOutcome(False, f"too many late steps: {detail} (max {s.max_late_ratio:.0%})")
-    return CheckOutcome(True, detail)
+        return CheckResult(False, f"too many late steps: {detail} (max {s.max_late_ratio:.0%})")
+    return CheckResult(True, detail)
 
 
 def joint_limits(joint_names: list[str], declared: Any = None) -> np.ndarray:
@@ -227,11 +156,11 @@ def joint_limits(joint_names: list[str], declared: Any = None) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _check_joint_limits(ep: _Episode, s: CheckSettings) -> CheckOutcome:
-    qpos = ep.data(S.QPOS)
+def _check_joint_limits(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
+    qpos = ep.read(S.QPOS)
     names = list(ep.attrs.get("joint_names", []))
     if qpos is None or qpos.ndim != 2 or qpos.shape[1] != len(names):
-        return CheckOutcome(False, "cannot check: qpos missing or its width differs from joint_names")
+        return CheckResult(False, "cannot check: qpos missing or its width differs from joint_names")
     lim = joint_limits(names, ep.attrs.get("joint_limits"))
     lo, hi = lim[:, 0] - s.joint_margin, lim[:, 1] + s.joint_margin
     with np.errstate(invalid="ignore"):
@@ -243,42 +172,29 @@ def _check_joint_limits(ep: _Episode, s: CheckSettings) -> CheckOutcome:
             f"outside [{lim[j, 0]:.3f}, {lim[j, 1]:.3f}]"
             for j in bad[:4]
         ]
-        return CheckOutcome(False, "; ".join(parts))
-    return CheckOutcome(True, f"{len(names)} joints within limits")
+        return CheckResult(False, "; ".join(parts))
+    return CheckResult(True, f"{len(names)} joints within limits")
 
 
-def dropped_frame_count(ep: _Episode) -> int:
-    gaps = 0
-    for cam in ep.attrs.get("cameras", []):
-        info = ep.data(S.frame_info_array(cam["name"]))
-        if info is None or info.ndim != 2 or len(info) < 2:
-            continue
-        numbers = info[:, 0][np.isfinite(info[:, 0])]
-        d = np.diff(numbers) - 1 if len(numbers) > 1 else np.zeros(0)
-        gaps += int(d[d > 0].sum())
-    recorded = int((ep.attrs.get("counters") or {}).get("dropped_frames", 0) or 0)
-    return max(gaps, recorded)
-
-
-def _check_dropped(ep: _Episode, s: CheckSettings) -> CheckOutcome:
+def _check_dropped(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     cams = ep.attrs.get("cameras", [])
     if not cams:
-        return CheckOutcome(True, "no cameras")
+        return CheckResult(True, "no cameras")
     total = int(ep.attrs.get("num_steps", 0)) * len(cams)
-    dropped = dropped_frame_count(ep)
+    dropped = checks.dropped_frame_count(ep)
     ratio = dropped / max(total, 1)
     detail = f"{dropped} dropped of {total} frames ({ratio:.2%}, max {s.max_dropped_ratio:.0%})"
-    return CheckOutcome(ratio <= s.max_dropped_ratio, detail)
+    return CheckResult(ratio <= s.max_dropped_ratio, detail)
 
 
-def _check_recording(ep: _Episode, s: CheckSettings) -> CheckOutcome:
+def _check_recording(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     status = ep.attrs.get("status", "ok")
     if status != "ok":
-        return CheckOutcome(False, f"recording {status}: {ep.attrs.get('failure', 'no reason recorded')}")
-    return CheckOutcome(True, "recorded to the end")
+        return CheckResult(False, f"recording {status}: {ep.attrs.get('failure', 'no reason recorded')}")
+    return CheckResult(True, "recorded to the end")
 
 
-def _check_frames(ep: _Episode, s: CheckSettings) -> CheckOutcome:
+def _check_frames(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     # Through the store's reader: the one place that knows how frames are stored (a missing chunk is an error there,
     # not a silent fill value).
     reader = EpisodeReader(ep.path)
@@ -288,15 +204,15 @@ def _check_frames(ep: _Episode, s: CheckSettings) -> CheckOutcome:
             try:
                 reader.frame(cam.name, t)
             except EpisodeError as exc:
-                return CheckOutcome(False, str(exc))
+                return CheckResult(False, str(exc))
             decoded += 1
-    return CheckOutcome(True, f"{decoded} frames decoded")
+    return CheckResult(True, f"{decoded} frames decoded")
 
 
-_CHECK_FUNCS: dict[str, Callable[[_Episode, CheckSettings], CheckOutcome]] = {
+_CHECK_FUNCS: dict[str, Callable[[EpisodeArrays, CheckSettings], CheckResult]] = {
     "recording_completed": _check_recording,
-    "schema": _check_schema,
-    "lengths_agree": _check_lengths,
+    "schema": lambda ep, s: checks.schema(ep),
+    "lengths_agree": lambda ep, s: checks.lengths(ep),
     "finite_values": _check_finite,
     "timestamps": _check_timestamps,
     "joint_limits": _check_joint_limits,
@@ -316,10 +232,10 @@ def validate_episode(session: str, path: Path, settings: CheckSettings, content_
         settings_key=settings.key(),
     )
     try:
-        ep = _Episode(path)
+        ep = EpisodeArrays(path)
     except (StoreError, Exception) as exc:  # unreadable group metadata fails every check for the same reason
         reason = f"cannot open episode: {exc}"
-        report.checks = {name: asdict(CheckOutcome(False, reason)) for name in CHECKS}
+        report.checks = {name: asdict(CheckResult(False, reason)) for name in CHECKS}
         return report
     a = ep.attrs
     report.num_steps = int(a.get("num_steps", 0) or 0)
@@ -332,21 +248,21 @@ def validate_episode(session: str, path: Path, settings: CheckSettings, content_
     schema_ok = True
     for name in CHECKS:
         if not schema_ok and name != "frames_decodable":
-            report.checks[name] = asdict(CheckOutcome(False, "skipped: schema check failed"))
+            report.checks[name] = asdict(CheckResult(False, "skipped: schema check failed"))
             continue
         try:
             outcome = _CHECK_FUNCS[name](ep, settings)
         except Exception as exc:
-            outcome = CheckOutcome(False, f"{type(exc).__name__}: {exc}")
+            outcome = CheckResult(False, f"{type(exc).__name__}: {exc}")
         report.checks[name] = asdict(outcome)
         if name == "schema":
             schema_ok = outcome.passed
     try:
-        report.dropped_frames = dropped_frame_count(ep)
+        report.dropped_frames = checks.dropped_frame_count(ep)
     except Exception:
         pass
     if report.passed:
-        parts = episode_partial_stats(ep.data(S.QPOS), ep.data(S.ACTION))
+        parts = episode_partial_stats(ep.read(S.QPOS), ep.read(S.ACTION))
         report.partial_stats = {k: v.to_dict() for k, v in parts.items()}
     return report
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from assets_store import BundleIntegrityError, EpisodeReader, SessionIndex
 from assets_store.bundle import copy_bundle, seal_bundle, verify_bundle
 from assets_store.dataset import build_manifest, episode_content_hash, load_dataset, write_dataset
-from assets_store.episode_writer import TMP_PREFIX, host_tag
+from assets_store.layout import TMP_PREFIX, host_tag
 from assets_store.stats import PartialStats, dataset_stats, episode_partial_stats
 from assets_store.synthetic import write_synthetic_episode
 from pipeline.cli.app import build_app

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader, SessionIndex
-from assets_store.codecs import encode_jpeg
-from assets_store.hdf5_io import ALOHA_JOINT_NAMES, export_hdf5, import_hdf5
+from assets_store.codec import encode_jpeg
+from assets_store.hdf5 import ALOHA_JOINT_NAMES, export_hdf5, import_hdf5
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory
 from pipeline.cli.app import build_app
 

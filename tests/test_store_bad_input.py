@@ -188,3 +188,26 @@ def test_unknown_codec(committed, tmp_path):
 def test_unknown_camera(committed):
     with pytest.raises(EpisodeError, match=r"no such camera; expected one of \['top'\]"):
         EpisodeReader(committed).frame("side", 0)
+
+
+def test_structural_checks_answer_per_question_without_the_pipeline(committed, tmp_path):
+    import zarr
+
+    from assets_store import checks
+    from assets_store.episode_reader import EpisodeArrays
+
+    assert checks.schema(EpisodeArrays(committed)).passed and checks.lengths(EpisodeArrays(committed)).passed
+
+    short = _tampered(committed, tmp_path)
+    shutil.rmtree(short / "action")
+    zarr.open_group(str(short), mode="a").create_array("action", data=np.zeros((5, 14), np.float32))
+    ep = EpisodeArrays(short)  # where EpisodeReader would refuse to open it
+    assert checks.schema(ep).passed  # right dtype and width: only the length is wrong
+    assert checks.lengths(ep) == checks.CheckResult(False, "expected 8 rows, got action=5")
+
+    newer = tmp_path / "newer" / committed.name
+    shutil.copytree(committed, newer)
+    _set_attrs(newer, schema_version=99)
+    result = checks.schema(EpisodeArrays(newer))
+    assert not result.passed
+    assert "attrs.schema_version: unknown schema version 99" in result.detail and str(newer) in result.detail

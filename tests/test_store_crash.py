@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from assets_store import EpisodeReader, SessionIndex
-from assets_store.doctor import sweep_session
-from assets_store.episode_writer import TMP_PREFIX, host_tag
+from assets_store.recovery import sweep_session
+from assets_store.layout import TMP_PREFIX, host_tag
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory, write_synthetic_episode
 
 RECORDER = r"""

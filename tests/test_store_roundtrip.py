@@ -19,7 +19,7 @@ from assets_store import (
     finalize_session,
     next_episode_index,
 )
-from assets_store.codecs import CODEC_NAME
+from assets_store.codec import CODEC_NAME
 from assets_store.synthetic import CameraLikeFrames, joint_trajectory, write_synthetic_episode
 
 
@@ -206,7 +206,7 @@ def test_crash_recovery_with_dotted_hostname(layout, monkeypatch):
     """`rig.lab.local`: the owner field of a temporary name must survive the split on dots."""
     import socket
 
-    from assets_store.doctor import sweep_session
+    from assets_store.recovery import sweep_session
 
     monkeypatch.setattr(socket, "gethostname", lambda: "rig.lab.local")
     w = EpisodeWriter(layout, "s", _info(cams=()))
@@ -219,3 +219,37 @@ def test_crash_recovery_with_dotted_hostname(layout, monkeypatch):
     os.rename(tmp, dead)
     assert [a.action for a in sweep_session(layout.session_dir("s"))] == ["removed"]
     assert not dead.exists()
+
+
+def test_episode_dirname_round_trips_and_rejects_other_names(monkeypatch):
+    import socket
+
+    from assets_store.layout import (
+        episode_dirname, parse_episode_dirname, parse_episode_ref, parse_temp_dirname, temp_dirname,
+    )
+
+    for index in (0, 3, 999_999):
+        name = episode_dirname(index)
+        assert parse_episode_dirname(name) == index
+    assert episode_dirname(3) == "episode_000003.zarr"
+    with pytest.raises(ValueError):
+        episode_dirname(-1)
+    for bad in ("episode_3.zarr", "episode_000003", "episode_0000003.zarr", "episode_000003.zarr.bak",
+                "Episode_000003.zarr", "take_000003.zarr", "episode_00000a.zarr", ""):
+        assert parse_episode_dirname(bad) is None, bad
+
+    # a writer's temporary name counts only when asked (so a resumed session never reuses its number)
+    monkeypatch.setattr(socket, "gethostname", lambda: "rig.lab.local")
+    temp = temp_dirname(episode_dirname(7))
+    assert parse_episode_dirname(temp) is None
+    assert parse_episode_dirname(temp, in_progress=True) == 7
+    parts = parse_temp_dirname(temp)
+    assert (parts.final_name, parts.host, parts.pid) == ("episode_000007.zarr", "rig_lab_local", str(os.getpid()))
+    assert parse_temp_dirname("episode_000007.zarr") is None
+    assert parse_episode_dirname(".tmp-notes.txt", in_progress=True) is None
+
+    assert parse_episode_ref("demo/3") == ("demo", 3)
+    assert parse_episode_ref("demo/episode_000003.zarr") == ("demo", 3)
+    assert parse_episode_ref("demo/episode_3/") == ("demo", 3)
+    for bad in ("demo", "demo/x", "a/b/3", "/3"):
+        assert parse_episode_ref(bad) is None, bad

@@ -142,7 +142,7 @@ def emulated_rig(config_path: Path | None, layout: StoreLayout | None,
         h, w = resolution
         config = config.model_copy(update={"cameras": [c.model_copy(update={"height": h, "width": w, "playback": None})
                                                       for c in config.cameras]})
-    calibration_dir = (layout or StoreLayout.at()).calibration_dir / "emulated"
+    calibration_dir = (layout or StoreLayout.at()).emulated_calibration_dir
     specs = {a.name: a.spec() for a in config.arms}
     calibrations = {}
     for name, spec in specs.items():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from assets_store import StoreLayout
+from assets_store import EpisodeError, EpisodeReader, StoreError, StoreLayout
 from assets_store.schema import parse_hxw
 from hardware.registry import leader_arm_robots, robots_help
 
@@ -35,6 +35,33 @@ def layout(store: Optional[Path]) -> StoreLayout:
 def fail(message: str, code: int = 1) -> "typer.Exit":
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def resolve_episode(store: Optional[Path], ref: str) -> Path:
+    """An episode given as a directory, SESSION/episode_000003.zarr, or SESSION/3; anything else is one error line."""
+    path = Path(ref)
+    if path.is_dir():
+        return path.resolve()
+    lay = layout(store)
+    try:
+        found = lay.find_episode(ref)
+    except StoreError as exc:
+        fail(str(exc))
+    if found is not None:
+        return found
+    fail(f"no episode {ref!r} (give a directory, SESSION/episode_NNNNNN.zarr or SESSION/N) in store {lay.root}")
+
+
+def open_episode(store: Optional[Path], ref: str) -> EpisodeReader:
+    try:
+        return EpisodeReader(resolve_episode(store, ref))
+    except EpisodeError as exc:
+        fail(str(exc))
+
+
+EpisodeArg = Annotated[
+    str, typer.Argument(help="Episode directory, or SESSION/INDEX (e.g. demo/0) or SESSION/episode_000000.zarr.")
+]
 
 
 def parse_resolution(text: Optional[str]) -> tuple[int, int] | None:

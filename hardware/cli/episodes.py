@@ -1,37 +1,16 @@
-"""`aloha episodes list|show|doctor`: look at the store without decoding frames."""
+"""`aloha episodes list|show|doctor`: look at the store without decoding frames; doctor runs crash recovery."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from assets_store import EpisodeReader, SessionIndex, StoreError, list_sessions
-from assets_store.doctor import sweep_store
+from assets_store.recovery import sweep_store
 from assets_store.sessions import is_session_finalized
-from hardware.cli.common import StoreOption, console, fail, layout
-
-
-def resolve_episode(store: Optional[Path], ref: str) -> Path:
-    """An episode given as a path, SESSION/episode_000003.zarr, or SESSION/3."""
-    p = Path(ref)
-    if p.is_dir():
-        return p.resolve()
-    lay = layout(store)
-    if "/" in ref:
-        session, ep = ref.split("/", 1)
-        try:
-            sdir = lay.session_dir(session)
-        except StoreError as exc:
-            fail(str(exc))
-        if ep.isdigit():
-            ep = f"episode_{int(ep):06d}.zarr"
-        path = sdir / ep
-        if path.is_dir():
-            return path
-    fail(f"no episode {ref!r} (give a path, SESSION/episode_NNNNNN.zarr or SESSION/N) in store {lay.root}")
+from hardware.cli.common import StoreOption, console, fail, layout, resolve_episode
 
 
 def register(app: typer.Typer) -> None:

@@ -9,9 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assets_store import StoreError, validate_name
-from assets_store.hdf5_io import export_hdf5, import_hdf5
+from assets_store.hdf5 import export_hdf5, import_hdf5
+from assets_store.layout import episode_stem
 from hardware.cli.common import StoreOption, console, err_console, fail, layout
-from hardware.cli.episodes import resolve_episode
+from hardware.cli.common import resolve_episode
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for ref in episodes:
             path = resolve_episode(store, ref)
-            target = out / (path.name.removesuffix(".zarr") + ".hdf5")
+            target = out / (episode_stem(path.name) + ".hdf5")
             try:
                 export_hdf5(path, target)
             except StoreError as exc:

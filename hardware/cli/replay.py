@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hardware.cli.common import StoreOption, console, fail, layout as store_layout
-from hardware.cli.view import EpisodeArg, open_episode
+from hardware.cli.common import EpisodeArg, StoreOption, console, fail, layout as store_layout, open_episode
 
 
 def replay(
@@ -23,7 +22,7 @@ def replay(
     from hardware.registry import RobotOptions, make_robot
 
     lay = store_layout(store)
-    reader = open_episode(lay, episode)
+    reader = open_episode(store, episode)
     name = robot or reader.info.robot
     # Replaying needs no images: cameras off keeps a simulated replay cheap.
     options = RobotOptions(cameras=[], layout=lay)

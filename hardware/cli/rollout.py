@@ -11,16 +11,18 @@ from rich.table import Table
 
 from assets_store.bundle import verify_bundle
 from assets_store.errors import StoreError
+from assets_store.layout import CHAMPION
 from hardware.cli.common import StoreOption, console, fail, layout, parse_resolution
 from hardware.registry import is_simulated, robots_help
-
-CHAMPION = "champion"
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
     """A bundle directory, or 'champion': the promoted bundle under <store>/deploy/<name>/champion."""
     if policy == CHAMPION:
-        path = layout(store).deploy_dir / name / CHAMPION
+        try:
+            path = layout(store).deploy_path(name, CHAMPION)
+        except StoreError as exc:  # a --name that is not a valid model name
+            fail(str(exc))
         if not path.is_dir():
             fail(f"no champion deployed at {path}; run the pipeline (or `aloha demo`), or pass --policy DIR")
         return path

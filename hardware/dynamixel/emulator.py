@@ -22,7 +22,7 @@ import time
 import tty
 from multiprocessing.connection import Connection
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from hardware.dynamixel import protocol as P

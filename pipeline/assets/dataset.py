@@ -46,14 +46,14 @@ class DatasetConfig(Config):
 def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreResource) -> MaterializeResult:
     layout = store.layout
     known = context.instance.get_dynamic_partitions(SESSIONS)
-    sessions = [s for s in (config.sessions or known) if store.session_summary_path(s).is_file()]
+    sessions = [s for s in (config.sessions or known) if layout.session_summary_path(s).is_file()]
     if not sessions:
         raise Failure("no validated session yet: record a session, finalize it and run the ingest job")
 
     rows, partials, per_session = [], [], {}
     meta_of: dict[str, dict] = {}
     for session in sorted(sessions):
-        summary = json.loads(store.session_summary_path(session).read_text())
+        summary = json.loads(layout.session_summary_path(session).read_text())
         count = 0
         for ep in summary["episodes"]:
             if config.robot and ep["robot"] != config.robot:

@@ -9,10 +9,11 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from assets_store.bundle import copy_bundle, verify_bundle
 from assets_store.hashing import file_sha256
+from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.assets.training import latest_metadata
 from pipeline.promotion import Decision, Scores, decide
-from pipeline.resources import CHAMPION_ALIAS, MlflowResource, StoreResource
+from pipeline.resources import MlflowResource, StoreResource
 
 DEPLOYMENT_GROUP = "deployment"
 
@@ -25,7 +26,7 @@ def current_champion(client, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
 
@@ -88,11 +89,11 @@ def deployed_policy(
         if config.force and not decision.promote:
             decision = Decision(True, f"forced by run config (gate said: {decision.reason})")
 
-    deploy_dir = store.deploy_path(name, CHAMPION_ALIAS)
+    deploy_dir = store.layout.deploy_path(name, CHAMPION)
     if decision.promote:
-        copy_bundle(bundle_dir, store.deploy_path(name, version.version))
+        copy_bundle(bundle_dir, store.layout.deploy_path(name, version.version))
         copy_bundle(bundle_dir, deploy_dir)
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "promotion", "promoted" if decision.promote else "rejected")
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
     context.log.info(f"{name} v{version.version}: {'PROMOTED' if decision.promote else 'not promoted'}: {decision.reason}")

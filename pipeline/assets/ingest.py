@@ -22,8 +22,7 @@ from dagster import (
     asset,
 )
 
-from assets_store import is_session_finalized
-from assets_store import schema as S
+from assets_store import EpisodeReader, is_session_finalized
 from assets_store.hashing import write_json_atomic
 from assets_store.sessions import episode_dirs
 from pipeline import plots
@@ -78,13 +77,13 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
     reused = 0
     start = time.perf_counter()
     for _, path in episode_dirs(sdir):
-        report, was_cached = validate_cached(session, path, settings, store.episode_report_path(session, path.name))
+        report, was_cached = validate_cached(session, path, settings, layout.episode_report_path(session, path.name))
         reused += was_cached
         reports.append(report)
     elapsed = time.perf_counter() - start
     context.log.info(f"{session}: {len(reports)} episodes, {len(reports) - reused} validated now, {reused} cached")
 
-    inventory = store.pipeline_dir / "sessions" / f"{session}.raw.json"
+    inventory = layout.session_inventory_path(session)
     inventory.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         inventory,
@@ -136,7 +135,8 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
 )
 def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     session = context.partition_key
-    inventory_file = store.pipeline_dir / "sessions" / f"{session}.raw.json"
+    layout = store.layout
+    inventory_file = layout.session_inventory_path(session)
     try:
         inventory = json.loads(inventory_file.read_text())
     except FileNotFoundError:
@@ -145,8 +145,8 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
     kept: list[EpisodeReport] = []
     quarantined: list[EpisodeReport] = []
     for episode in inventory["episodes"]:
-        report = EpisodeReport.from_json(json.loads(store.episode_report_path(session, episode).read_text()))
-        record = store.quarantine_record_path(session, episode)
+        report = EpisodeReport.from_json(json.loads(layout.episode_report_path(session, episode).read_text()))
+        record = layout.quarantine_record_path(session, episode)
         if report.passed:
             kept.append(report)
             record.unlink(missing_ok=True)  # passed now (e.g. looser settings): the old record no longer applies
@@ -186,8 +186,9 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
         ],
         "quarantined": {r.episode: r.reasons for r in quarantined},
     }
-    store.session_summary_path(session).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(store.session_summary_path(session), summary)
+    summary_path = layout.session_summary_path(session)
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(summary_path, summary)
     if not kept:
         raise Failure(f"session {session!r}: every episode was quarantined", metadata={"quarantined": len(quarantined)})
 
@@ -202,8 +203,8 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
             if quarantined
             else "none"
         ),
-        "quarantine_dir": MetadataValue.path(str(store.layout.quarantine_dir / session)),
-        "summary": MetadataValue.path(str(store.session_summary_path(session))),
+        "quarantine_dir": MetadataValue.path(str(layout.quarantine_session_dir(session))),
+        "summary": MetadataValue.path(str(summary_path)),
     }
     first = kept[0]
     try:
@@ -214,11 +215,7 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
 
 
 def _trajectory_plot(report: EpisodeReport) -> str:
-    import zarr
-
-    group = zarr.open_group(report.path, mode="r", zarr_format=3)
-    qpos = np.asarray(group[S.QPOS][...])
-    action = np.asarray(group[S.ACTION][...])
+    episode = EpisodeReader(report.path)
     return plots.joint_trajectories(
-        qpos, action, report.joint_names, report.fps, f"{report.session}/{report.episode}: follower joints"
+        episode.qpos, episode.action, report.joint_names, report.fps, f"{report.session}/{report.episode}: follower joints"
     )

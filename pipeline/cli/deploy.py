@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from assets_store import StoreLayout
+from assets_store.layout import CHAMPION
 from hardware.cli.common import StoreOption as StoreOpt, console, fail
 
 
 def pull(
     to: Annotated[Path, typer.Option("--to", help="Destination directory (replaced atomically).")],
     name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "aloha-act",
-    version: Annotated[str, typer.Option("--version", help="A version number, or 'champion'.")] = "champion",
+    version: Annotated[str, typer.Option("--version", help=f"A version number, or '{CHAMPION}'.")] = CHAMPION,
     source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
     store: StoreOpt = None,
@@ -26,8 +27,8 @@ def pull(
 
     if source not in ("deploy", "mlflow"):
         fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
-    if version != "champion" and not version.isdigit():
-        fail(f"--version must be a number or 'champion', got {version!r}", 2)
+    if version != CHAMPION and not version.isdigit():
+        fail(f"--version must be a number or '{CHAMPION}', got {version!r}", 2)
     layout = StoreLayout.at(store)
     try:
         with console.status(f"pulling {name}@{version} from {source}"):

@@ -35,7 +35,7 @@ def test_dataset_samples(tiny_dataset):
     assert last["is_pad"].tolist() == [False] + [True] * 9 and torch.all(last["actions"][1:] == 0)
     # normalized with the store's statistics
     ref = manifest.train[0]
-    r = EpisodeReader(ref.path(StoreLayout(tiny_dataset.parent.parent)))
+    r = EpisodeReader(ref.path(StoreLayout.of_dataset(tiny_dataset)))
     np.testing.assert_allclose(last["qpos"].numpy(), stats["qpos"].normalize(r.qpos[n0 - 1]), rtol=1e-5, atol=1e-5)
     val = ChunkDataset(tiny_dataset, "val", chunk_size=10, image_size=(32, 48))
     assert len(val) == sum(e.num_steps for e in manifest.val) > 0

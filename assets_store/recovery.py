@@ -1,4 +1,7 @@
-"""Find what a crashed writer left behind and either recover it (complete) or remove it (partial)."""
+"""Crash recovery: find what a crashed writer left behind and either recover it (complete) or remove it (partial).
+
+`aloha episodes doctor` runs it over the whole store; every new `EpisodeWriter` runs it over its session first.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets_store.episode_writer import COMPLETE_MARKER, TMP_PREFIX, host_tag
-from assets_store.paths import StoreLayout
+from assets_store.layout import COMPLETE_MARKER, TMP_PREFIX, StoreLayout, TempName, host_tag, parse_temp_dirname
+from assets_store.sessions import list_sessions
 
 
 @dataclass
@@ -21,16 +24,13 @@ class SweepAction:
         return f"{self.action}: {self.path}" + (f" ({self.detail})" if self.detail else "")
 
 
-def _owner_alive(name: str) -> bool:
-    # .tmp-<final>.<host>.<pid>.<uuid>
-    parts = name.rsplit(".", 3)
-    if len(parts) != 4:
+def _owner_alive(temp: TempName | None) -> bool:
+    if temp is None:
         return False
-    _, host, pid, _ = parts
-    if host != host_tag():
+    if temp.host != host_tag():
         return True  # another machine's writer on shared storage: never touch it
     try:
-        pid_i = int(pid)
+        pid_i = int(temp.pid)
     except ValueError:
         return False
     if pid_i == os.getpid():
@@ -52,10 +52,11 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
         if not entry.name.startswith(TMP_PREFIX) or not entry.is_dir():
             continue
         path = Path(entry.path)
-        if _owner_alive(entry.name):
+        temp = parse_temp_dirname(entry.name)
+        if _owner_alive(temp):
             actions.append(SweepAction(path, "skipped (live writer)"))
             continue
-        final_name = entry.name[len(TMP_PREFIX):].rsplit(".", 3)[0]
+        final_name = temp.final_name if temp else entry.name[len(TMP_PREFIX):]
         final = path.parent / final_name
         if (path / COMPLETE_MARKER).is_file() and (path / "zarr.json").is_file():
             if final.exists():
@@ -70,8 +71,6 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
 
 
 def sweep_store(layout: StoreLayout) -> list[SweepAction]:
-    from assets_store.sessions import list_sessions
-
     out = []
     for session in list_sessions(layout):
         out.extend(sweep_session(layout.session_dir(session)))

@@ -19,11 +19,11 @@ from typing import Callable
 import numpy as np
 
 from assets_store import schema as S
-from assets_store.codecs import decode_jpeg
+from assets_store.codec import decode_jpeg
 from assets_store.episode_reader import EpisodeReader
 from assets_store.episode_writer import EpisodeWriter
 from assets_store.errors import EpisodeError, StoreError
-from assets_store.paths import StoreLayout
+from assets_store.layout import StoreLayout
 
 ALOHA_ARM_JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"]
 ALOHA_JOINT_NAMES = [f"{side}_{j}" for side in ("left", "right") for j in ALOHA_ARM_JOINTS]
