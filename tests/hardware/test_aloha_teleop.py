@@ -24,7 +24,7 @@ from hardware.dynamixel.emulator import ServoEmulator
 from hardware.loop import FixedRateLoop
 from proc_kit import default_signals
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FOLLOWERS = ("left_follower", "right_follower")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.instance import dagster_env
 from proc_kit import default_signals
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSETS = {"raw_episodes", "validated_episodes", "dataset", "act_policy", "policy_evaluation", "deployed_policy"}
 
