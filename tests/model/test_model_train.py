@@ -14,7 +14,7 @@ from assets_store.dataset import load_dataset
 from model.callbacks import HistoryCallback, TrainCallback
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import ChunkDataset, ResumableSampler
-from model.evaluate import validation_loss
+from model.validation_loss import validation_loss
 from model.export import export_bundle
 from model.policy import Policy
 from model.train import make_scheduler, train
