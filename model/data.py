@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from assets_store import EpisodeReader, StoreLayout
-from assets_store.dataset import DatasetManifest, load_dataset
+from assets_store.dataset import load_dataset
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
 
 

@@ -1,7 +1,7 @@
-"""Checkpoint -> policy bundle (DESIGN.md): model.safetensors + config.json + stats.json, sealed with sha256 hashes.
+"""Policy bundles from this model (DESIGN.md): model.safetensors + config.json + stats.json, sealed with sha256 hashes.
 
-No pickle: weights are safetensors, everything else JSON. Built in a temporary sibling directory and renamed into
-place, so a half-written bundle never sits under the final name.
+No pickle: weights are safetensors, everything else JSON. `write_bundle` is the one writer (atomic); a training
+checkpoint goes through `export_bundle`, an imported checkpoint through model.checkpoints_import.to_bundle.
 """
 
 from __future__ import annotations
@@ -39,13 +39,33 @@ def bundle_config(act_config: dict, meta: dict) -> dict[str, Any]:
     }
 
 
-def write_bundle_files(out: Path, state_dict: dict[str, torch.Tensor], config: dict, stats_json: dict) -> None:
+def _write_files(out: Path, state_dict: dict[str, torch.Tensor], config: dict, stats_json: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
                for k, v in state_dict.items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": BUNDLE_MODEL_FORMAT})
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (out / "stats.json").write_text(json.dumps(stats_json, indent=2, sort_keys=True))
+
+
+def write_bundle(bundle_dir: Path, state_dict: dict[str, torch.Tensor], config: dict, stats_json: dict,
+                 **manifest: Any) -> Path:
+    """Write and seal a policy bundle (`manifest`: assets_store.bundle.seal_bundle's keywords).
+
+    The one bundle writer (training export and checkpoint import): built in a temporary sibling directory and
+    renamed into place, so a half-written bundle never sits under the final name.
+    """
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_files(tmp, state_dict, config, stats_json)
+        seal_bundle(tmp, **manifest)
+        replace_directory(tmp, bundle_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return bundle_dir
 
 
 def export_bundle(
@@ -59,17 +79,7 @@ def export_bundle(
     """Write and seal a policy bundle from a training checkpoint (file, or run directory -> its best.pt)."""
     ckpt = load_checkpoint(find_checkpoint(checkpoint))
     meta = dict(ckpt["meta"])
-    config = bundle_config(ckpt["act_config"], meta)
-    bundle_dir = Path(bundle_dir)
-    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write_bundle_files(tmp, ckpt["model"], config, ckpt["stats"])
-        all_metrics = {"best_val_loss": float(ckpt["best_val_loss"]), "steps": float(ckpt["step"]), **(metrics or {})}
-        seal_bundle(tmp, dataset_id=dataset_id or meta.get("dataset_id", ""), mlflow_run_id=mlflow_run_id,
-                    metrics=all_metrics)
-        replace_directory(tmp, bundle_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return bundle_dir
+    all_metrics = {"best_val_loss": float(ckpt["best_val_loss"]), "steps": float(ckpt["step"]), **(metrics or {})}
+    return write_bundle(bundle_dir, ckpt["model"], bundle_config(ckpt["act_config"], meta), ckpt["stats"],
+                        dataset_id=dataset_id or meta.get("dataset_id", ""), mlflow_run_id=mlflow_run_id,
+                        metrics=all_metrics)

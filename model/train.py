@@ -11,12 +11,13 @@ number of batches consumed. So a resumed run replays the uninterrupted run's ste
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence, get_args, get_origin
 
 import torch
 import torch.distributed as dist
@@ -26,9 +27,9 @@ from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
 from model.backbone import load_pretrained_into, resolve_pretrained
-from model.callbacks import TrainCallback
+from model.callbacks import RichProgressCallback, TrainCallback
 from model.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from model.config import ACTConfig, TrainConfig
+from model.config import PRESETS, ACTConfig, TrainConfig, get_preset, tunable_fields, value_type
 from model.data import ChunkDataset, ResumableSampler, fixed_subset, make_loader
 
 
@@ -151,7 +152,266 @@ def _rng_states(info: DistInfo) -> list[torch.Tensor]:
     return states
 
 
+# ----------------------------------------------------------------------------- building a run
+@dataclass
+class TrainData:
+    """The loaders of one run (this rank's shard) and the datasets behind them."""
+
+    train: ChunkDataset
+    val: ChunkDataset
+    val_split: str
+    sampler: ResumableSampler
+    loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    per_rank_batch: int
+
+
+def complete_architecture(act_cfg: ACTConfig, train_ds: ChunkDataset) -> tuple[ACTConfig, dict | None, str | None]:
+    """A new run's architecture: the dataset's sizes and names filled in, the backbone weights settled.
+
+    -> (config, ImageNet state dict or None, a notice for the user or None).
+    """
+    act_cfg = act_cfg.model_copy(update=dict(
+        state_dim=train_ds.state_dim, action_dim=train_ds.action_dim, camera_names=train_ds.camera_names))
+    imagenet = notice = None
+    if act_cfg.pretrained_backbone:
+        norm, imagenet, notice = resolve_pretrained(True)
+        act_cfg = act_cfg.model_copy(update=dict(backbone_norm=norm, pretrained_backbone=imagenet is not None))
+    else:
+        act_cfg = act_cfg.model_copy(update=dict(backbone_norm="group"))
+    return ACTConfig(**act_cfg.model_dump()), imagenet, notice  # re-validated
+
+
+def build_data(dataset_dir: Path, train_ds: ChunkDataset, act_cfg: ACTConfig, cfg: TrainConfig,
+               info: DistInfo) -> TrainData:
+    val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
+    val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
+                          camera_names=act_cfg.camera_names)
+    if len(train_ds) == 0:
+        raise ValueError(f"{dataset_dir}: the train split has no samples")
+    sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
+    per_rank_batch = cfg.batch_size // info.world if info.world > 1 else cfg.batch_size
+    if per_rank_batch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is smaller than the world size {info.world}")
+    loader = make_loader(train_ds, per_rank_batch, sampler=sampler, num_workers=cfg.num_workers, seed=cfg.seed,
+                         drop_last=len(sampler) >= per_rank_batch)
+    val_idx = fixed_subset(len(val_ds), None if cfg.val_batches is None else cfg.val_batches * cfg.batch_size)
+    val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx[info.rank :: info.world]), cfg.batch_size,
+                             num_workers=min(cfg.num_workers, 1), drop_last=False)
+    return TrainData(train_ds, val_ds, val_split, sampler, loader, val_loader, per_rank_batch)
+
+
+def build_model(act_cfg: ACTConfig, cfg: TrainConfig, imagenet: dict | None, device: torch.device) -> ACT:
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = ACT(act_cfg)
+    if imagenet is not None:
+        load_pretrained_into(model.backbone, imagenet)
+    model.to(device)
+    if cfg.channels_last:
+        model.set_channels_last(True)
+    return model
+
+
+@dataclass
+class Progress:
+    """Where a run stands, besides its weights and optimizer: what a checkpoint carries for an exact resume."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    elapsed_before: float = 0.0  # wall-clock seconds trained before this process started
+    best_val: float = math.inf
+    history: list[dict] = field(default_factory=list)
+    window: list[dict[str, float]] = field(default_factory=list)  # per-step losses since the last log line
+
+
+def restore(ckpt: dict[str, Any], model: ACT, opt: torch.optim.Optimizer, sched, info: DistInfo) -> Progress:
+    """Load a checkpoint's model, optimizer, scheduler and this rank's RNG state. -> the run's progress."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    rng = ckpt["rng"]["torch"]
+    if len(rng) == info.world:
+        torch.set_rng_state(rng[info.rank])
+    return Progress(step=ckpt["step"], epoch=ckpt["data"]["epoch"], batches_in_epoch=ckpt["data"]["batches"],
+                    elapsed_before=ckpt["elapsed_s"], best_val=ckpt["best_val_loss"], history=list(ckpt["history"]),
+                    window=[dict(w) for w in ckpt["window"]])
+
+
+class Clock:
+    """Wall-clock seconds a run has trained, across restarts: the time budget and a time-spanning cosine read it."""
+
+    def __init__(self, time_budget_s: float | None):
+        self.time_budget_s = time_budget_s
+        self.before = 0.0
+        self.t0: float | None = None
+
+    def start(self, before: float) -> None:
+        self.before, self.t0 = before, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + (time.perf_counter() - self.t0 if self.t0 is not None else 0.0)
+
+    def budget_spent(self) -> float:
+        return self.elapsed() / self.time_budget_s if self.time_budget_s else 0.0
+
+
 # ----------------------------------------------------------------------------- the loop
+@dataclass
+class Trainer:
+    """One run's loop: training steps, metrics, validation, checkpoints, the budget."""
+
+    model: ACT
+    ddp_model: nn.Module  # the model, wrapped for DDP when there are several processes
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    data: TrainData
+    act_cfg: ACTConfig
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    progress: Progress
+    clock: Clock
+    out_dir: Path
+    meta: dict[str, Any]
+    stats_json: dict[str, Any]
+    callbacks: Sequence[TrainCallback]
+    last_loss: float = math.nan
+    _validated_at: int = -1
+    _checkpointed_at: int = -1
+    _t_log: float = 0.0
+    _steps_at_log: int = 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / BEST
+
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint's content; every rank must call it (it gathers every rank's RNG state)."""
+        p = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": {"torch": _rng_states(self.info)},
+            "data": {"epoch": p.epoch, "batches": p.batches_in_epoch},
+            "step": p.step,
+            "elapsed_s": self.clock.elapsed(),
+            "best_val_loss": p.best_val,
+            "history": p.history,
+            "window": p.window,
+            "act_config": self.act_cfg.model_dump(),
+            "train_config": self.cfg.model_dump(),
+            "stats": self.stats_json,
+            "meta": self.meta,
+        }
+
+    def out_of_budget(self) -> bool:
+        cfg = self.cfg
+        if cfg.steps is not None and self.progress.step >= cfg.steps:
+            return True
+        if cfg.time_budget_s is not None:
+            stop = torch.tensor([float(self.clock.elapsed() >= cfg.time_budget_s)])
+            if self.info.world > 1:  # every rank must stop at the same step
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+            return bool(stop.item())
+        return False
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> None:
+        b = batch_to(batch, self.device)
+        losses = compute_loss(self.ddp_model, b, self.act_cfg, self.cfg.bf16)
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        clip = self.cfg.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip else None
+        self.opt.step()
+        self.sched.step()
+        p = self.progress
+        p.step += 1
+        p.batches_in_epoch += 1
+        self.last_loss = float(losses["loss"].detach())
+        p.window.append({k: float(v.detach()) for k, v in losses.items()}
+                        | ({"grad_norm": float(grad_norm)} if grad_norm is not None else {}))
+
+    def report_metrics(self) -> None:
+        """The per-step losses since the last report, averaged over steps and ranks, plus lr and throughput."""
+        p = self.progress
+        keys = p.window[0].keys()
+        sums = _all_reduce_sum([sum(w[k] for w in p.window) / len(p.window) for k in keys], self.info)
+        metrics = {k: v / self.info.world for k, v in zip(keys, sums)}
+        now = time.perf_counter()
+        metrics["lr"] = self.opt.param_groups[0]["lr"]
+        metrics["epoch"] = float(p.epoch)
+        rate = (p.step - self._steps_at_log) / max(now - self._t_log, 1e-9)
+        p.history.append({"step": p.step, **metrics})
+        metrics["steps_per_s"] = rate
+        metrics["samples_per_s"] = rate * self.cfg.batch_size
+        self._t_log, self._steps_at_log = now, p.step
+        p.window.clear()
+        for cb in self.callbacks:
+            cb.on_metrics(p.step, metrics)
+
+    def validate(self) -> None:
+        """Validation loss at this step (once); a new best is written to best.pt."""
+        p = self.progress
+        if self._validated_at == p.step:
+            return
+        self._validated_at = p.step
+        val = evaluate_loader(self.model, self.data.val_loader, self.act_cfg, self.cfg.bf16, self.device, self.info)
+        p.history.append({"step": p.step, **val})
+        for cb in self.callbacks:
+            cb.on_validation(p.step, val["val_loss"])
+        if val["val_loss"] < p.best_val:
+            p.best_val = val["val_loss"]
+            data = self.payload()  # every rank joins the RNG gather
+            if self.info.main:
+                save_checkpoint(data, self.best_path)
+
+    def checkpoint(self) -> None:
+        """Write last.pt at this step (once)."""
+        step = self.progress.step
+        if self._checkpointed_at == step:
+            return
+        self._checkpointed_at = step
+        data = self.payload()
+        if self.info.main:
+            save_checkpoint(data, self.last_path)
+            for cb in self.callbacks:
+                cb.on_checkpoint(step, self.last_path)
+
+    def run(self) -> TrainResult:
+        p, cfg, data = self.progress, self.cfg, self.data
+        self.clock.start(p.elapsed_before)
+        self.ddp_model.train()
+        self._t_log, self._steps_at_log = time.perf_counter(), p.step
+        it = iter(data.loader)
+        while not self.out_of_budget():
+            try:
+                batch = next(it)
+            except StopIteration:
+                p.epoch, p.batches_in_epoch = p.epoch + 1, 0
+                data.sampler.set_epoch(p.epoch)
+                it = iter(data.loader)
+                continue
+            self.train_step(batch)
+            if p.step % cfg.log_every == 0:
+                self.report_metrics()
+            if p.step % cfg.val_every == 0:
+                self.validate()
+            if p.step % cfg.checkpoint_every == 0:
+                self.checkpoint()
+        self.validate()  # the final state, unless this very step already did it
+        self.checkpoint()
+        if not self.best_path.is_file() and self.info.main:
+            save_checkpoint(self.payload(), self.best_path)
+        return TrainResult(self.best_path, self.last_path, p.best_val, self.last_loss, p.step, self.clock.elapsed(),
+                           p.history)
+
+
 def train(
     dataset_dir: Path,
     out_dir: Path,
@@ -160,6 +420,7 @@ def train(
     callbacks: Sequence[TrainCallback] = (),
     resume: bool = False,
 ) -> TrainResult:
+    """Train ACT on a store dataset into `out_dir`; `resume` continues the run from out_dir's last.pt."""
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     cfg = train_cfg
     if cfg.num_threads:
@@ -167,201 +428,49 @@ def train(
     info = init_distributed(cfg.device)
     device = torch.device(f"cuda:{info.local_rank}" if cfg.device == "cuda" and info.world > 1 else cfg.device)
     callbacks = list(callbacks) if info.main else []
-    last_path, best_path = out_dir / LAST, out_dir / BEST
 
-    ckpt = load_checkpoint(last_path) if resume and last_path.is_file() else None
-    notice = None
-    imagenet = None
-    train_ds = ChunkDataset(dataset_dir, "train", chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                            camera_names=act_cfg.camera_names if ckpt else None)
+    ckpt = load_checkpoint(out_dir / LAST) if resume and (out_dir / LAST).is_file() else None
     if ckpt is not None:
         act_cfg = ACTConfig(**ckpt["act_config"])  # the architecture of the run being continued, not the caller's
-    else:
-        act_cfg = act_cfg.model_copy(update=dict(
-            state_dim=train_ds.state_dim, action_dim=train_ds.action_dim, camera_names=train_ds.camera_names))
-        if act_cfg.pretrained_backbone:
-            norm, imagenet, notice = resolve_pretrained(True)
-            act_cfg = act_cfg.model_copy(update=dict(backbone_norm=norm, pretrained_backbone=imagenet is not None))
-        else:
-            act_cfg = act_cfg.model_copy(update=dict(backbone_norm="group"))
-        act_cfg = ACTConfig(**act_cfg.model_dump())  # re-validate
+    train_ds = ChunkDataset(dataset_dir, "train", chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
+                            camera_names=act_cfg.camera_names if ckpt else None)
+    imagenet = notice = None
+    if ckpt is None:
+        act_cfg, imagenet, notice = complete_architecture(act_cfg, train_ds)
+    data = build_data(dataset_dir, train_ds, act_cfg, cfg, info)
 
-    val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
-    val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                          camera_names=act_cfg.camera_names)
-    if len(train_ds) == 0:
-        raise ValueError(f"{dataset_dir}: the train split has no samples")
-
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = ACT(act_cfg)
-    if imagenet is not None:
-        load_pretrained_into(model.backbone, imagenet)
-    model.to(device)
-    if cfg.channels_last:
-        model.set_channels_last(True)
+    model = build_model(act_cfg, cfg, imagenet, device)
     opt = make_optimizer(model, act_cfg, cfg, device.type)
-    clock = {"t0": None, "before": 0.0}  # wall-clock spent, for a time-budgeted schedule
-
-    def budget_spent() -> float:
-        now = clock["before"] + (time.perf_counter() - clock["t0"] if clock["t0"] is not None else 0.0)
-        return now / cfg.time_budget_s if cfg.time_budget_s else 0.0
-
-    sched = make_scheduler(opt, cfg, budget_spent)
-
-    sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
-    per_rank_batch = cfg.batch_size // info.world if info.world > 1 else cfg.batch_size
-    if per_rank_batch < 1:
-        raise ValueError(f"batch_size {cfg.batch_size} is smaller than the world size {info.world}")
-    drop_last = len(sampler) >= per_rank_batch
-    loader = make_loader(train_ds, per_rank_batch, sampler=sampler, num_workers=cfg.num_workers, seed=cfg.seed,
-                         drop_last=drop_last)
-    val_idx = fixed_subset(len(val_ds), None if cfg.val_batches is None else cfg.val_batches * cfg.batch_size)
-    val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx[info.rank :: info.world]), cfg.batch_size,
-                             num_workers=min(cfg.num_workers, 1), drop_last=False)
-
-    step, epoch, batches_in_epoch, elapsed_before = 0, 0, 0, 0.0
-    history: list[dict] = []
-    window: list[dict[str, float]] = []  # per-step losses since the last log line (checkpointed: exact resume)
-    best_val = math.inf
+    clock = Clock(cfg.time_budget_s)
+    sched = make_scheduler(opt, cfg, clock.budget_spent)
     torch.manual_seed(cfg.seed + info.rank)  # different dropout / CVAE noise per rank
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step, history, best_val = ckpt["step"], list(ckpt["history"]), ckpt["best_val_loss"]
-        epoch, batches_in_epoch = ckpt["data"]["epoch"], ckpt["data"]["batches"]
-        elapsed_before = ckpt["elapsed_s"]
-        window = [dict(w) for w in ckpt["window"]]
-        rng = ckpt["rng"]["torch"]
-        if len(rng) == info.world:
-            torch.set_rng_state(rng[info.rank])
-        del ckpt
-    sampler.start_at(epoch, batches_in_epoch * per_rank_batch)
-
+    progress = restore(ckpt, model, opt, sched, info) if ckpt is not None else Progress()
+    del ckpt
+    data.sampler.start_at(progress.epoch, progress.batches_in_epoch * data.per_rank_batch)
     ddp_model = model
     if info.world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    manifest = train_ds.manifest
     meta = {
-        "dataset_id": train_ds.manifest.id,
-        "joint_names": list(train_ds.manifest.joint_names),
-        "action_names": list(train_ds.manifest.action_names or train_ds.manifest.joint_names),
+        "dataset_id": manifest.id,
+        "joint_names": list(manifest.joint_names),
+        "action_names": list(manifest.action_names or manifest.joint_names),
         "camera_names": list(act_cfg.camera_names),
-        "fps": float(train_ds.manifest.fps),
+        "fps": float(manifest.fps),
         "image_size": list(cfg.image_size),
     }
-    stats_json = stats_to_json(train_ds.stats)
-
-    def payload() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": {"torch": _rng_states(info)},
-            "data": {"epoch": epoch, "batches": batches_in_epoch},
-            "step": step,
-            "elapsed_s": elapsed_before + (time.perf_counter() - t0),
-            "best_val_loss": best_val,
-            "history": history,
-            "window": window,
-            "act_config": act_cfg.model_dump(),
-            "train_config": cfg.model_dump(),
-            "stats": stats_json,
-            "meta": meta,
-        }
-
     for cb in callbacks:
         cb.on_start({
-            "steps": cfg.steps, "start_step": step, "time_budget_s": cfg.time_budget_s, "notice": notice,
-            "parameters": count_parameters(model), "train_samples": len(train_ds), "val_samples": len(val_ds),
+            "steps": cfg.steps, "start_step": progress.step, "time_budget_s": cfg.time_budget_s, "notice": notice,
+            "parameters": count_parameters(model), "train_samples": len(train_ds), "val_samples": len(data.val),
             "camera_names": act_cfg.camera_names, "world_size": info.world, "act_config": act_cfg.model_dump(),
             "train_config": cfg.model_dump(), "dataset_id": meta["dataset_id"], "out_dir": str(out_dir),
-            "val_split": val_split, "resumed": step > 0,
+            "val_split": data.val_split, "resumed": progress.step > 0,
         })
-
-    done = {"val": -1, "ckpt": -1}
-
-    def validate_and_checkpoint(do_val: bool, do_ckpt: bool) -> None:
-        nonlocal best_val
-        if do_val and done["val"] != step:
-            done["val"] = step
-            val = evaluate_loader(model, val_loader, act_cfg, cfg.bf16, device, info)
-            history.append({"step": step, **val})
-            for cb in callbacks:
-                cb.on_validation(step, val["val_loss"])
-            if val["val_loss"] < best_val:
-                best_val = val["val_loss"]
-                data = payload()  # every rank joins the RNG gather
-                if info.main:
-                    save_checkpoint(data, best_path)
-        if do_ckpt and done["ckpt"] != step:
-            done["ckpt"] = step
-            data = payload()
-            if info.main:
-                save_checkpoint(data, last_path)
-                for cb in callbacks:
-                    cb.on_checkpoint(step, last_path)
-
-    t0 = time.perf_counter()
-    clock["t0"], clock["before"] = t0, elapsed_before
-    ddp_model.train()
-    last_loss = math.nan
-    t_log, steps_at_log = time.perf_counter(), step
-    it = iter(loader)
-
-    def out_of_budget() -> bool:
-        if cfg.steps is not None and step >= cfg.steps:
-            return True
-        if cfg.time_budget_s is not None:
-            spent = elapsed_before + time.perf_counter() - t0
-            stop = torch.tensor([float(spent >= cfg.time_budget_s)])
-            if info.world > 1:  # every rank must stop at the same step
-                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-            return bool(stop.item())
-        return False
-
-    while not out_of_budget():
-        try:
-            batch = next(it)
-        except StopIteration:
-            epoch, batches_in_epoch = epoch + 1, 0
-            sampler.set_epoch(epoch)
-            it = iter(loader)
-            continue
-        b = batch_to(batch, device)
-        losses = compute_loss(ddp_model, b, act_cfg, cfg.bf16)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else None
-        opt.step()
-        sched.step()
-        step += 1
-        batches_in_epoch += 1
-        last_loss = float(losses["loss"].detach())
-        window.append({k: float(v.detach()) for k, v in losses.items()} | ({"grad_norm": float(grad_norm)} if grad_norm is not None else {}))
-
-        if step % cfg.log_every == 0:
-            keys = window[0].keys()
-            sums = _all_reduce_sum([sum(w[k] for w in window) / len(window) for k in keys], info)
-            metrics = {k: v / info.world for k, v in zip(keys, sums)}
-            now = time.perf_counter()
-            metrics["lr"] = opt.param_groups[0]["lr"]
-            metrics["epoch"] = float(epoch)
-            rate = (step - steps_at_log) / max(now - t_log, 1e-9)
-            history.append({"step": step, **metrics})
-            metrics["steps_per_s"] = rate
-            metrics["samples_per_s"] = rate * cfg.batch_size
-            t_log, steps_at_log = now, step
-            window.clear()
-            for cb in callbacks:
-                cb.on_metrics(step, metrics)
-        validate_and_checkpoint(step % cfg.val_every == 0, step % cfg.checkpoint_every == 0)
-
-    validate_and_checkpoint(True, True)  # the final state, unless this very step already did it
-    if not best_path.is_file() and info.main:
-        save_checkpoint(payload(), best_path)
-    wall = elapsed_before + time.perf_counter() - t0
-    result = TrainResult(best_path, last_path, best_val, last_loss, step, wall, history)
+    trainer = Trainer(model, ddp_model, opt, sched, data, act_cfg, cfg, info, device, progress, clock, out_dir, meta,
+                      stats_to_json(train_ds.stats), callbacks)
+    result = trainer.run()
     for cb in callbacks:
         cb.on_end(result)
     if info.owns_group:
@@ -371,64 +480,75 @@ def train(
 
 
 # ----------------------------------------------------------------------------- CLI
-def _cli() -> None:
+# Option names kept from earlier releases where they differ from the field they set
+CLI_NAMES = {"time_budget_s": "time_budget", "pretrained_backbone": "pretrained", "num_threads": "threads"}
+
+
+def _option(name: str, f) -> inspect.Parameter:
+    """A CLI option for one config field: its type, its description as help; left out, the preset's value."""
     import typer
 
-    app = typer.Typer(add_completion=False)
+    kind, _ = value_type(f)
+    extra: dict[str, Any] = {}
+    if get_origin(kind) is tuple:  # (H, W)
+        kind, extra["metavar"] = str, "HxW"
+    elif get_origin(kind) is Literal and not all(isinstance(v, str) for v in get_args(kind)):
+        values = get_args(kind)
+        kind, extra["min"], extra["max"] = type(values[0]), min(values), max(values)
+    flag = name.replace("_", "-")
+    decls = [f"--{flag}/--no-{flag}"] if kind is bool else [f"--{flag}"]
+    option = typer.Option(*decls, help=f.description, show_default=False, **extra)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[kind], option])
 
-    @app.command()
-    def main(
-        dataset: Path = typer.Option(..., help="dataset directory <store>/datasets/<id>"),
-        out: Path = typer.Option(..., help="run directory for checkpoints"),
-        steps: int | None = typer.Option(None, help="step budget"),
-        time_budget: float | None = typer.Option(None, help="wall-clock budget in seconds"),
-        preset: str = typer.Option("paper", help="paper | small"),
-        batch_size: int | None = typer.Option(None),
-        lr: float | None = typer.Option(None),
-        lr_backbone: float | None = typer.Option(None),
-        chunk_size: int | None = typer.Option(None),
-        backbone_stages: int | None = typer.Option(None, min=3, max=4, help="ResNet18 stages (4: the original)"),
-        image_size: str | None = typer.Option(None, help="HxW training resolution, e.g. 120x160"),
-        val_every: int | None = typer.Option(None),
-        checkpoint_every: int | None = typer.Option(None),
-        num_workers: int | None = typer.Option(None),
-        seed: int = typer.Option(0),
-        bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: where the hardware is fast at it)"),
-        pretrained: bool = typer.Option(True, help="ImageNet backbone when available"),
-        device: str = typer.Option("cpu"),
-        threads: int | None = typer.Option(None, help="torch threads"),
-        resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
-        progress: bool = typer.Option(True, help="rich progress bar"),
-    ):
-        act_over = {"pretrained_backbone": pretrained}
-        if chunk_size:
-            act_over["chunk_size"] = chunk_size
-        if backbone_stages:
-            act_over["backbone_stages"] = backbone_stages
-        act = ACTConfig.preset_named(preset, **act_over)
-        tr: dict[str, Any] = {"steps": steps, "time_budget_s": time_budget, "seed": seed,
-                              "device": device, "num_threads": threads}
-        if bf16 is not None:
-            tr["bf16"] = bf16
-        if steps is None and time_budget is None:
-            tr["steps"] = 2000
-        for name, val in (("batch_size", batch_size), ("lr", lr), ("lr_backbone", lr_backbone), ("val_every", val_every),
-                          ("checkpoint_every", checkpoint_every), ("num_workers", num_workers)):
-            if val is not None:
-                tr[name] = val
-        if image_size:
-            tr["image_size"] = parse_hxw(image_size)
-        tcfg = TrainConfig.small(**tr) if preset == "small" else TrainConfig(**tr)
-        from model.callbacks import RichProgressCallback
 
+def cli_app():
+    """`python -m model.train`: one option per tunable field of model.config, over a named preset."""
+    import typer
+
+    fields = {CLI_NAMES.get(n, n): (cls, n, f) for cls in (ACTConfig, TrainConfig) for n, f in tunable_fields(cls).items()}
+    fixed = [
+        inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Path, typer.Option(
+            help="dataset directory <store>/datasets/<id>")]),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Path, typer.Option(
+            help="run directory for checkpoints")]),
+        inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default="paper", annotation=Annotated[
+            Literal[tuple(PRESETS)], typer.Option(help="named preset (model/config.py). " + " ".join(
+                f"{p.name}: {p.description}" for p in PRESETS.values()))]),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, typer.Option(
+            help="continue from OUT/last.pt")]),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=Annotated[bool, typer.Option(
+            help="rich progress bar")]),
+    ]
+
+    def main(dataset: Path, out: Path, preset: str, resume: bool, progress: bool, **options: Any) -> None:
+        chosen = get_preset(preset)
+        given = {cls: {} for cls in (ACTConfig, TrainConfig)}
+        for option, value in options.items():
+            if value is None:
+                continue
+            cls, name, f = fields[option]
+            if get_origin(f.annotation) is tuple:  # "HxW"
+                try:
+                    value = parse_hxw(value)
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc), param_hint=f"--{option.replace('_', '-')}") from None
+            given[cls][name] = value
+        act, tcfg = chosen.act_config(**given[ACTConfig]), chosen.train_config(**given[TrainConfig])
         is_main = int(os.environ.get("RANK", "0")) == 0
         cbs = [RichProgressCallback()] if progress and is_main else []
         result = train(dataset, out, act, tcfg, cbs, resume=resume)
         if is_main and not progress:
             print(f"steps={result.steps} best_val={result.best_val_loss:.5f} best={result.best_checkpoint}")
 
-    app()
+    main.__doc__ = "Train ACT on a store dataset. Options left out take the preset's value."
+    params = fixed + [_option(option, f) for option, (_, _, f) in fields.items()]
+    main.__signature__ = inspect.Signature(params)
+    main.__annotations__ = {p.name: p.annotation for p in params}
+    app = typer.Typer(add_completion=False)
+    app.command()(main)
+    return app
 
 
 if __name__ == "__main__":
-    _cli()
+    cli_app()()

@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from assets_store import StoreLayout
+from model.config import DEMO, ACTConfig, TrainConfig
 
 DEMO_ROBOT = "sim-transfer-cube"
 DEMO_TASK = "transfer_cube"
+
+
+# The demo's training recipe is the "demo" preset (model/config.py, where its measurements are noted).
+_DEMO_ARCH, _DEMO_TRAIN = DEMO.values(ACTConfig), DEMO.values(TrainConfig)
 
 
 @dataclass
@@ -26,25 +31,17 @@ class DemoOptions:
     placements: Literal["covering", "random"] = "covering"
     episode_len: int = 400
     resolution: tuple[int, int] = (120, 160)  # what the cameras record (and evaluation renders)
-    # What the policy sees. On the 2-core CPU (20 min on 1 thread, cosine, 20 held-out seeds) 120x160 / 72x96 /
-    # 60x80 trained 1458 / 2500 / 2741 steps and succeeded 45% / 65% / 75%: with a from-scratch backbone, more
-    # steps beat more pixels (the cube is still 2 px wide at 60x80). README, Benchmarks.
-    train_resolution: tuple[int, int] = (60, 80)
-    # ResNet18 up to layer3 (stride 16): at 60x80 layer4 sees a 2x3 map yet costs ~40% of a step. Dropping it took
-    # the same 20 min from 3,525 to 4,942 steps, val loss 0.037 -> 0.025 (README, Benchmarks).
-    backbone_stages: int = 3
-    # No transformer dropout: a 20-min budget underfits, and dropout's random masks cost ~11% of a CPU step. With
-    # 3 stages, 0.1 -> 0 took 4,942 -> 6,168 steps, val loss 0.025 -> 0.009, success 77% (30 seeds) -> 86% (50).
-    dropout: float = 0.0
-    # 2e-4 fitted better than the small preset's 1e-4 in the same budget (val loss 0.043 vs 0.060 at 72x96)
-    lr: float = 2e-4
-    train_minutes: float = 20.0
-    train_steps: int | None = None
+    train_resolution: tuple[int, int] = _DEMO_TRAIN["image_size"]  # what the policy sees
+    backbone_stages: int = _DEMO_ARCH["backbone_stages"]
+    dropout: float = _DEMO_ARCH["dropout"]
+    lr: float = _DEMO_TRAIN["lr"]  # the backbone's too
+    train_minutes: float = _DEMO_TRAIN["time_budget_s"] / 60
+    train_steps: int | None = _DEMO_TRAIN["steps"]
     eval_episodes: int = 50
     temporal_ensemble_k: float | None = 0.01
     session: str | None = None
     seed: int = 0
-    num_workers: int = 1
+    num_workers: int = _DEMO_TRAIN["num_workers"]
     extra_training_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,26 +89,22 @@ def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Cal
 
 
 def run_config(opts: DemoOptions) -> dict[str, Any]:
-    training = {
-        "preset": "small",
-        "time_budget_s": float(opts.train_minutes * 60),
-        "steps": opts.train_steps,
-        "image_height": opts.train_resolution[0],
-        "image_width": opts.train_resolution[1],
-        # a budget-long cosine: a constant rate ended at 6% after 20 min; decaying to zero by the end of the same
-        # budget is what turned the same steps into success (README, Benchmarks)
-        "lr_schedule": "cosine",
-        "warmup_steps": 100,
-        "lr": opts.lr,
-        "lr_backbone": opts.lr,
-        "backbone_stages": opts.backbone_stages,
-        "dropout": opts.dropout,
-        "num_workers": opts.num_workers,
-        **opts.extra_training_config,
-    }
+    from pipeline.training_config import preset_run_config  # Dagster loads when the demo runs, not with the CLI
+
+    training = preset_run_config(
+        DEMO.name,
+        time_budget_s=float(opts.train_minutes * 60),
+        steps=opts.train_steps,
+        image_size=opts.train_resolution,
+        lr=opts.lr,
+        lr_backbone=opts.lr,
+        backbone_stages=opts.backbone_stages,
+        dropout=opts.dropout,
+        num_workers=opts.num_workers,
+    )
     return {
         "ops": {
-            "act_policy": {"config": training},
+            "act_policy": {"config": {**training, **opts.extra_training_config}},
             "policy_evaluation": {
                 "config": {"episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k}
             },

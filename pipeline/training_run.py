@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dagster import MetadataValue
+
 from assets_store.bundle import verify_bundle
 from assets_store.dataset import load_dataset
+from model.callbacks import TrainCallback
+from model.config import ACTConfig, TrainConfig
 from pipeline import plots
 from pipeline.resources import MlflowResource, StoreResource
 
@@ -25,8 +29,14 @@ Log = Callable[[str], None]
 TYPED_KEYS = {"mlflow_run": "url", "bundle_dir": "path", "bundle_files": "json", "loss_curve": "md"}
 
 
-class MlflowTrainingLogger:
-    """A model.callbacks.TrainCallback: per-step metrics (batched by the run handle) and cheap process metrics."""
+def typed_metadata(plain: dict[str, Any]) -> dict[str, Any]:
+    """The run's plain metadata values as Dagster renders them (the in-process launcher's materialization)."""
+    wrap = {"url": MetadataValue.url, "path": MetadataValue.path, "json": MetadataValue.json, "md": MetadataValue.md}
+    return {k: wrap[TYPED_KEYS[k]](v) if k in TYPED_KEYS else v for k, v in plain.items()}
+
+
+class MlflowTrainingLogger(TrainCallback):
+    """Per-step metrics to MLflow (batched by the run handle) and cheap process metrics."""
 
     def __init__(self, run, log: Log, log_every_s: float = 30.0):
         self.run = run
@@ -63,9 +73,6 @@ class MlflowTrainingLogger:
         self.history.append({"step": step, "val_loss": float(val_loss)})
         self.log(f"step {step}: val_loss={val_loss:.4g}")
 
-    def on_checkpoint(self, step: int, path: Path) -> None:
-        pass
-
     def on_end(self, result: Any) -> None:
         self.run.flush()
 
@@ -74,7 +81,9 @@ class MlflowTrainingLogger:
 class TrainingRequest:
     """What a training run needs; plain values so it crosses a process boundary as JSON (the Pipes extras)."""
 
-    config: dict[str, Any]  # pipeline.assets.training.TrainingConfig fields
+    act_config: dict[str, Any]  # model.config.ACTConfig, resolved from the run config
+    train_config: dict[str, Any]  # model.config.TrainConfig, device and bf16 settled
+    launcher: str
     dataset_id: str
     dataset_dir: str
     store_root: str
@@ -99,21 +108,18 @@ def flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
     """Train, log to MLflow, export + verify the bundle. -> the asset's metadata as plain values (see TYPED_KEYS)."""
-    from model.callbacks import TrainCallback
-    from model.export import export_bundle
+    from model.export import export_bundle  # torch loads when a run starts, not when Dagster loads the code
     from model.train import train
-    from pipeline.assets.training import TrainingConfig
 
-    config = TrainingConfig(**request.config)
     store, mlflow = request.resources()
     dataset_id, dataset_dir = request.dataset_id, Path(request.dataset_dir)
     manifest, _ = load_dataset(dataset_dir)
-    act_cfg, train_cfg = config.model_configs()
+    act_cfg, train_cfg = ACTConfig(**request.act_config), TrainConfig(**request.train_config)
     tags = {"dataset_id": dataset_id, "robot": manifest.robot, **request.tags}
 
     with mlflow.run(run_name=f"act-{dataset_id}", tags=tags) as run:
         out_dir = store.layout.run_dir(run.run_id)
-        run.set_tags({"output_dir": str(out_dir), "launcher": config.launcher})
+        run.set_tags({"output_dir": str(out_dir), "launcher": request.launcher})
         run.log_params(
             {
                 **flat_params("model", act_cfg.model_dump()),
@@ -125,24 +131,7 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
             }
         )
         logger = MlflowTrainingLogger(run, log)
-
-        class _Callback(TrainCallback):  # adapts to the model package's callback base without subclassing twice
-            def on_start(self, info):
-                logger.on_start(info)
-
-            def on_metrics(self, step, metrics):
-                logger.on_metrics(step, metrics)
-
-            def on_validation(self, step, val_loss):
-                logger.on_validation(step, val_loss)
-
-            def on_checkpoint(self, step, path):
-                logger.on_checkpoint(step, path)
-
-            def on_end(self, result):
-                logger.on_end(result)
-
-        result = train(dataset_dir, out_dir, act_cfg, train_cfg, callbacks=(_Callback(),))
+        result = train(dataset_dir, out_dir, act_cfg, train_cfg, callbacks=(logger,))
         metrics = {
             "val_loss": _num(result.best_val_loss),
             "final_train_loss": _num(result.final_train_loss),
@@ -177,7 +166,7 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
         "wall_s": float(result.wall_s),
         "val_loss": metrics["val_loss"] if metrics["val_loss"] is not None else float("nan"),
         "final_train_loss": metrics["final_train_loss"] if metrics["final_train_loss"] is not None else float("nan"),
-        "launcher": config.launcher,
+        "launcher": request.launcher,
     }
     try:
         metadata["loss_curve"] = plots.loss_curve(history)

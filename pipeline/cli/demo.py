@@ -1,6 +1,6 @@
 """`aloha demo`: record scripted sim episodes, materialize the whole graph in-process, print what came out.
 
-Its option defaults are read from `DemoOptions`, the one place the demo's recipe is written.
+Its option defaults are read from `DemoOptions`, whose training defaults are the "demo" preset of model/config.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def demo(
     )] = DemoOptions.placements,
     train_minutes: Annotated[float, typer.Option(
         "--train-minutes", help="Training time budget (minutes).")] = DemoOptions.train_minutes,
-    train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Stop after this many steps.")] = None,
+    train_steps: Annotated[Optional[int], typer.Option(
+        "--train-steps", help="Stop after this many steps.")] = DemoOptions.train_steps,
     eval_episodes: Annotated[int, typer.Option(
         "--eval-episodes", help="Held-out seeds for closed-loop success.")] = DemoOptions.eval_episodes,
     episode_len: Annotated[int, typer.Option(

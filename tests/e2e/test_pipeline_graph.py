@@ -203,3 +203,53 @@ def test_demo_reports_a_failed_pipeline_and_exits(store, monkeypatch):
     assert "session 'broken'" in res.output
     runs = client(store).search_runs([e.experiment_id for e in client(store).search_experiments()])
     assert runs and all(r.info.status == "FAILED" for r in runs)  # never left RUNNING
+
+
+def test_training_run_config_is_generated_from_the_model_config():
+    """act_policy's launchpad config: every tunable model config field, with its description; training fields
+    default to the pipeline preset's values, architecture fields to the chosen preset's."""
+    from model.config import ACTConfig, TrainConfig, get_preset, tunable_fields
+    from pipeline.training_config import PIPELINE_PRESET, TrainingConfig
+
+    fields = TrainingConfig.model_fields
+    pipeline = get_preset(PIPELINE_PRESET)
+    for name, f in tunable_fields(ACTConfig).items():
+        assert fields[name].default is None and fields[name].description.startswith(f.description), name
+    defaults = pipeline.values(TrainConfig)
+    for name, f in tunable_fields(TrainConfig).items():
+        if name == "image_size":  # (H, W): two launchpad fields
+            assert (fields["image_height"].default, fields["image_width"].default) == defaults[name]
+            assert fields["image_height"].description.startswith(f.description)
+        elif name == "device":  # the pipeline's own default: the first GPU when there is one
+            assert fields[name].default == "auto"
+        else:
+            assert (fields[name].default, fields[name].description) == (defaults[name], f.description), name
+    # a plain run trains the pipeline preset; another preset brings its architecture
+    act, train = TrainingConfig().model_configs()
+    assert act == pipeline.act_config() and train == pipeline.train_config(device=train.device)
+    assert TrainingConfig(preset="paper").model_configs()[0] == get_preset("paper").act_config()
+    # Dagster's schema of it: the launchpad shows a description on every field
+    schema = TrainingConfig.to_fields_dict()
+    assert set(schema) == set(fields) and all(f.description for f in schema.values())
+
+
+def test_demo_preset_is_aloha_demos_defaults():
+    import inspect
+
+    from model.config import DEMO
+    from pipeline.training_config import TrainingConfig
+    from pipeline.cli.demo import demo
+    from pipeline.demo import DemoOptions, run_config
+
+    act, train = DEMO.act_config(), DEMO.train_config()
+    opts = DemoOptions()
+    assert (opts.train_resolution, opts.backbone_stages, opts.dropout, opts.lr, opts.train_minutes * 60,
+            opts.train_steps, opts.num_workers) == (train.image_size, act.backbone_stages, act.dropout, train.lr,
+                                                    train.time_budget_s, train.steps, train.num_workers)
+    cli = {name: p.default for name, p in inspect.signature(demo).parameters.items()}
+    assert (cli["train_resolution"], cli["backbone_stages"], cli["dropout"], cli["train_minutes"] * 60,
+            cli["train_steps"]) == ("{}x{}".format(*train.image_size), act.backbone_stages, act.dropout,
+                                    train.time_budget_s, train.steps)
+    # the demo's run config trains exactly the preset
+    got_act, got_train = TrainingConfig(**run_config(opts)["ops"]["act_policy"]["config"]).model_configs()
+    assert got_act == act and got_train == DEMO.train_config(device=got_train.device)

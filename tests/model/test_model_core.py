@@ -36,6 +36,33 @@ def test_configs_defaults_and_presets():
         TrainConfig(steps=None, time_budget_s=None)
 
 
+
+def test_named_presets_and_the_one_budget():
+    from model.config import DEMO, PRESETS, SMALL_15MIN, get_preset
+
+    assert list(PRESETS) == ["paper", "small", "small_15min", "demo"]
+    small = get_preset("small").train_config()
+    assert (small.image_size, small.lr, small.lr_schedule, small.warmup_steps, small.steps) == ((120, 160), 1e-4, "cosine", 100, 2000)
+    # a plain train_and_deploy run: the small architecture on a 15-minute budget, its rate from the architecture
+    pipe_act, pipe = SMALL_15MIN.act_config(), SMALL_15MIN.train_config()
+    assert pipe_act.model_dump(exclude={"preset"}) == ACTConfig.small().model_dump(exclude={"preset"})
+    assert (pipe.steps, pipe.time_budget_s, pipe.val_every, pipe.checkpoint_every, pipe.num_workers) == (None, 900.0, 500, 500, 1)
+    assert pipe.resolved_lrs(pipe_act) == (1e-4, 1e-4)
+    # the demo: 20 minutes at 60x80, ResNet18 to layer3, no dropout, 2e-4
+    act, train = DEMO.act_config(), DEMO.train_config()
+    assert (act.preset, act.backbone_stages, act.dropout, act.hidden_dim) == ("demo", 3, 0.0, 256)
+    assert (train.time_budget_s, train.image_size, train.lr, train.lr_backbone, train.steps) == (1200.0, (60, 80), 2e-4, 2e-4, None)
+    # steps and time_budget_s are one budget: setting either replaces both
+    assert (DEMO.train_config(steps=10).steps, DEMO.train_config(steps=10).time_budget_s) == (10, None)
+    assert get_preset("paper").train_config(time_budget_s=60.0).steps is None
+    assert get_preset("paper").act_config(hidden_dim=256).preset == "paper"
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")
+    # every field says what it is (the CLI help and the Dagster launchpad show it)
+    assert all(f.description for cls in (ACTConfig, TrainConfig) for f in cls.model_fields.values())
+    # bf16 left empty is settled for the device on construction, so a checkpoint records what was used
+    assert isinstance(TrainConfig().bf16, bool) and TrainConfig(bf16=False).bf16 is False
+
 def test_shapes_train_and_inference():
     torch.manual_seed(0)
     m = ACT(tiny_act())

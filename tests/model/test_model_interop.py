@@ -17,8 +17,9 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from assets_store.bundle import verify_bundle
 from model.act import ACT
-from model.interop import import_lerobot, import_original, load_stats_pickle, to_bundle
+from model.checkpoints_import import import_lerobot, import_original, load_stats_pickle, to_bundle
 from model.policy import Policy
 
 from model_kit import tiny_act
@@ -167,6 +168,9 @@ def test_original_checkpoint_matches_original_architecture(tmp_path):
     # and through a bundle + Policy, in robot units
     bundle = to_bundle(model, norm, tmp_path / "bundle", joint_names=["a", "b", "c"], action_names=list("wxyz"),
                        fps=50.0, image_size=(64, 96), source="original")
+    # the one bundle writer: sealed, and built beside its final name then renamed (no temporary left behind)
+    assert verify_bundle(bundle)["imported_from"] == "original"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     pol = Policy.from_bundle(bundle, temporal_ensemble_k=None)
     raw_q = qpos[0].numpy() * 2.0 + np.arange(J)
     frames = {c: (images[0, i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for i, c in enumerate(CAMS)}

@@ -14,7 +14,7 @@ from assets_store.dataset import load_dataset
 from model.callbacks import HistoryCallback, TrainCallback
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import ChunkDataset, ResumableSampler
-from model.evaluate import validation_loss
+from model.validation_loss import validation_loss
 from model.export import export_bundle
 from model.policy import Policy
 from model.train import make_scheduler, train
@@ -190,3 +190,29 @@ def test_validation_loss_matches_trainer(tiny_dataset, tmp_path):
     res = train(tiny_dataset, tmp_path / "run", tiny_act(), tiny_train(steps=2, val_every=2, checkpoint_every=2, val_batches=None))
     v = validation_loss(res.best_checkpoint, tiny_dataset)
     assert v == pytest.approx(res.best_val_loss, rel=1e-4)
+
+
+def test_cli_options_are_the_config_fields(tiny_dataset, tmp_path):
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from model.config import ACTConfig, TrainConfig, tunable_fields
+    from model.train import CLI_NAMES, cli_app
+
+    app = cli_app()
+    options = {o for p in get_command(app).params for o in p.opts}
+    for cls in (ACTConfig, TrainConfig):
+        for name in tunable_fields(cls):
+            assert "--" + CLI_NAMES.get(name, name).replace("_", "-") in options, name
+    assert {"--time-budget", "--pretrained", "--threads", "--image-size", "--preset", "--resume"} <= options
+    res = CliRunner().invoke(app, [
+        "--dataset", str(tiny_dataset), "--out", str(tmp_path / "run"), "--preset", "small", "--steps", "2",
+        "--hidden-dim", "32", "--dim-feedforward", "64", "--nheads", "2", "--enc-layers", "1", "--vae-enc-layers", "1",
+        "--chunk-size", "10", "--no-pretrained", "--image-size", "32x48", "--batch-size", "4", "--num-workers", "0",
+        "--val-batches", "1", "--no-bf16", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "steps=2" in res.output
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["act_config"]["hidden_dim"] == 32 and ckpt["act_config"]["preset"] == "small"
+    assert ckpt["train_config"]["image_size"] == (32, 48) and ckpt["train_config"]["lr_schedule"] == "cosine"
+    assert ckpt["train_config"]["time_budget_s"] is None  # --steps replaced the preset's whole budget

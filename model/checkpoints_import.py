@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from assets_store.stats import NormStats
+from assets_store.stats import NormStats, stats_to_json
 from model.act import ACT
 from model.backbone import IMAGENET_MEAN, IMAGENET_STD
 from model.config import ACTConfig
+from model.export import bundle_config, write_bundle
 
 # ----------------------------------------------------------------------------- safe pickle
 _ALLOWED_GLOBALS = {
@@ -269,16 +270,10 @@ def import_lerobot(path_or_state: Path | Mapping[str, torch.Tensor], config: Map
 def to_bundle(model: ACT, stats: dict[str, NormStats], bundle_dir: Path, *, joint_names: list[str],
               action_names: list[str], fps: float, image_size: tuple[int, int], source: str = "") -> Path:
     """Write an imported model as a sealed policy bundle."""
-    from assets_store.bundle import seal_bundle
-    from assets_store.stats import stats_to_json
-    from model.export import bundle_config, write_bundle_files
-
     cfg = model.cfg
     if len(joint_names) != cfg.state_dim or len(action_names) != cfg.action_dim:
         raise ValueError(f"names: expected {cfg.state_dim} joints and {cfg.action_dim} actions, "
                          f"got {len(joint_names)} and {len(action_names)}")
     meta = {"joint_names": joint_names, "action_names": action_names, "fps": fps, "image_size": list(image_size)}
-    bundle_dir = Path(bundle_dir)
-    write_bundle_files(bundle_dir, model.state_dict(), bundle_config(cfg.model_dump(), meta), stats_to_json(stats))
-    seal_bundle(bundle_dir, extra={"imported_from": source})
-    return bundle_dir
+    return write_bundle(bundle_dir, model.state_dict(), bundle_config(cfg.model_dump(), meta), stats_to_json(stats),
+                        extra={"imported_from": source})
