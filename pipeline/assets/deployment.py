@@ -11,7 +11,7 @@ from assets_store.bundle import copy_bundle, verify_bundle
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
-from pipeline.assets.training import latest_metadata
+from pipeline.lineage import upstream
 from pipeline.promotion import Decision, Scores, decide
 from pipeline.resources import MlflowResource, StoreResource
 
@@ -57,11 +57,10 @@ def register_candidate(client, name: str, run_id: str, source: str, tags: dict[s
 def deployed_policy(
     context: AssetExecutionContext, config: DeploymentConfig, store: StoreResource, mlflow: MlflowResource
 ) -> MaterializeResult:
-    ev = latest_metadata(context, "policy_evaluation")
-    trained = latest_metadata(context, "act_policy")
+    # The candidate is the policy this run evaluated (else the latest evaluation's): the evaluation names the
+    # training run, bundle and artifacts it judged, so promotion never pairs one run's scores with another's bundle.
+    ev = upstream(context, "policy_evaluation")
     run_id = str(ev["mlflow_run_id"])
-    if run_id != str(trained["mlflow_run_id"]):
-        context.log.warning("the latest evaluation is of an older training run; gating that evaluated candidate")
     bundle_dir = Path(str(ev["bundle_dir"]))
     manifest = verify_bundle(bundle_dir)
     measured = ev.get("primary_metric") == "success_rate"
@@ -69,9 +68,7 @@ def deployed_policy(
 
     name = mlflow.registered_model_name
     client = mlflow.client()
-    source = str(trained["mlflow_artifact_uri"]) if run_id == str(trained["mlflow_run_id"]) else None
-    if source is None:
-        source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/bundle"
+    source = str(ev.get("mlflow_artifact_uri") or f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/bundle")
     tags = {
         **scores.to_tags(),
         "dataset_id": str(ev.get("dataset_id", "")),
@@ -106,6 +103,7 @@ def deployed_policy(
         "candidate_version": int(version.version),
         "champion_version": int(champion_now.version) if champion_now is not None else -1,
         "mlflow_run_id": run_id,
+        "evaluated_in_dagster_run": ev.run_id,
         "mlflow_model": MetadataValue.url(f"{mlflow.ui_url.rstrip('/')}/#/models/{name}/versions/{version.version}"),
         "primary_metric": scores.primary,
         "candidate_success_rate": scores.success_rate if scores.success_rate is not None else -1.0,

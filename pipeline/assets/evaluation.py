@@ -14,7 +14,8 @@ from hardware.registry import is_simulated
 from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
 from hardware.sim.placements import heldout_seeds
 from pipeline import plots
-from pipeline.assets.training import act_policy, latest_metadata
+from pipeline.assets.training import act_policy
+from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
 
 EVALUATION_GROUP = "evaluation"
@@ -65,16 +66,19 @@ def closed_loop_evaluation(
 def policy_evaluation(
     context: AssetExecutionContext, config: EvaluationConfig, store: StoreResource, mlflow: MlflowResource
 ) -> MaterializeResult:
-    trained = latest_metadata(context, "act_policy")
-    ds = latest_metadata(context, "dataset")
+    # The policy this run trained (else the latest one), and the dataset that policy was trained on.
+    trained = upstream(context, "act_policy")
     bundle_dir = Path(str(trained["bundle_dir"]))
     run_id = str(trained["mlflow_run_id"])
-    manifest, _ = load_dataset(Path(str(ds["dataset_dir"])))
+    dataset_dir = store.layout.dataset_dir(str(trained["dataset_id"]))
+    manifest, _ = load_dataset(dataset_dir)
     val_loss = float(trained["val_loss"])
 
     metadata: dict[str, Any] = {
         "mlflow_run_id": run_id,
         "mlflow_run": MetadataValue.url(str(trained["mlflow_run"])),
+        "mlflow_artifact_uri": str(trained["mlflow_artifact_uri"]),
+        "trained_in_dagster_run": trained.run_id,
         "dataset_id": str(trained["dataset_id"]),
         "bundle_dir": MetadataValue.path(str(bundle_dir)),
         "val_loss": val_loss,
@@ -83,7 +87,7 @@ def policy_evaluation(
     eval_metrics: dict[str, float] = {"eval/val_loss": val_loss}
     simulated = is_simulated(manifest.robot)
     if config.closed_loop and simulated and config.episodes > 0:
-        resolution = recorded_resolution(store, Path(str(ds["dataset_dir"])))
+        resolution = recorded_resolution(store, dataset_dir)
         done = {"n": 0}
 
         def progress(ep: RolloutEpisode) -> None:

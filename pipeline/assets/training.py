@@ -9,25 +9,17 @@ pod (docs/SCALE_OUT.md); the work itself is pipeline.training_run in every case.
 
 
 import sys
-from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, Failure, MaterializeResult, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from pipeline.assets.dataset import dataset
+from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
 from pipeline.training_config import TrainingConfig
 from pipeline.training_run import TrainingRequest, run_training, typed_metadata
 
 TRAINING_GROUP = "training"
 TRAINING_POOL = "training"
-
-
-def latest_metadata(context: AssetExecutionContext, key: str) -> dict[str, Any]:
-    """Plain values of the latest materialization of `key`: how file-writing assets hand results downstream."""
-    event = context.instance.get_latest_materialization_event(AssetKey(key))
-    if event is None or event.asset_materialization is None:
-        raise Failure(f"asset {key!r} has not been materialized yet")
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 def _launch_pipes(context: AssetExecutionContext, config: TrainingConfig, request: TrainingRequest) -> MaterializeResult:
@@ -66,7 +58,7 @@ def _launch_pipes(context: AssetExecutionContext, config: TrainingConfig, reques
 def act_policy(
     context: AssetExecutionContext, config: TrainingConfig, store: StoreResource, mlflow: MlflowResource
 ) -> MaterializeResult:
-    ds = latest_metadata(context, "dataset")
+    ds = upstream(context, "dataset")  # the dataset this run built, else the latest
     act_cfg, train_cfg = config.model_configs()
     request = TrainingRequest(
         act_config=act_cfg.model_dump(),
@@ -76,7 +68,7 @@ def act_policy(
         dataset_dir=str(ds["dataset_dir"]),
         store_root=str(store.layout.root),
         mlflow=mlflow.model_dump(exclude={"store"}),
-        tags={"dagster_run_id": context.run.run_id, "dagster_asset": "act_policy"},
+        tags={"dagster_run_id": context.run.run_id, "dagster_asset": "act_policy", "dataset_dagster_run_id": ds.run_id},
     )
     if config.launcher != "in_process":
         return _launch_pipes(context, config, request)

@@ -67,6 +67,9 @@ def test_whole_graph_then_pull_and_rollout(store, tmp_path):
     assert "data:image/png;base64," in trained["loss_curve"]
     assert ev["episodes"] == 1 and 0.0 <= ev["success_rate"] <= 1.0 and "success_per_seed" in ev
     assert dep["promoted"] is True and dep["candidate_version"] == 1 and "no champion yet" in dep["reason"]
+    # Lineage: the evaluation judged this run's training, and the gate promoted this run's evaluation.
+    assert ev["mlflow_run_id"] == trained["mlflow_run_id"] == dep["mlflow_run_id"]
+    assert ev["trained_in_dagster_run"] == dep["evaluated_in_dagster_run"]
 
     c = client(layout)
     run = c.get_run(trained["mlflow_run_id"])
