@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from hardware.aloha.emulated import emulated_calibration, emulated_spec, servo_setups
-from hardware.aloha.layouts import arm_joints
+from hardware.aloha.servo_layouts import arm_joints
 from hardware.cameras import Camera, SoftwareSource, SyntheticFeeder, match_by_timestamp
 from hardware.dynamixel import Arm, ArmSpec
 from hardware.dynamixel.emulator import ServoEmulator

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hardware.aloha.layouts import ARM_MODELS, arm_joints
+from hardware.aloha.servo_layouts import ARM_MODELS, arm_joints
 from hardware.dynamixel.arm import ArmSpec, JointSpec
 from hardware.dynamixel.calibration_data import calibration_file
 from hardware.dynamixel.control_table import MODELS

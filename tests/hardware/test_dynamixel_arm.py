@@ -17,7 +17,7 @@ from hardware.aloha.emulated import (
     emulated_spec,
     servo_setups,
 )
-from hardware.aloha.layouts import arm_joints
+from hardware.aloha.servo_layouts import arm_joints
 from hardware.dynamixel import (
     Arm,
     ArmCalibration,

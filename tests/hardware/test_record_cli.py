@@ -110,7 +110,7 @@ def _tiny_bundle(path, cameras):
     from hardware.sim import constants as C
     from model.act import ACT
     from model.config import ACTConfig
-    from model.interop import to_bundle
+    from model.checkpoints_import import to_bundle
 
     torch.manual_seed(0)
     cfg = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
