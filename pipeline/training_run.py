@@ -48,6 +48,9 @@ class MlflowTrainingLogger(TrainCallback):
         self._cpu0 = time.process_time()
 
     def on_start(self, info: Any) -> None:
+        # The configs as the trainer settled them (dataset sizes filled in, the backbone after an offline fallback),
+        # not as requested: the run's params are what the bundle holds.
+        self.run.log_params({**flat_params("model", info["act_config"]), **flat_params("train", info["train_config"])})
         self.log(f"training started: {info}")
 
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None:
@@ -122,8 +125,6 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
         run.set_tags({"output_dir": str(out_dir), "launcher": request.launcher})
         run.log_params(
             {
-                **flat_params("model", act_cfg.model_dump()),
-                **flat_params("train", train_cfg.model_dump()),
                 "dataset.id": dataset_id,
                 "dataset.episodes_train": len(manifest.train),
                 "dataset.episodes_val": len(manifest.val),

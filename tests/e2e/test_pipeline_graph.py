@@ -77,6 +77,9 @@ def test_whole_graph_then_pull_and_rollout(store, tmp_path):
     assert run.data.tags["dataset_id"] == ds["dataset_id"] and run.data.tags["dagster_run_id"]
     assert "git_commit" in run.data.tags
     assert run.data.params["model.hidden_dim"] == "32" and run.data.params["train.steps"] == "2"
+    # What MLflow says was trained is what the bundle holds (after the offline backbone fallback too).
+    bundle_act = json.loads((Path(str(trained["bundle_dir"])) / "config.json").read_text())["act"]
+    assert {k: run.data.params[f"model.{k}"] for k in bundle_act} == {k: str(v) for k, v in bundle_act.items()}
     history = c.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == [1, 2]  # per-step metrics
     assert "val_loss" in run.data.metrics and "eval/success_rate" in run.data.metrics
