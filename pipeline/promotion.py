@@ -42,9 +42,31 @@ def _float(value) -> float | None:
     return None if math.isnan(v) else v
 
 
-def decide(candidate: Scores, champion: Scores | None, champion_label: str = "champion") -> Decision:
-    """Promote only when strictly better on the primary metric (success rate where measured, else validation
-    loss). An equal primary score falls back to validation loss, so ties never flip the champion at random."""
+@dataclass(frozen=True)
+class Floor:
+    """What any candidate must reach before it is compared at all, first one included."""
+
+    success_rate: float = 0.0  # closed-loop success must be ABOVE this where measured (0.0: a 0% policy never ships)
+    val_loss: float | None = None  # where validation loss is the primary metric: at most this (None: no ceiling)
+
+    def refusal(self, candidate: Scores) -> str | None:
+        if candidate.success_rate is not None:
+            if candidate.success_rate <= self.success_rate:
+                return f"success rate {candidate.success_rate:.1%} is not above the floor of {self.success_rate:.1%}"
+        elif self.val_loss is not None and (candidate.val_loss is None or candidate.val_loss > self.val_loss):
+            got = "none" if candidate.val_loss is None else f"{candidate.val_loss:.4g}"
+            return f"validation loss {got} is above the ceiling of {self.val_loss:.4g}"
+        return None
+
+
+def decide(candidate: Scores, champion: Scores | None, champion_label: str = "champion",
+           floor: Floor = Floor()) -> Decision:
+    """Promote only above the floor, and when strictly better on the primary metric (success rate where measured,
+    else validation loss). An equal primary score falls back to validation loss, so ties never flip the champion
+    at random."""
+    refused = floor.refusal(candidate)
+    if refused:
+        return Decision(False, refused)
     if champion is None:
         return Decision(True, f"no {champion_label} yet: the first candidate becomes it")
     if candidate.success_rate is not None and champion.success_rate is not None:

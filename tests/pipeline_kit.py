@@ -73,11 +73,14 @@ TINY_TRAINING = {
 }
 
 
-def tiny_run_config(eval_episodes: int = 1, episode_len: int = 6, **training) -> dict:
+def tiny_run_config(eval_episodes: int = 1, episode_len: int = 6, success_floor: float = -1.0, **training) -> dict:
+    """A few training steps and a short evaluation. Such a policy never succeeds, so the success floor is off
+    unless a test asks for it."""
     return {
         "ops": {
             "act_policy": {"config": {**TINY_TRAINING, **training}},
             "policy_evaluation": {"config": {"episodes": eval_episodes, "episode_len": episode_len}},
+            "deployed_policy": {"config": {"success_floor": success_floor}},
         }
     }
 

@@ -3,23 +3,30 @@
 
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.bundle import copy_bundle, verify_bundle
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.lineage import upstream
-from pipeline.promotion import Decision, Scores, decide
+from pipeline.promotion import Decision, Floor, Scores, decide
 from pipeline.resources import MlflowResource, StoreResource
 
 DEPLOYMENT_GROUP = "deployment"
 
 
 class DeploymentConfig(Config):
-    force: bool = False  # promote even if the gate says no (the reason says so)
+    force: bool = Field(False, description="Promote even if the gate says no (the recorded reason says so).")
+    success_floor: float = Field(
+        0.0, description="Closed-loop success rate a candidate must exceed to be promoted, where a simulator judges "
+                         "it (0.0: a policy that never succeeds is never deployed; below 0: no floor).")
+    val_loss_ceiling: Optional[float] = Field(
+        None, description="Where validation loss is the primary metric (no simulator): the most a candidate may "
+                          "have to be promoted. Empty: no ceiling.")
 
 
 def current_champion(client, name: str):
@@ -82,7 +89,8 @@ def deployed_policy(
         decision = Decision(False, f"v{version.version} is already the champion")
     else:
         label = f"champion v{champion.version}" if champion is not None else "champion"
-        decision = decide(scores, Scores.from_tags(champion.tags) if champion is not None else None, label)
+        floor = Floor(success_rate=config.success_floor, val_loss=config.val_loss_ceiling)
+        decision = decide(scores, Scores.from_tags(champion.tags) if champion is not None else None, label, floor)
         if config.force and not decision.promote:
             decision = Decision(True, f"forced by run config (gate said: {decision.reason})")
 

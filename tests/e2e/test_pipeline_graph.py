@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 from typer.testing import CliRunner
 
 from assets_store.bundle import verify_bundle
@@ -59,17 +59,29 @@ def test_whole_graph_then_pull_and_rollout(store, tmp_path):
 
     ingested = ingest(defs, instance, "s1")
     assert ingested["validated_episodes"]["episodes_kept"] == 3
-    meta = train(defs, instance)
+    meta = train(defs, instance, success_floor=0.0)  # the default floor
 
-    ds, trained, ev, dep = (meta[k] for k in ("dataset", "act_policy", "policy_evaluation", "deployed_policy"))
+    ds, trained, ev, gated = (meta[k] for k in ("dataset", "act_policy", "policy_evaluation", "deployed_policy"))
     assert ds["episodes"] == 3 and ds["episodes_val"] >= 1
     assert trained["dataset_id"] == ds["dataset_id"] and trained["steps"] == 2
     assert "data:image/png;base64," in trained["loss_curve"]
-    assert ev["episodes"] == 1 and 0.0 <= ev["success_rate"] <= 1.0 and "success_per_seed" in ev
+    assert ev["episodes"] == 1 and ev["success_rate"] == 0.0 and "success_per_seed" in ev  # 6 steps never succeed
+    # Lineage: the evaluation judged this run's training, and the gate judged this run's evaluation.
+    assert ev["mlflow_run_id"] == trained["mlflow_run_id"] == gated["mlflow_run_id"]
+    assert ev["trained_in_dagster_run"] == gated["evaluated_in_dagster_run"]
+    # A policy that never succeeds is not deployed, not even as the first champion.
+    assert gated["promoted"] is False and "not above the floor" in gated["reason"]
+    assert not (layout.deploy_dir / MODEL).exists()
+
+    # The gate alone, with the floor off, promotes the latest evaluation's candidate (the same registered version).
+    result = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
+        instance=instance, asset_selection=[AssetKey("deployed_policy")],
+        run_config={"ops": {"deployed_policy": {"config": {"success_floor": -1.0}}}},
+    )
+    assert result.success
+    dep = materializations(result)["deployed_policy"]
     assert dep["promoted"] is True and dep["candidate_version"] == 1 and "no champion yet" in dep["reason"]
-    # Lineage: the evaluation judged this run's training, and the gate promoted this run's evaluation.
-    assert ev["mlflow_run_id"] == trained["mlflow_run_id"] == dep["mlflow_run_id"]
-    assert ev["trained_in_dagster_run"] == dep["evaluated_in_dagster_run"]
+    assert dep["mlflow_run_id"] == trained["mlflow_run_id"] and dep["evaluated_in_dagster_run"] == ev["trained_in_dagster_run"]
 
     c = client(layout)
     run = c.get_run(trained["mlflow_run_id"])
