@@ -60,16 +60,19 @@ class ChunkDataset(Dataset):
         self.max_open = max_open_episodes or max(1, len(self.paths))
         self._readers: OrderedDict[int, EpisodeReader] = OrderedDict()
 
-        qpos, action, lengths = [], [], []
+        qpos, action, lengths, tasks = [], [], [], set()
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
         for path in self.paths:
             r = EpisodeReader(path)
+            if r.info.task:
+                tasks.add(r.info.task)
             missing = sorted(set(self.camera_names) - set(r.camera_names))
             if missing:
                 raise ValueError(f"{path}: cameras {missing} missing (has {r.camera_names})")
             qpos.append(q_stats.normalize(r.qpos).astype(np.float32))
             action.append(a_stats.normalize(r.action).astype(np.float32))
             lengths.append(len(r))
+        self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)])  # flat index -> episode by searchsorted
         J = len(q_stats.mean)

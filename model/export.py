@@ -36,6 +36,9 @@ def bundle_config(act_config: dict, meta: dict) -> dict[str, Any]:
         "chunk_size": int(act_config["chunk_size"]),
         "image_size": [int(x) for x in meta["image_size"]],
         "dataset_id": meta.get("dataset_id", ""),
+        # Older checkpoints do not know: "" / [] (rollout then cannot warn about another robot or task).
+        "robot": str(meta.get("robot", "")),
+        "tasks": [str(t) for t in meta.get("tasks", [])],
     }
 
 

@@ -70,6 +70,8 @@ class Policy:
         self.action_names: list[str] = list(config["action_names"])
         self.fps: float = float(config["fps"])
         self.image_size: tuple[int, int] = tuple(int(x) for x in config["image_size"])
+        self.robot: str = str(config.get("robot", ""))  # "" / []: a bundle from before these were recorded
+        self.tasks: list[str] = [str(t) for t in config.get("tasks", [])]
         self.chunk_size = self.cfg.chunk_size
         if temporal_ensemble_k is not None and query_every != 1:
             raise ValueError(
@@ -114,6 +116,16 @@ class Policy:
             problems.append(f"joint names differ: policy expects {self.joint_names}, robot has {list(joint_names)}")
         if problems:
             raise ValueError("policy is incompatible with this robot: " + "; ".join(problems))
+
+    def trained_for_other(self, robot: str, task: str | None) -> str | None:
+        """Why running on `robot` doing `task` is not what this policy was trained for, or None when it is (or the
+        bundle does not say). Cameras and joints can match while the task differs: then the caller warns and asks
+        for an explicit override instead of refusing outright."""
+        if self.robot and robot != self.robot:
+            return f"the policy was trained on robot {self.robot!r}, not {robot!r}"
+        if self.tasks and task and task not in self.tasks:
+            return f"the policy was trained for task(s) {self.tasks}, not {task!r}"
+        return None
 
     # ------------------------------------------------------------------ serving
     def reset(self) -> None:

@@ -459,6 +459,8 @@ def train(
         "camera_names": list(act_cfg.camera_names),
         "fps": float(manifest.fps),
         "image_size": list(cfg.image_size),
+        "robot": manifest.robot,  # what the policy was trained for: rollout on another robot or task needs --force
+        "tasks": list(train_ds.tasks),
     }
     for cb in callbacks:
         cb.on_start({

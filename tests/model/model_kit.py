@@ -22,7 +22,8 @@ def make_dataset(root, lengths=(30, 26, 34, 28), seed=0):
     rng = np.random.default_rng(seed)
     refs, partials = [], []
     for i, n in enumerate(lengths):
-        info = EpisodeInfo(robot="tiny", joint_names=JOINTS, action_names=ACTIONS, fps=50.0, cameras=CAMS)
+        info = EpisodeInfo(robot="tiny", joint_names=JOINTS, action_names=ACTIONS, fps=50.0, cameras=CAMS,
+                           task="tiny-task")
         w = EpisodeWriter(layout, "s1", info, index=i, workers=1)
         phase0 = rng.uniform(0, 1)
         for t in range(n):

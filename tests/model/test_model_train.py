@@ -149,9 +149,14 @@ def test_export_bundle_and_policy(tiny_dataset, tmp_path):
     cfg = json.loads((bundle / "config.json").read_text())
     assert cfg["camera_names"] == ["top", "wrist"] and cfg["joint_names"] == JOINTS and cfg["chunk_size"] == 10
     assert not any(p.suffix in (".pt", ".pkl") for p in bundle.iterdir())
+    assert cfg["robot"] == "tiny" and cfg["tasks"] == ["tiny-task"]  # what it was trained for
+
 
     pol = Policy.from_bundle(bundle)
     assert pol.image_size == (32, 48) and pol.fps == 50.0 and len(pol.action_names) == 4
+    assert pol.trained_for_other("tiny", "tiny-task") is None and pol.trained_for_other("tiny", None) is None
+    assert "task(s) ['tiny-task'], not 'other'" in pol.trained_for_other("tiny", "other")
+    assert "robot 'tiny', not 'sim-insertion'" in pol.trained_for_other("sim-insertion", "tiny-task")
     pol.check_compatible(["top", "wrist", "extra"], JOINTS)
     with pytest.raises(ValueError, match="wrist"):
         pol.check_compatible(["top"], JOINTS)
