@@ -15,7 +15,7 @@ from rich.table import Table
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
 from hardware.sim.gl import select_gl_backend
-from pipeline.demo import DemoOptions
+from pipeline.demo import DEMO_ROBOT, DemoOptions
 
 
 def demo(
@@ -132,7 +132,9 @@ def print_summary(s, layout: StoreLayout) -> None:
         f"  MLflow:  make mlflow-ui (or: mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1)"
         " -> http://127.0.0.1:5000"
     )
-    console.print(f"  Try it:  aloha rollout --robot sim-transfer-cube --policy champion --episodes 5{store_flag}")
+    # Not promoted (below the floor, or no better than the champion): the candidate's own bundle still runs.
+    policy = "champion" if s.promoted else s.bundle_dir
+    console.print(f"  Try it:  aloha rollout --robot {DEMO_ROBOT} --policy {policy} --episodes 5{store_flag}")
 
 
 def register(app: typer.Typer) -> None:
