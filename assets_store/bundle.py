@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from assets_store.errors import BundleIntegrityError
+from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256, replace_directory, write_json_atomic
 
 BUNDLE_SCHEMA = "aloha-policy-bundle"
@@ -76,10 +77,16 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     listed = manifest.get("files", {})
+    if not isinstance(listed, dict):
+        raise BundleIntegrityError(f"{bundle / MANIFEST}: files: expected a mapping of file name to sha256")
     for name in REQUIRED_FILES:
         if name not in listed:
             raise BundleIntegrityError(f"{bundle / MANIFEST}: files: expected an entry for {name}")
     for name, want in listed.items():
+        if not _inside(name):
+            raise BundleIntegrityError(
+                f"{bundle / MANIFEST}: files: {name!r}: expected a relative path inside the bundle"
+            )
         path = bundle / name
         if not path.is_file():
             raise BundleIntegrityError(f"{path}: listed in the manifest but missing")
@@ -92,17 +99,74 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def copy_bundle(src: Path, dst: Path) -> dict[str, Any]:
-    """Verify `src`, copy it to a temporary sibling of `dst`, verify the copy, then rename into place."""
-    verify_bundle(src)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
-    shutil.copytree(src, tmp)
+def _inside(name: str) -> bool:
+    """A manifest entry names a file inside the bundle: relative, POSIX, no '..' (else it is hashed from outside)."""
+    rel = PurePosixPath(name)
+    return bool(name) and not rel.is_absolute() and ".." not in rel.parts and "\\" not in name
+
+
+def existing_bundle(path: Path) -> dict[str, Any] | None:
+    """What a bundle writer would replace at `path`: None when nothing (absent, or an empty directory), the manifest
+    of a sealed bundle that verifies. Anything else raises: a writer never removes a file it did not write."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_dir():
+        raise StoreError(f"{path}: exists and is not a directory; refusing to replace it (nothing was changed)")
+    if not any(path.iterdir()):
+        return None
     try:
+        return verify_bundle(path)
+    except BundleIntegrityError as exc:
+        raise StoreError(
+            f"{path}: not empty and not a verified policy bundle ({exc}); refusing to replace it (nothing was "
+            "changed): choose a new or empty directory"
+        ) from None
+
+
+def copy_bundle(src: Path, dst: Path) -> dict[str, Any]:
+    """Verify `src`, copy it to a temporary sibling of `dst`, verify the copy, then rename into place.
+
+    `dst` must be absent, an empty directory or a verified bundle (see `existing_bundle`); on any failure (a hash,
+    a full disk) `dst` is left as it was and nothing of the copy remains."""
+    verify_bundle(src)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src in dst.parents:
+        raise StoreError(f"{dst}: inside the bundle it would be copied from ({src}); choose another directory")
+    replacing = existing_bundle(dst) is not None
+    created = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
+    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        for name in [*_files(src), MANIFEST]:  # only what is inside `src`, whatever the manifest says
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, tmp / name)
         manifest = verify_bundle(tmp)
-        replace_directory(tmp, dst)
+        if replacing or not dst.is_dir():
+            replace_directory(tmp, dst)
+        else:
+            _move_into_empty(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # deepest first; only the empty directories this call made
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
     return manifest
+
+
+def _move_into_empty(built: Path, dst: Path) -> None:
+    """Move what `built` holds into the empty directory `dst`, which stays (a mount point, someone's working
+    directory): the manifest last, so a reader never sees it before its files. On failure `dst` is empty again."""
+    moved: list[str] = []
+    try:
+        for entry in sorted(built.iterdir(), key=lambda p: p.name == MANIFEST):
+            os.rename(entry, dst / entry.name)
+            moved.append(entry.name)
+        built.rmdir()
+    except BaseException:
+        for name in moved:
+            os.rename(dst / name, built / name)
+        raise

@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 _BLOCK = 1 << 20
 
@@ -35,11 +37,23 @@ def directory_sha256(path: Path, skip: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: Path, obj) -> None:
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; on success it replaces `path` in one rename, on any failure
+    (a full disk, an exception) it is removed: `path` is the old file or the new one, never a partial one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def canonical_hash(obj) -> str:
@@ -53,7 +67,11 @@ def replace_directory(built: Path, dst: Path) -> None:
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
         os.rename(dst, old)
-        os.rename(built, dst)
+        try:
+            os.rename(built, dst)
+        except BaseException:
+            os.rename(old, dst)  # the swap failed: the old directory goes back where it was
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(built, dst)

@@ -139,6 +139,11 @@ def make_robot_for_policy(robot_name: str, policy: Any, resolution: tuple[int, i
         raise IncompatiblePolicy(f"robot {robot_name!r} cannot provide cameras {list(policy.camera_names)}: {exc}") from exc
 
 
+def video_path(video_dir: Path, index: int, seed: int | None) -> Path:
+    """Where `run_rollouts(video_dir=...)` writes episode `index`'s MP4."""
+    return Path(video_dir) / f"episode_{index:03d}_seed_{seed}.mp4"
+
+
 def run_rollouts(
     robot: Robot,
     driver: Any,
@@ -169,7 +174,7 @@ def run_rollouts(
         teleop.connect()
         for i, seed in enumerate(seeds):
             episode = _run_one(robot, teleop, seed, num_steps, realtime, stop_on_success,
-                               None if video_dir is None else Path(video_dir) / f"episode_{i:03d}_seed_{seed}.mp4")
+                               None if video_dir is None else video_path(video_dir, i, seed))
             report.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)

@@ -13,23 +13,26 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from assets_store import EpisodeReader
+from assets_store.hashing import atomic_path
 
 
 def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
-    """H.264 MP4 of (H, W, 3) uint8 frames; odd sizes are padded by one black pixel (yuv420p needs even sizes)."""
+    """H.264 MP4 of (H, W, 3) uint8 frames; odd sizes are padded by one black pixel (yuv420p needs even sizes).
+    Written to a temporary sibling and renamed: a failed encode (a full disk) leaves no partial file."""
     import imageio.v2 as imageio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7, macro_block_size=2)
-    try:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
-            writer.append_data(frame)
-    finally:
-        writer.close()
+    with atomic_path(path) as tmp:
+        writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=7, macro_block_size=2)
+        try:
+            for frame in frames:
+                h, w = frame.shape[:2]
+                if h % 2 or w % 2:
+                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+                writer.append_data(frame)
+        finally:
+            writer.close()
     return path
 
 
@@ -87,6 +90,8 @@ def plot_joints(reader: EpisodeReader, path: Path) -> Path:
     title = f"{reader.path.parent.name}/{reader.path.name}  success={outcome.get('success')}"
     fig = joints_figure(reader.timestamps - reader.timestamps[0], reader.qpos, reader.action, reader.info.joint_names,
                         title, dpi=90)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     return path

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from assets_store.bundle import copy_bundle, verify_bundle
+from assets_store.bundle import copy_bundle, existing_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION, StoreLayout
@@ -24,6 +23,17 @@ def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
     return path
 
 
+def check_destination(dest: Path, *, force: bool) -> None:
+    """`dest` may receive a bundle: new, empty, or (with `force`) a bundle pulled before. Anything else is refused
+    before a byte moves: pull never removes a file it did not write."""
+    held = existing_bundle(dest)
+    if held is not None and not force:
+        raise StoreError(
+            f"{dest}: already holds a policy bundle (dataset {held.get('dataset_id') or '?'}, MLflow run "
+            f"{held.get('mlflow_run_id') or '?'}); pass --force to replace it"
+        )
+
+
 def pull_bundle(
     layout: StoreLayout,
     dest: Path,
@@ -32,13 +42,16 @@ def pull_bundle(
     version: str = CHAMPION,
     source: str = "deploy",
     tracking_uri: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Copy the bundle to `dest` (replaced atomically) and return its verified manifest. Raises on any mismatch."""
+    """Copy the bundle to `dest` (new, empty, or an earlier bundle with `force`; replaced atomically) and return its
+    verified manifest. Raises StoreError on any mismatch or refusal; a failed write (OSError) leaves `dest` as it was."""
     dest = Path(dest).resolve()
+    if source not in ("deploy", "mlflow"):
+        raise ValueError(f"unknown source {source!r}; expected 'deploy' or 'mlflow'")
+    check_destination(dest, force=force)
     if source == "deploy":
         return copy_bundle(deploy_source(layout, name, version), dest)
-    if source != "mlflow":
-        raise ValueError(f"unknown source {source!r}; expected 'deploy' or 'mlflow'")
 
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -53,7 +66,10 @@ def pull_bundle(
     except MlflowException as exc:
         raise StoreError(f"MLflow registry at {uri}: no model version {name!r} {version}: {exc.message}") from None
     with tempfile.TemporaryDirectory(prefix=".pull-", dir=dest.parent if dest.parent.exists() else None) as tmp:
-        local = Path(download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=uri))
+        try:
+            local = Path(download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=uri))
+        except MlflowException as exc:
+            raise StoreError(f"{mv.source}: could not download v{mv.version}: {exc.message}") from None
         manifest = verify_bundle(local)
         expected = (mv.tags or {}).get("bundle_manifest_sha256")
         got = file_sha256(local / "manifest.json")
@@ -62,5 +78,4 @@ def pull_bundle(
                 f"{mv.source}: manifest.json sha256 {got} differs from the one registered for v{mv.version} ({expected})"
             )
         copy_bundle(local, dest)
-        shutil.rmtree(local, ignore_errors=True)
     return {**manifest, "registered_version": mv.version}

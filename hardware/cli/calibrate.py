@@ -14,9 +14,11 @@ from hardware.cli.common import (
     LeaderArmsConfigOption,
     LeaderArmsRobotOption,
     StoreOption,
+    check_outputs,
     console,
     fail,
     layout as store_layout,
+    os_error_text,
 )
 
 
@@ -29,10 +31,12 @@ def calibrate(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Record an arm's zero pose, joint ranges and gripper ends, interactively (torque stays off)."""
+    """Record an arm's zero pose, joint ranges and gripper ends, interactively (torque stays off). An earlier
+    calibration file is kept beside the new one as <file>.<time>.bak."""
     from hardware.aloha import emulated as emu
     from hardware.aloha.rig import emulated_rig, real_rig
     from hardware.dynamixel import CalibrationError, DynamixelError, release_on_exit
+    from hardware.dynamixel.calibration_data import keep_previous
     from hardware.dynamixel.calibration_procedure import Calibrator
 
     lay = store_layout(store)
@@ -42,6 +46,7 @@ def calibrate(
     except (ValueError, KeyError, OSError) as exc:
         fail(str(exc))
     path = output or rig.calibration_path(arm)
+    check_outputs([path], overwrite=True)  # before the procedure: a directory there, or an unwritable one, fails now
     rig.acquire()
     try:
         if rig.emulated:  # the stand-in operator moves the arm around while we calibrate it
@@ -73,7 +78,14 @@ def calibrate(
         fail(f"calibration of {arm!r} failed: {exc}")
     finally:
         rig.release()
-    calibration.save(path)
+    try:
+        previous = keep_previous(path)
+        calibration.save(path)
+    except OSError as exc:  # the procedure's result is not lost: it goes to stdout for the user to save
+        console.print(calibration.to_json(), markup=False, highlight=False)
+        fail(f"could not save the calibration of {arm!r} to {path}: {os_error_text(exc)} (printed above instead)")
+    if previous is not None:
+        console.print(f"the previous calibration is kept as {previous}")
     table = Table(title=f"calibration {arm} -> {path}")
     for col in ("joint", "servo IDs", "zero", "min", "max", "closed/open"):
         table.add_column(col)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterable, Optional
 
 import typer
 from rich.console import Console
@@ -35,6 +36,44 @@ def layout(store: Optional[Path]) -> StoreLayout:
 def fail(message: str, code: int = 1) -> "typer.Exit":
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def existing_layout(store: Optional[Path]) -> StoreLayout:
+    """The store of a verb that only reads it: a root that does not exist is an error, not an empty store."""
+    lay = layout(store)
+    if not lay.root.exists():
+        fail(f"store {lay.root} does not exist (give --store, or set $ALOHA_STORE)")
+    if not lay.root.is_dir():
+        fail(f"store {lay.root} is not a directory")
+    return lay
+
+
+def os_error_text(exc: OSError) -> str:
+    """'No space left on device: /path/file': what failed and where, for one error line."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any work when `path` (a directory to write in, perhaps not made yet) cannot be created or written:
+    its nearest existing ancestor must be a writable directory. (As root, access() ignores permission bits.)"""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"{what} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{what} {path}: {existing} is not writable")
+
+
+def check_outputs(paths: Iterable[Path], *, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Fail before any work when writing `paths` would replace something the user has: an existing file needs
+    `flag`, a directory in a file's place is never replaced. Their directories must be creatable."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            fail(f"{path}: is a directory; expected the path of a file to write")
+        if path.exists() and not overwrite:
+            fail(f"{path}: exists; pass {flag} to replace it (nothing was written)")
+        check_writable(path.parent, "output directory")
 
 
 def resolve_episode(store: Optional[Path], ref: str) -> Path:

@@ -10,7 +10,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from assets_store.errors import StoreError
-from hardware.cli.common import StoreOption, console, fail, layout as store_layout, parse_cameras, parse_resolution
+from hardware.cli.common import (
+    StoreOption, check_writable, console, fail, layout as store_layout, os_error_text, parse_cameras, parse_resolution,
+)
 from hardware.interfaces import RobotError
 from hardware.registry import robots_help
 
@@ -47,16 +49,21 @@ def record(
     """Record episodes into <store>/raw/<session>/. Keys (in a terminal): n next, r re-record, q quit."""
     from hardware.keyboard import TerminalCommands
     from hardware.recorder import EpisodeFailed, Progress as RecProgress, RecordConfig, record_session
-    from hardware.registry import RobotOptions, make_robot, make_teleoperator, robot_names
+    from hardware.registry import RobotOptions, make_robot, make_teleoperator
 
     lay = store_layout(store)
+    try:  # user errors before anything connects: a bad session name, a store that cannot be written
+        session_dir = lay.session_dir(session)
+    except StoreError as exc:
+        fail(f"--session: {exc}", 2)
+    check_writable(session_dir, "store")
     options = RobotOptions(cameras=parse_cameras(cameras), resolution=parse_resolution(resolution),
                            config=config, layout=lay)
     try:
         bot = make_robot(robot, options)
         teleop = make_teleoperator(robot, bot, options)
-    except ValueError as exc:
-        fail(f"{exc} (known robots: {', '.join(robot_names())})")
+    except ValueError as exc:  # an unknown robot (the message lists the known ones), camera or configuration
+        fail(str(exc))
     simulated = bool(bot.simulated)
     if realtime is False and not simulated:
         fail(f"--fast needs a simulated robot; {robot!r} runs in real time")
@@ -80,7 +87,7 @@ def record(
         finalize=finalize,
     )
     cams = ", ".join(f"{c.name} {c.height}x{c.width}" for c in bot.cameras) or "none"
-    console.print(f"[bold]recording[/] {episodes} episode(s) of {robot} into {lay.session_dir(session)}")
+    console.print(f"[bold]recording[/] {episodes} episode(s) of {robot} into {session_dir}")
     console.print(f"  cameras: {cams}; {episode_len} steps at {bot.fps:g} Hz; "
                   f"{'real time' if cfg.realtime else 'as fast as possible (virtual clock)'}")
 
@@ -123,6 +130,10 @@ def record(
             fail(f"{exc.reason}\n  the robot stopped safely; episode {exc.path.name} is kept, marked failed "
                  f"(it is never trained on); session {session!r} is left open: fix the fault and run the same "
                  "command again to resume")
+        except OSError as exc:  # a full disk, a read-only store: the episode being written was not committed
+            progress.stop()
+            fail(f"cannot write to the store {lay.root}: {os_error_text(exc)}; committed episodes are kept, "
+                 f"session {session!r} is left open")
         except KeyboardInterrupt:
             progress.stop()
             fail(f"interrupted: the running episode was discarded; session {session!r} is left open "

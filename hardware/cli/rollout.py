@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,9 +9,10 @@ import typer
 from rich.table import Table
 
 from assets_store.bundle import verify_bundle
+from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION
-from hardware.cli.common import StoreOption, console, fail, layout, parse_resolution
+from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
 from hardware.registry import is_simulated, robots_help
 
 
@@ -52,6 +52,9 @@ def rollout(
     name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = "aloha-act",
     config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration (real/emulated).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing videos of the same names and the --json file.")
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -60,8 +63,18 @@ def rollout(
         from hardware.sim.gl import select_gl_backend
 
         select_gl_backend()  # before the policy's torch/triton and MuJoCo are imported
-    from hardware.rollout import IncompatiblePolicy, make_robot_for_policy, run_rollouts
+    from hardware.rollout import IncompatiblePolicy, make_robot_for_policy, run_rollouts, video_path
     from model.policy import Policy
+
+    if seed is None and simulated:
+        from hardware.sim import heldout_seeds
+
+        seeds: list[Optional[int]] = list(heldout_seeds(episodes))
+    else:
+        seeds = [None if seed is None else seed + i for i in range(episodes)]
+    # Before any work: outputs never replace a user's files unless asked (the report and videos come last).
+    videos = [] if video is None else [video_path(video, i, s) for i, s in enumerate(seeds)]
+    check_outputs(videos + ([] if json_out is None else [json_out]), overwrite=overwrite)
 
     bundle = resolve_policy(store, policy, name)
     try:
@@ -76,12 +89,6 @@ def rollout(
     extra = {"config": config, "layout": layout(store)}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
     res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)
-    if seed is None and simulated:
-        from hardware.sim import heldout_seeds
-
-        seeds: list[Optional[int]] = list(heldout_seeds(episodes))
-    else:
-        seeds = [None if seed is None else seed + i for i in range(episodes)]
 
     def on_episode(ep) -> None:
         verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "done"}[ep.success]
@@ -102,6 +109,8 @@ def rollout(
         )
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
+    except OSError as exc:  # e.g. a video that could not be written (each is atomic: no partial file)
+        fail(f"rollout stopped: {os_error_text(exc)}")
     table = Table(title="rollout", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -113,7 +122,10 @@ def rollout(
     table.add_row("late steps", str(sum(e.late_steps for e in report.episodes)))
     console.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        try:
+            write_json_atomic(json_out, report.to_dict())
+        except OSError as exc:
+            fail(f"could not write the report: {os_error_text(exc)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from assets_store.hashing import atomic_path
 from hardware.dynamixel.errors import CalibrationError
 
 TICKS_PER_TURN = 4096
@@ -75,12 +78,12 @@ class ArmCalibration:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def save(self, path: Path) -> Path:
+        """Write atomically: `path` is the old file or the new one, never half of one (see `keep_previous`)."""
         self.validate()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json())
         return path
 
     @classmethod
@@ -104,6 +107,26 @@ class ArmCalibration:
     def digest(self) -> str:
         body = json.dumps({n: asdict(j) for n, j in sorted(self.joints.items())}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def keep_previous(path: Path) -> Path | None:
+    """Keep the file at `path` (an earlier calibration, which recorded episodes' calibration hashes refer to) as
+    `<name>.<its mtime>.bak` beside it before it is replaced; None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    backup = path.with_name(f"{path.name}.{stamp}.bak")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.name}.{stamp}-{n}.bak")
+    try:
+        os.link(path, backup)  # same bytes, no copy; the atomic save then replaces only the name `path`
+    except OSError:  # a filesystem without hard links
+        with atomic_path(backup) as tmp:
+            shutil.copy2(path, tmp)
+    return backup
 
 
 def calibration_file(directory: Path, arm: str) -> Path:

@@ -10,18 +10,21 @@ from rich.table import Table
 
 from assets_store import StoreLayout
 from assets_store.layout import CHAMPION
-from hardware.cli.common import StoreOption as StoreOpt, console, fail
+from hardware.cli.common import StoreOption as StoreOpt, console, fail, os_error_text
 
 
 def pull(
-    to: Annotated[Path, typer.Option("--to", help="Destination directory (replaced atomically).")],
+    to: Annotated[Path, typer.Option("--to", help="Destination directory: new or empty (or a bundle pulled before, "
+                                                  "with --force); written atomically.")],
     name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "aloha-act",
     version: Annotated[str, typer.Option("--version", help=f"A version number, or '{CHAMPION}'.")] = CHAMPION,
     source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a bundle pulled to --to before.")] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Fetch a policy bundle and verify the sha256 of every file; a mismatch is refused."""
+    """Fetch a policy bundle and verify the sha256 of every file; a mismatch is refused. Never removes a file it
+    did not write: a --to holding anything but an earlier bundle is refused."""
     from assets_store.errors import StoreError
     from pipeline.pull import pull_bundle
 
@@ -32,9 +35,12 @@ def pull(
     layout = StoreLayout.at(store)
     try:
         with console.status(f"pulling {name}@{version} from {source}"):
-            manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri)
+            manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri,
+                                   force=force)
     except (StoreError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk, a read-only or missing parent: pull_bundle left `to` as it was
+        fail(f"could not write {to}: {os_error_text(exc)}; {to} is unchanged")
     table = Table(title=f"{name} {version} -> {to}", show_lines=False)
     table.add_column("file")
     table.add_column("sha256 (verified)")

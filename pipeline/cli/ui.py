@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Sequence
 
 import typer
 
 from assets_store import StoreLayout
 from hardware.cli.common import StoreOption as StoreOpt, console
+
+# What stops `aloha ui`: Ctrl-C, `kill PID`, and the terminal (or SSH session) going away.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# dagster dev stops its webserver and daemon within a few seconds; past this the whole group is killed.
+GRACE_S = 20.0
 
 
 def ui(
@@ -19,7 +27,8 @@ def ui(
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default).")] = "127.0.0.1",
     store: StoreOpt = None,
 ) -> None:
-    """Start `dagster dev -w workspace.yaml` on the store's instance (SQLite, telemetry off). Ctrl-C stops it."""
+    """Start `dagster dev -w workspace.yaml` on the store's instance (SQLite, telemetry off). Ctrl-C, SIGTERM or
+    SIGHUP stop it with its webserver and daemon."""
     from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
 
     layout = StoreLayout.at(store)
@@ -28,23 +37,91 @@ def ui(
     cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host, "-p", str(port)]
     console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
     console.print(f"MLflow UI:  make mlflow-ui   or   mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1")
-    # dagster dev ignores SIGINT when its parent started it with SIGINT ignored: restore the default in the child.
-    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO_ROOT), preexec_fn=_default_signals)
+    if not _loopback(host):
+        console.print(f"[yellow]warning:[/] --host {host}: the Dagster UI has no authentication; anyone who reaches "
+                      "this port can read the store's runs and launch jobs (put it behind TLS and authentication, "
+                      "see docs/SCALE_OUT.md)")
+    raise typer.Exit(run_process_group(cmd, env=env, cwd=str(REPO_ROOT)))
+
+
+def _loopback(host: str) -> bool:
     try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
+
+
+class _StopRequested(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def run_process_group(cmd: Sequence[str], *, env: dict[str, str], cwd: str, grace_s: float = GRACE_S) -> int:
+    """Run `cmd` as the leader of its own session until it exits or this process gets a stop signal, then stop its
+    whole process group (dagster dev, the webserver, the daemon, code servers): SIGTERM, and SIGKILL after `grace_s`
+    (or at a second signal). Nothing it started outlives it. Returns the exit code for the caller: the child's own,
+    0 after Ctrl-C, 128 + signal after SIGTERM or SIGHUP."""
+
+    def request_stop(signum: int, _frame) -> None:
+        raise _StopRequested(signum)
+
+    previous = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
+    proc = None
+    try:
+        # Blocked while the child is created, so a signal never leaves a started child without its Popen.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            code = proc.wait()
-    raise typer.Exit(code if code and code > 0 else 0)
+            proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, start_new_session=True, preexec_fn=_child_signals)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        code = proc.wait()
+        return code if code > 0 else 0
+    except _StopRequested as stop:
+        if proc is not None:
+            _stop_group(proc, grace_s)
+        return 0 if stop.signum == signal.SIGINT else 128 + stop.signum
+    finally:
+        if proc is not None:
+            _kill_group(proc.pid)  # whatever the leader left behind
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    for s in STOP_SIGNALS:  # a second Ctrl-C (or kill) while stopping: no more waiting
+        signal.signal(s, lambda *_: _signal_group(proc.pid, signal.SIGKILL))
+    _signal_group(proc.pid, signal.SIGTERM)  # dagster dev shuts its services down on SIGTERM, as on Ctrl-C
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to the group; False when nobody is left in it."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(pgid: int, wait_s: float = 5.0) -> None:
+    """SIGKILL what is left of the group and wait (bounded) until it is gone: the port is free when we return.
+    (A killed process not yet reaped by its new parent still counts; hence the bound.)"""
+    deadline = time.monotonic() + wait_s
+    while _signal_group(pgid, signal.SIGKILL) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _child_signals() -> None:
+    """The child starts with default stop signals, unblocked, whatever its parent inherited or set."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""The Dagster CLI loads workspace.yaml; `aloha ui` serves the graph on a loopback port and stops on SIGINT."""
+"""The Dagster CLI loads workspace.yaml; `aloha ui` serves the graph on a loopback port and stops, with everything it
+started, on SIGINT, SIGTERM and SIGHUP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 
 from pipeline.instance import dagster_env
 from proc_kit import default_signals
@@ -73,6 +75,7 @@ def test_aloha_ui_serves_the_assets_and_stops_by_pid(layout):
         assert ASSETS <= keys, keys
         with socket.socket() as s:  # loopback only
             assert s.connect_ex(("127.0.0.1", port)) == 0
+        started = descendants(proc.pid)
 
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
         assert proc.wait(timeout=60) == 0
@@ -80,5 +83,73 @@ def test_aloha_ui_serves_the_assets_and_stops_by_pid(layout):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    assert survivors(started) == []
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing left listening
+
+
+def _process_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state, start time) from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        table[int(entry.name)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, with its start time (so a reused PID is not mistaken for a survivor)."""
+    table = _process_table()
+    found, todo = {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _, start) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def survivors(processes: dict[int, str]) -> list[int]:
+    table = _process_table()
+    return [pid for pid, start in processes.items()
+            if pid in table and table[pid][2] == start and table[pid][1] not in ("Z", "X")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])  # `kill PID`; the SSH session dropped
+def test_aloha_ui_stops_its_whole_process_tree(layout, signum):
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "aloha"), "ui", "--port", str(port), "--store", str(layout.root)],
+        cwd=REPO, env=dagster_env(layout), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, preexec_fn=default_signals,
+    )
+    started: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        started = descendants(proc.pid)
+        assert len(started) >= 3, started  # dagster dev, its webserver and daemon (and code servers)
+
+        os.kill(proc.pid, signum)
+        assert proc.wait(timeout=60) == 128 + signum
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        left = survivors(started)
+        for pid in left:  # never leave them to the next test
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], left
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the port is free
