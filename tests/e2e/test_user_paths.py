@@ -25,7 +25,7 @@ from assets_store.layout import CHAMPION
 from assets_store.synthetic import write_synthetic_episode
 from pipeline.cli.app import build_app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "aloha-act"
 runner = CliRunner()
 
