@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,8 +73,9 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_bundle(bundle: Path) -> dict[str, Any]:
-    """Check every listed hash, and that no file is missing or unlisted. Returns the manifest."""
+def _verified_files(bundle: Path, keep: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read every listed file once, hash those bytes, and return them when `keep`: what a loader then parses is
+    exactly what was verified (no second read that a swapped file could slip into)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     listed = manifest.get("files", {})
@@ -82,6 +84,7 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
     for name in REQUIRED_FILES:
         if name not in listed:
             raise BundleIntegrityError(f"{bundle / MANIFEST}: files: expected an entry for {name}")
+    contents: dict[str, bytes] = {}
     for name, want in listed.items():
         if not _inside(name):
             raise BundleIntegrityError(
@@ -90,13 +93,29 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
         path = bundle / name
         if not path.is_file():
             raise BundleIntegrityError(f"{path}: listed in the manifest but missing")
-        got = file_sha256(path)
+        if keep:
+            data = path.read_bytes()
+            got = hashlib.sha256(data).hexdigest()
+        else:
+            data, got = b"", file_sha256(path)  # streamed: a copy or a pull never holds the weights in memory
         if got != want:
             raise BundleIntegrityError(f"{path}: sha256 mismatch: manifest says {want}, file has {got}")
+        if keep:
+            contents[name] = data
     unlisted = sorted(set(_files(bundle)) - set(listed))
     if unlisted:
         raise BundleIntegrityError(f"{bundle}: files not in the manifest: {unlisted}")
-    return manifest
+    return manifest, contents
+
+
+def verify_bundle(bundle: Path) -> dict[str, Any]:
+    """Check every listed hash, and that no file is missing or unlisted. Returns the manifest."""
+    return _verified_files(bundle, keep=False)[0]
+
+
+def read_verified_bundle(bundle: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and the bytes of every file, verified as read: load a policy from these bytes, not the disk."""
+    return _verified_files(bundle, keep=True)
 
 
 def _inside(name: str) -> bool:

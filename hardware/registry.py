@@ -99,6 +99,14 @@ def is_simulated(name: str) -> bool:
     return name in ROBOTS and ROBOTS[name].simulated
 
 
+def task_of(name: str) -> str | None:
+    """The task a robot name implies (a simulator is one task), else None: a real robot does whatever it is shown."""
+    for task in TASKS.values():
+        if task.robot_name == name:
+            return task.name
+    return None
+
+
 def robots_help(names: list[str] | None = None) -> str:
     """`--robot` help text: 'name (description) | ...' for the given robots (default: all)."""
     return " | ".join(f"{n} ({ROBOTS[n].description})" for n in (robot_names() if names is None else names))

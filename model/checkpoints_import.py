@@ -268,12 +268,14 @@ def import_lerobot(path_or_state: Path | Mapping[str, torch.Tensor], config: Map
 
 
 def to_bundle(model: ACT, stats: dict[str, NormStats], bundle_dir: Path, *, joint_names: list[str],
-              action_names: list[str], fps: float, image_size: tuple[int, int], source: str = "") -> Path:
-    """Write an imported model as a sealed policy bundle."""
+              action_names: list[str], fps: float, image_size: tuple[int, int], source: str = "",
+              robot: str = "", tasks: tuple[str, ...] = ()) -> Path:
+    """Write an imported model as a sealed policy bundle (`robot`/`tasks`: what it was trained for, if known)."""
     cfg = model.cfg
     if len(joint_names) != cfg.state_dim or len(action_names) != cfg.action_dim:
         raise ValueError(f"names: expected {cfg.state_dim} joints and {cfg.action_dim} actions, "
                          f"got {len(joint_names)} and {len(action_names)}")
-    meta = {"joint_names": joint_names, "action_names": action_names, "fps": fps, "image_size": list(image_size)}
+    meta = {"joint_names": joint_names, "action_names": action_names, "fps": fps, "image_size": list(image_size),
+            "robot": robot, "tasks": list(tasks)}
     return write_bundle(bundle_dir, model.state_dict(), bundle_config(cfg.model_dump(), meta), stats_to_json(stats),
                         extra={"imported_from": source})

@@ -19,9 +19,9 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 
-from assets_store.bundle import verify_bundle
+from assets_store.bundle import read_verified_bundle
 from assets_store.stats import stats_from_json
 from model.act import ACT
 from model.config import ACTConfig
@@ -63,6 +63,7 @@ class Policy:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.config = config
+        self.manifest: dict = {}  # the bundle's verified manifest (from_bundle)
         self.cfg: ACTConfig = model.cfg
         self.stats = {k: floored(v) for k, v in stats.items()}
         self.camera_names: list[str] = list(config["camera_names"])
@@ -91,18 +92,20 @@ class Policy:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_bundle(cls, bundle_dir: Path, device: str = "cpu", temporal_ensemble_k: float | None = 0.01,
-                    query_every: int = 1, verify: bool = True) -> "Policy":
+                    query_every: int = 1) -> "Policy":
+        """Load a bundle from the very bytes whose sha256 matched its manifest (always verified)."""
         bundle_dir = Path(bundle_dir)
-        if verify:
-            verify_bundle(bundle_dir)
-        config = json.loads((bundle_dir / "config.json").read_text())
+        manifest, files = read_verified_bundle(bundle_dir)
+        config = json.loads(files["config.json"])
         if config.get("architecture") != "act":
             raise ValueError(f"{bundle_dir}: config.json architecture {config.get('architecture')!r}, expected 'act'")
-        stats = stats_from_json(json.loads((bundle_dir / "stats.json").read_text()))
+        stats = stats_from_json(json.loads(files["stats.json"]))
         model = ACT(ACTConfig(**config["act"]))
-        state = load_file(str(bundle_dir / "model.safetensors"))
-        model.load_state_dict(state, strict=True)
-        return cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k, query_every=query_every)
+        model.load_state_dict(load_safetensors(files["model.safetensors"]), strict=True)
+        policy = cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k,
+                     query_every=query_every)
+        policy.manifest = manifest
+        return policy
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, camera_names, joint_names) -> None:

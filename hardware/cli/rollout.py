@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from assets_store.bundle import verify_bundle
 from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.registry import is_simulated, robots_help
+from hardware.registry import is_simulated, robots_help, task_of
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
@@ -52,6 +51,14 @@ def rollout(
     name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = "aloha-act",
     config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration (real/emulated).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    task: Annotated[
+        Optional[str], typer.Option("--task", help="The task this run is for (a simulator implies its own); a "
+                                                   "policy trained for other tasks needs --force.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run a policy trained for another robot or task (cameras and joints "
+                                           "must still match).")
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing videos of the same names and the --json file.")
     ] = False,
@@ -77,15 +84,17 @@ def rollout(
     check_outputs(videos + ([] if json_out is None else [json_out]), overwrite=overwrite)
 
     bundle = resolve_policy(store, policy, name)
-    try:
-        manifest = verify_bundle(bundle)  # never load weights whose hashes do not match
-    except StoreError as exc:
-        fail(str(exc))
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
-    try:
-        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, verify=False)
-    except ValueError as exc:
+    try:  # the weights loaded are the bytes whose hashes matched the manifest
+        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every)
+    except (StoreError, ValueError) as exc:
         fail(str(exc))
+    manifest = pol.manifest
+    other = pol.trained_for_other(robot, task or task_of(robot))
+    if other:
+        if not force:
+            fail(f"{other}; pass --force to run it anyway", code=2)
+        console.print(f"[yellow]warning:[/] {other}; running it because of --force")
     extra = {"config": config, "layout": layout(store)}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
     res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)

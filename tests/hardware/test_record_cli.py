@@ -3,6 +3,8 @@ against the pipeline's evaluation (one rollout loop, one compatibility check).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -102,7 +104,7 @@ def test_covering_placements_record_the_covering_seeds(tmp_path):
 POLICY_HW = (32, 32)  # the tiny policy's input size; both entries render at it
 
 
-def _tiny_bundle(path, cameras):
+def _tiny_bundle(path, cameras, robot=""):
     """A sealed bundle of an untrained ACT for the simulator's joints (fast, deterministic, never succeeds)."""
     import torch
 
@@ -118,13 +120,14 @@ def _tiny_bundle(path, cameras):
                     state_dim=14, action_dim=14, camera_names=list(cameras))
     unit = NormStats(np.zeros(14), np.full(14, 0.1), -np.ones(14), np.ones(14), 1)
     return to_bundle(ACT(cfg), {"qpos": unit, "action": unit}, path, joint_names=list(C.JOINT_NAMES),
-                     action_names=list(C.JOINT_NAMES), fps=50.0, image_size=POLICY_HW)
+                     action_names=list(C.JOINT_NAMES), fps=50.0, image_size=POLICY_HW, robot=robot)
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
-    return {"top": _tiny_bundle(root / "top", ["top"]), "other": _tiny_bundle(root / "other", ["no_such_camera"])}
+    return {"top": _tiny_bundle(root / "top", ["top"]), "other": _tiny_bundle(root / "other", ["no_such_camera"]),
+            "insertion": _tiny_bundle(root / "insertion", ["top"], robot="sim-insertion")}
 
 
 def test_sim_evaluation_and_aloha_rollout_report_the_same(bundles, tmp_path):
@@ -167,3 +170,63 @@ def test_mismatched_cameras_are_refused_by_every_entry(bundles, tmp_path):
     top = make_robot("sim-transfer-cube", RobotOptions(cameras=["top"], resolution=POLICY_HW))
     with pytest.raises(IncompatiblePolicy, match="joint names differ"):
         run_rollouts(top, policy, [0], num_steps=5)
+
+
+def test_a_policy_for_another_robot_or_task_needs_force(bundles, tmp_path):
+    args = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundles["insertion"]), "--max-steps", "5",
+            "--store", str(tmp_path / "store")]
+    res = runner.invoke(build_app(), args)
+    assert res.exit_code == 2 and "trained on robot 'sim-insertion', not 'sim-transfer-cube'" in res.output
+    assert "--force" in res.output and "Traceback" not in res.output
+    res = runner.invoke(build_app(), [*args, "--force"])
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "running it because of --force" in res.output
+    # A real robot does whatever it is shown: the task it is run for is said with --task.
+    from model.policy import Policy
+
+    assert Policy.from_bundle(bundles["top"]).trained_for_other("aloha", "fold towel") is None  # the bundle knows none
+
+
+def test_the_policy_loads_the_bytes_it_verified(bundles, tmp_path, monkeypatch):
+    """A weights file swapped right after its hash was checked is never what gets loaded."""
+    import shutil
+
+    import torch
+
+    from assets_store import bundle as bundle_mod
+    from model.policy import Policy
+
+    src = tmp_path / "bundle"
+    shutil.copytree(bundles["top"], src)
+    original = Policy.from_bundle(src)
+    swapped = tmp_path / "swapped.safetensors"
+    _tiny_bundle(tmp_path / "b2", ["top"])
+    shutil.copy(tmp_path / "b2" / "model.safetensors", swapped)
+    torch.manual_seed(1)  # different random weights for the swapped file
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: torch.randn_like(v) for k, v in load_file(str(swapped)).items()}, str(swapped))
+
+    real_sha256 = bundle_mod.hashlib.sha256
+    real_file_sha256 = bundle_mod.file_sha256
+
+    weights = (src / "model.safetensors").read_bytes()
+
+    def swap_after(digest, was_weights):
+        if was_weights:  # an attacker (or a sync tool) replaces the file right after its check
+            shutil.copy(swapped, src / "model.safetensors")
+        return digest
+
+    class Hashlib:
+        @staticmethod
+        def sha256(data=b""):
+            h = real_sha256(data)
+            return type("H", (), {"hexdigest": lambda self: swap_after(h.hexdigest(), data == weights)})()
+
+    monkeypatch.setattr(bundle_mod, "hashlib", Hashlib)
+    monkeypatch.setattr(bundle_mod, "file_sha256",
+                        lambda p: swap_after(real_file_sha256(p), Path(p).name == "model.safetensors"))
+    loaded = Policy.from_bundle(src)
+    assert (src / "model.safetensors").read_bytes() == swapped.read_bytes()  # the swap did happen
+    for name, value in original.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value), name
