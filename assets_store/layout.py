@@ -207,6 +207,12 @@ class StoreLayout:
         leaf = CHAMPION if version == CHAMPION else f"v{int(version)}"
         return self.deploy_model_dir(model_name) / leaf
 
+    def promotion_record_path(self, model_name: str, version: str | int) -> Path:
+        """Beside a deployed bundle (never inside it: its manifest lists every file): the scores and the rule that
+        promoted it, so a pulled policy says what it was promoted on."""
+        bundle = self.deploy_path(model_name, version)
+        return bundle.with_name(f"{bundle.name}.promotion.json")
+
     # -------------------------------------------------------------------------- embedded services
     @property
     def dagster_home(self) -> Path:

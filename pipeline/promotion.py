@@ -89,3 +89,26 @@ def decide(candidate: Scores, champion: Scores | None, champion_label: str = "ch
     if c < k:
         return Decision(True, tie + f"validation loss {c:.4g} < {champion_label}'s {k:.4g}")
     return Decision(False, tie + f"validation loss {c:.4g} >= {champion_label}'s {k:.4g}")
+
+
+def promotion_record(version: int | str, scores: Scores, decision: Decision, **context: object) -> dict:
+    """What a promoted bundle was promoted on, as written beside it and printed by `aloha pull`."""
+    return {
+        "version": int(version),
+        "primary_metric": scores.primary,
+        "success_rate": scores.success_rate,
+        "val_loss": scores.val_loss,
+        "reason": decision.reason,
+        **context,
+    }
+
+
+def describe_record(record: dict) -> str:
+    """One line for people: the scores a bundle was promoted on and why."""
+    scores = []
+    if record.get("success_rate") is not None:
+        scores.append(f"success rate {float(record['success_rate']):.1%}")
+    if record.get("val_loss") is not None:
+        scores.append(f"validation loss {float(record['val_loss']):.4g}")
+    primary = f" (primary: {record['primary_metric']})" if record.get("primary_metric") else ""
+    return f"{', '.join(scores) or 'no scores'}{primary}: {record.get('reason', '?')}"

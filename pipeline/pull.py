@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from assets_store.bundle import copy_bundle, existing_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION, StoreLayout
+from pipeline.promotion import Decision, Scores, promotion_record
 
 
 def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
@@ -51,7 +53,8 @@ def pull_bundle(
         raise ValueError(f"unknown source {source!r}; expected 'deploy' or 'mlflow'")
     check_destination(dest, force=force)
     if source == "deploy":
-        return copy_bundle(deploy_source(layout, name, version), dest)
+        manifest = copy_bundle(deploy_source(layout, name, version), dest)
+        return {**manifest, "promotion": read_promotion_record(layout.promotion_record_path(name, version))}
 
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -78,4 +81,19 @@ def pull_bundle(
                 f"{mv.source}: manifest.json sha256 {got} differs from the one registered for v{mv.version} ({expected})"
             )
         copy_bundle(local, dest)
-    return {**manifest, "registered_version": mv.version}
+    tags = mv.tags or {}
+    promotion = None
+    if tags.get("promotion") == "promoted":
+        promotion = promotion_record(mv.version, Scores.from_tags(tags), Decision(True, tags.get("promotion_reason", "?")))
+    return {**manifest, "registered_version": mv.version, "promotion": promotion}
+
+
+def read_promotion_record(path: Path) -> dict[str, Any] | None:
+    """The promotion record beside a deployed bundle; None for bundles deployed before records were written."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable promotion record ({exc})") from None
+    return record if isinstance(record, dict) else None

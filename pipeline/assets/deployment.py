@@ -2,6 +2,7 @@
 <store>/deploy/) only when it beats the current champion. The reason is recorded either way."""
 
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,11 +10,11 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from assets_store.bundle import copy_bundle, verify_bundle
-from assets_store.hashing import file_sha256
+from assets_store.hashing import file_sha256, write_json_atomic
 from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.lineage import upstream
-from pipeline.promotion import Decision, Floor, Scores, decide
+from pipeline.promotion import Decision, Floor, Scores, decide, promotion_record
 from pipeline.resources import MlflowResource, StoreResource
 
 DEPLOYMENT_GROUP = "deployment"
@@ -96,8 +97,11 @@ def deployed_policy(
 
     deploy_dir = store.layout.deploy_path(name, CHAMPION)
     if decision.promote:
-        copy_bundle(bundle_dir, store.layout.deploy_path(name, version.version))
-        copy_bundle(bundle_dir, deploy_dir)
+        record = promotion_record(version.version, scores, decision, mlflow_run_id=run_id, dataset_id=tags["dataset_id"],
+                                  evaluated_in_dagster_run=ev.run_id, promoted_at=time.time())
+        for leaf in (version.version, CHAMPION):
+            copy_bundle(bundle_dir, store.layout.deploy_path(name, leaf))
+            write_json_atomic(store.layout.promotion_record_path(name, leaf), record)
         client.set_registered_model_alias(name, CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "promotion", "promoted" if decision.promote else "rejected")
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)

@@ -11,6 +11,7 @@ from rich.table import Table
 from assets_store import StoreLayout
 from assets_store.layout import CHAMPION
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, os_error_text
+from pipeline.promotion import describe_record
 
 
 def pull(
@@ -47,6 +48,9 @@ def pull(
     for fname, digest in sorted(manifest["files"].items()):
         table.add_row(fname, digest[:16] + "…")
     console.print(table)
+    promotion = manifest.get("promotion")
+    console.print("promoted on: " + (describe_record(promotion) if promotion else
+                                     "unknown (deployed before promotion records were kept)"))
     metrics = manifest.get("metrics") or {}
     console.print(
         f"[green]ok[/] dataset {manifest.get('dataset_id') or '?'}, MLflow run {manifest.get('mlflow_run_id') or '?'}"

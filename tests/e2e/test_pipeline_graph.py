@@ -114,6 +114,9 @@ def test_whole_graph_then_pull_and_rollout(store, tmp_path):
         res = runner.invoke(app, ["pull", "--from", source, "--to", str(dest), "--store", str(layout.root)])
         assert res.exit_code == 0, res.output
         assert verify_bundle(dest)["files"] == verify_bundle(deployed)["files"]
+        # What it was promoted on, from the record beside the deployed bundle or the registry's tags.
+        promoted_on = " ".join(res.output.split())
+        assert "promoted on: success rate 0.0%" in promoted_on and "no champion yet" in promoted_on, res.output
 
     # A tampered bundle is refused by pull (the copy is verified before it lands).
     tampered = layout.deploy_dir / MODEL / "v1" / "stats.json"
