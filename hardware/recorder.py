@@ -218,7 +218,7 @@ class Recorder:
                 obs.qpos, rec.action, rec.timestamp,
                 qvel=obs.qvel, effort=obs.effort, images=obs.images, frame_info=obs.frame_info,
             )
-            state["dropped"] += int(obs.dropped_frames)
+            state["dropped"] += rec.dropped_frames
             now = time.perf_counter()
             walls.append(now)
             if rec.index == 0:
@@ -276,7 +276,8 @@ class Recorder:
             "steps": report.steps,
             "late_steps": report.late_steps,
             "missed_periods": report.missed_periods,
-            "dropped_frames": run.dropped_frames,
+            "dropped_frames": run.dropped_frames,  # frame-number gaps: what validation counts from the frame info
+            "camera_dropped_frames": run.camera_dropped_frames,  # reported lost by the cameras themselves (device, USB)
             "stopped_early": run.stopped_early,
             "realtime": isinstance(self.clock, MonotonicClock),
             # control steps per wall-clock second (differs from the loop rate on a virtual clock)
