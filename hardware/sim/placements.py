@@ -92,14 +92,18 @@ def recorded_seeds(layout: StoreLayout, robot: str) -> set[int]:
     raw = layout.raw_dir
     sessions = sorted(p for p in raw.iterdir() if p.is_dir()) if raw.is_dir() else []
     for session in sessions:
-        for _, path in episode_dirs(session):
+        try:
+            episodes = episode_dirs(session)
+        except OSError:  # an unreadable session: the others still count
+            continue
+        for _, path in episodes:
             try:
                 attrs = read_root_attrs(path)
             except (StoreError, OSError):
                 continue
             extra = attrs.get("extra") if isinstance(attrs, dict) and attrs.get("robot") == robot else None
             seed = extra.get("seed") if isinstance(extra, dict) else None
-            if isinstance(seed, int) and not isinstance(seed, bool):
+            if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:  # a valid seed places a scene
                 seeds.add(seed)
     return seeds
 
