@@ -18,9 +18,10 @@ Clocks are injectable (`Clock`): `MonotonicClock` in real time, `VirtualClock` f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -186,12 +187,39 @@ class FixedRateLoop:
 
 
 # --------------------------------------------------------------------------- one episode
+class FrameGaps:
+    """Camera frames missing between consecutive steps, counted per camera from the frame numbers the steps hold.
+
+    The same count validation makes from a stored episode's `<cam>_frame_info` (`assets_store.episode_reader.
+    frame_number_gaps`), kept as the episode runs, so what the recorder reports is what the pipeline will find: frames
+    the device never delivered and frames the loop was too slow to take alike.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.total = 0
+
+    def add(self, frame_info: Mapping[str, tuple[float, float]]) -> int:
+        """Count one step's frames; returns the frames missing since the previous step."""
+        new = 0
+        for cam, (number, _) in frame_info.items():
+            if not math.isfinite(number):
+                continue
+            previous = self.last.get(cam)
+            if previous is not None and number > previous + 1:
+                new += int(number - previous - 1)
+            self.last[cam] = number
+        self.total += new
+        return new
+
+
 @dataclass
 class StepRecord:
     index: int
     timestamp: float  # loop time at the start of the step (monotonic or virtual seconds)
     observation: Observation  # what the teleoperator saw
     action: np.ndarray  # what it commanded (the label to record)
+    dropped_frames: int = 0  # camera frames missing between the previous step's frames and this step's
 
 
 @dataclass
@@ -201,9 +229,10 @@ class EpisodeRun:
     rewards: list[float]  # reward of each observation, then of the final one (where the robot knows rewards)
     max_reward: float | None
     success: bool | None  # None where the robot cannot judge success
-    dropped_frames: int
+    dropped_frames: int  # frame-number gaps between consecutive steps, all cameras (`FrameGaps`)
     final_observation: Observation | None
     stopped_early: bool
+    camera_dropped_frames: int = 0  # frames the cameras themselves reported lost (device, USB)
 
 
 def run_episode(
@@ -228,30 +257,35 @@ def run_episode(
     `realtime=False` runs on a `VirtualClock` (simulators only: as fast as the machine allows, timestamps spaced
     exactly one period). `on_step` sees every (observation, commanded action) pair, e.g. to record it;
     `should_stop()` returning True ends the episode after the current step.
+
+    Every step observes at its own start, the first one included: `start_episode` may take seconds (the start
+    gesture, the ramp to the leader arms' pose), and the observation `reset` returned is that old by then.
     """
     fps = fps or robot.fps
     if loop is None:
         if clock is None and not realtime:
             clock = VirtualClock(start=time.monotonic())
         loop = FixedRateLoop(fps, clock)
-    observation = robot.reset(seed)
+    robot.reset(seed)
     teleoperator.start_episode(robot, seed)
     rewards: list[float] = []
-    dropped = 0
+    gaps = FrameGaps()
+    camera_dropped = 0
     stopped = False
     target = robot.max_reward() if stop_on_success else None
 
     def step(index: int, t: float) -> bool:
-        nonlocal observation, dropped, stopped
-        if index > 0:
-            observation = robot.observe()
+        nonlocal camera_dropped, stopped
+        observation = robot.observe()
         action = np.asarray(teleoperator.next_action(observation))
         robot.act(action)
-        dropped += int(observation.dropped_frames)
+        missing = gaps.add(observation.frame_info)
+        if index > 0:  # the first step's report covers the time before the episode
+            camera_dropped += int(observation.dropped_frames)
         if observation.reward is not None:
             rewards.append(float(observation.reward))
         if on_step is not None:
-            on_step(StepRecord(index, t, observation, action))
+            on_step(StepRecord(index, t, observation, action, missing))
         if should_stop is not None and should_stop():
             stopped = index + 1 < num_steps
             return False
@@ -273,7 +307,8 @@ def run_episode(
         rewards=rewards,
         max_reward=max_reward,
         success=success,
-        dropped_frames=dropped,
+        dropped_frames=gaps.total,
         final_observation=final,
         stopped_early=stopped,
+        camera_dropped_frames=camera_dropped,
     )

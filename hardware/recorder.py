@@ -39,6 +39,7 @@ from hardware.loop import (
     VirtualClock,
     run_episode,
 )
+from hardware.sim.placements import HELDOUT_SEED_BASE
 
 SOFTWARE_VERSION = "aloha-pipeline 0.1.0"
 
@@ -56,7 +57,9 @@ class RecordConfig:
     session: str
     episodes: int = 1  # episodes to add in this run (a resumed session continues its numbering)
     episode_len: int = 400  # control steps per episode (8 s at 50 Hz)
-    seed: int | None = 0  # the episode with store index i uses seed + i (sim object placement); None = random, stored
+    # the episode with store index i uses seed + i (sim object placement); None = random, stored. `aloha record`
+    # defaults to seeds the store has not used (hardware.sim.placements.session_seeds)
+    seed: int | None = 0
     # explicit seeds instead: the n-th episode of this run uses seeds[n - 1] (e.g. hardware.sim.covering_seeds)
     seeds: list[int] | None = None
     reset_seconds: float = 0.0  # pause after each episode but the last, for the operator to reset the scene
@@ -205,7 +208,7 @@ class Recorder:
         elif cfg.seed is not None:
             seed = cfg.seed + index
         else:
-            seed = int.from_bytes(os.urandom(4), "little")
+            seed = int.from_bytes(os.urandom(4), "little") % HELDOUT_SEED_BASE  # never a held-out evaluation scene
         writer = EpisodeWriter(self.layout, cfg.session, self.episode_info(seed), index=index,
                                jpeg_quality=cfg.jpeg_quality)
         loop = FixedRateLoop(self.fps, self.clock)
@@ -218,7 +221,7 @@ class Recorder:
                 obs.qpos, rec.action, rec.timestamp,
                 qvel=obs.qvel, effort=obs.effort, images=obs.images, frame_info=obs.frame_info,
             )
-            state["dropped"] += int(obs.dropped_frames)
+            state["dropped"] += rec.dropped_frames
             now = time.perf_counter()
             walls.append(now)
             if rec.index == 0:
@@ -276,7 +279,8 @@ class Recorder:
             "steps": report.steps,
             "late_steps": report.late_steps,
             "missed_periods": report.missed_periods,
-            "dropped_frames": run.dropped_frames,
+            "dropped_frames": run.dropped_frames,  # frame-number gaps: what validation counts from the frame info
+            "camera_dropped_frames": run.camera_dropped_frames,  # reported lost by the cameras themselves (device, USB)
             "stopped_early": run.stopped_early,
             "realtime": isinstance(self.clock, MonotonicClock),
             # control steps per wall-clock second (differs from the loop rate on a virtual clock)

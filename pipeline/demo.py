@@ -124,9 +124,13 @@ def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=N
     defs = build_definitions(store_root=str(layout.root))
     if session not in instance.get_dynamic_partitions(SESSIONS):
         instance.add_dynamic_partitions(SESSIONS, [session])
+    from hardware.sim.constants import EPISODE_LEN
+
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # Episodes cut shorter than the scripted plan cannot succeed: a quick smoke run trains on them anyway.
+    truncated = {"ops": {"raw_episodes": {"config": {"keep_failed_demos": opts.episode_len < EPISODE_LEN}}}}
     ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        partition_key=session, instance=instance, run_config=quiet, raise_on_error=True
+        partition_key=session, instance=instance, run_config={**quiet, **truncated}, raise_on_error=True
     )
     train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
         instance=instance, run_config=run_config(opts), raise_on_error=True

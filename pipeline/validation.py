@@ -32,6 +32,7 @@ REPORT_VERSION = 1
 # Check names, in the order they run; also the Dagster asset check names.
 CHECKS = (
     "recording_completed",
+    "demonstration_succeeded",
     "schema",
     "lengths_agree",
     "finite_values",
@@ -42,6 +43,8 @@ CHECKS = (
 )
 CHECK_DESCRIPTIONS = {
     "recording_completed": "the recorder finished the episode (not cut short by a robot fault and marked failed)",
+    "demonstration_succeeded": "a demonstration that failed its task (outcome.success false) is not trained on "
+                               "unless keep_failed_demos",
     "schema": "schema name/version known; required arrays present with the declared dtypes and widths",
     "lengths_agree": "every array has one row per recorded step",
     "finite_values": "no NaN/Inf in joints, actions, velocities, efforts or timestamps",
@@ -70,6 +73,7 @@ class CheckSettings:
     joint_margin: float = 0.1  # rad (or normalized gripper units) beyond the limit still accepted
     max_dropped_ratio: float = 0.05
     decode_stride: int = 1  # decode every n-th frame (1 = all)
+    keep_failed_demos: bool = False  # train on demonstrations whose outcome says they failed the task
 
     def key(self) -> str:
         return canonical_hash({"v": REPORT_VERSION, **asdict(self)})[:16]
@@ -194,6 +198,17 @@ def _check_recording(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     return CheckResult(True, "recorded to the end")
 
 
+def _check_outcome(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
+    outcome = ep.attrs.get("outcome")
+    success = outcome.get("success") if isinstance(outcome, dict) else None
+    if success is not False:  # judged a success, or nobody could judge (teleoperation on hardware)
+        return CheckResult(True, "no failed outcome recorded" if success is None else "succeeded")
+    detail = f"outcome.success is false (max reward {outcome.get('max_reward')})"
+    if s.keep_failed_demos:
+        return CheckResult(True, f"{detail}; kept (keep_failed_demos)")
+    return CheckResult(False, f"demonstration failed its task: {detail}; set keep_failed_demos to train on it")
+
+
 def _check_frames(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     # Through the store's reader: the one place that knows how frames are stored (a missing chunk is an error there,
     # not a silent fill value).
@@ -211,6 +226,7 @@ def _check_frames(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
 
 _CHECK_FUNCS: dict[str, Callable[[EpisodeArrays, CheckSettings], CheckResult]] = {
     "recording_completed": _check_recording,
+    "demonstration_succeeded": _check_outcome,
     "schema": lambda ep, s: checks.schema(ep),
     "lengths_agree": lambda ep, s: checks.lengths(ep),
     "finite_values": _check_finite,

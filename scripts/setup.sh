@@ -9,14 +9,20 @@ need=()
 dpkg -s libusb-1.0-0 >/dev/null 2>&1 || need+=(libusb-1.0-0)    # pyrealsense2
 dpkg -s libegl1 >/dev/null 2>&1 || need+=(libegl1)              # MuJoCo offscreen (EGL)
 dpkg -s libosmesa6 >/dev/null 2>&1 || need+=(libosmesa6)        # MuJoCo offscreen (OSMesa fallback)
-if [ ${#need[@]} -gt 0 ]; then
+# Optional: PostgreSQL server binaries for the production-profile test (tests/test_production_profile.py starts a
+# private server in a temporary directory, and skips without them).
+want=()
+dpkg -s postgresql >/dev/null 2>&1 || want+=(postgresql)
+if [ ${#need[@]} -gt 0 ] || [ ${#want[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Debian packages: ${need[*]}"
+    echo "setup: installing Debian packages: ${need[*]} ${want[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "setup: please install these Debian packages first (as root): apt-get install ${need[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" "${want[@]}" >/dev/null
+  elif [ ${#need[@]} -gt 0 ]; then
+    echo "setup: please install these Debian packages first (as root): apt-get install ${need[*]} ${want[*]}" >&2
     exit 1
+  else
+    echo "setup: note: without the Debian package postgresql the production-profile test is skipped" >&2
   fi
 fi
 
@@ -38,7 +44,7 @@ pip_install -e ".[dev]"
 pip_install --no-deps "gym-aloha==0.1.5"
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
-for mod in ("torch", "torchvision", "dagster", "mlflow", "zarr", "imagecodecs", "pyrealsense2",
+for mod in ("torch", "torchvision", "dagster", "dagster_postgres", "mlflow", "zarr", "imagecodecs", "pyrealsense2",
             "dynamixel_sdk", "mujoco", "h5py", "typer", "safetensors"):
     importlib.import_module(mod)
 import importlib.util

@@ -26,8 +26,9 @@ def record(
         Optional[list[str]], typer.Option("--cameras", help="Camera names (repeat or comma-separate; 'all'; 'none').")
     ] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Image size HxW, e.g. 480x640.")] = None,
-    seed: Annotated[int, typer.Option(
-        "--seed", help="Simulator: episode i uses seed + i (covering: the seeds are drawn from seed upwards).")] = 0,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", min=0, help="Simulator: episode i uses seed + i (covering: the seeds are drawn from seed upwards). "
+        "Default: seeds no episode of this robot in the store has used (printed).")] = None,
     placements: Annotated[Literal["random", "covering"], typer.Option(
         "--placements", help="Simulator object placements: seeded random (seed + i), or covering the table evenly."
     )] = "random",
@@ -67,18 +68,21 @@ def record(
     simulated = bool(bot.simulated)
     if realtime is False and not simulated:
         fail(f"--fast needs a simulated robot; {robot!r} runs in real time")
-    seeds = None
-    if placements == "covering":
-        if not simulated:
-            fail(f"--placements covering needs a simulated robot; {robot!r} places its objects by hand")
-        from hardware.sim import covering_seeds
+    seeds, seeds_note = None, ""
+    if placements == "covering" and not simulated:
+        fail(f"--placements covering needs a simulated robot; {robot!r} places its objects by hand")
+    if simulated:
+        from hardware.sim.placements import session_seeds
 
-        seeds = covering_seeds(bot.task, episodes, first_seed=seed)
+        try:
+            seeds, seeds_note = session_seeds(lay, bot.task, episodes, seed, covering=placements == "covering")
+        except ValueError as exc:  # more covering seeds than the pool holds
+            fail(str(exc))
     cfg = RecordConfig(
         session=session,
         episodes=episodes,
         episode_len=episode_len,
-        seed=seed,
+        seed=0 if seed is None else seed,
         seeds=seeds,
         reset_seconds=reset_time if reset_time is not None else (0.0 if simulated else 5.0),
         realtime=(not simulated) if realtime is None else realtime,
@@ -90,6 +94,8 @@ def record(
     console.print(f"[bold]recording[/] {episodes} episode(s) of {robot} into {session_dir}")
     console.print(f"  cameras: {cams}; {episode_len} steps at {bot.fps:g} Hz; "
                   f"{'real time' if cfg.realtime else 'as fast as possible (virtual clock)'}")
+    if seeds_note:
+        console.print(f"  {seeds_note}")
 
     columns = [
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),

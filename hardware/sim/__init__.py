@@ -5,6 +5,7 @@ Public entry points (imported lazily, so `hardware.registry` can list the sim ro
     ScriptedDemonstrator()                                                   a `hardware.interfaces.Teleoperator`
     heldout_seeds(n) -> list[int]                         seeds recording never uses (evaluation: `hardware.rollout`)
     covering_seeds(task, n) -> list[int]                        recording seeds spread evenly over the placements
+    session_seeds(layout, task, n) -> (seeds, note)          a new session's seeds: none the store already recorded
 
 The OpenGL backend must be chosen before `mujoco` is first imported, so this package picks it on import.
 """
@@ -26,6 +27,7 @@ _EXPORTS = {
     "plan_demo": "hardware.sim.scripted",
     "heldout_seeds": "hardware.sim.placements",
     "covering_seeds": "hardware.sim.placements",
+    "session_seeds": "hardware.sim.placements",
 }
 
 __all__ = sorted(_EXPORTS)

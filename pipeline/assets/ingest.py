@@ -41,6 +41,7 @@ class ValidationConfig(Config):
     joint_margin: float = 0.1
     max_dropped_ratio: float = 0.05
     decode_stride: int = 1
+    keep_failed_demos: bool = False  # True: failed demonstrations (outcome.success false) are trained on too
 
     def settings(self) -> CheckSettings:
         return CheckSettings(**self.model_dump())

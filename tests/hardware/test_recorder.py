@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from assets_store import EpisodeReader, SessionIndex, is_session_finalized
+from assets_store.checks import dropped_frame_count
+from assets_store.episode_reader import EpisodeArrays
 from assets_store.errors import StoreError
 from assets_store.schema import CameraSpec
 from hardware.interfaces import Observation, Robot, Teleoperator
 from hardware.keyboard import Command, TerminalCommands
 from hardware.loop import VirtualClock
 from hardware.recorder import EpisodeFailed, RecordConfig, Recorder, record_session
+from hardware.sim.placements import HELDOUT_SEED_BASE
 
 J = 3
 
@@ -130,7 +133,9 @@ def test_records_commanded_actions_timestamps_and_counters(layout):
     assert r.frame_info("top").shape == (20, 2)
     counters = r.attrs["counters"]
     assert counters["late_steps"] == 1  # step 3 took 35 ms of a 20 ms period
-    assert counters["dropped_frames"] == 4  # steps 4, 8, 12, 16
+    # steps 4, 8, 12, 16 skip a frame number on both cameras: counted as validation counts them from the frame info
+    assert counters["dropped_frames"] == 8 == dropped_frame_count(EpisodeArrays(r.path))
+    assert counters["camera_dropped_frames"] == 4  # what the robot's cameras reported lost
     assert r.attrs["loop_timing"]["late_steps"] == 1
     assert r.attrs["extra"]["seed"] == 10 and r.attrs["extra"]["arm_serials"] == ["x", "y"]
     assert r.info.task == "wave" and r.info.calibration_hash == "abc123"
@@ -138,6 +143,27 @@ def test_records_commanded_actions_timestamps_and_counters(layout):
     phases = {p.phase for p in progress}
     assert {"episode", "saved", "done"} <= phases
     assert max(p.step for p in progress if p.phase == "episode") == 20
+
+
+def test_first_step_observes_after_the_teleoperator_started_the_episode(layout):
+    """The start gesture and the ramp to the leaders' pose take seconds: step 0 must not record the observation
+    taken before them (it did, and the frame-number jump failed the dropped-frame check)."""
+
+    class SlowStart(Sine):
+        def start_episode(self, robot, seed=None):
+            super().start_episode(robot, seed)
+            for _ in range(110):  # 2.2 s of ramp at 50 Hz, each command observed by the robot's cameras
+                robot.observe()
+                robot.act(np.full(J, 4.0, np.float32))
+            robot.steps = 0
+
+    robot = LaggyRobot()
+    cfg = RecordConfig(session="slow", episodes=1, episode_len=10, realtime=False, seed=1)
+    result = record_session(robot, SlowStart(), layout, cfg)
+    r = EpisodeReader(result.episodes[0].path)
+    np.testing.assert_allclose(r.qpos[0], 4.0, atol=1e-3)  # where the ramp left the follower, not the reset pose
+    assert np.all(np.diff(r.frame_info("top")[:, 0]) == 1)  # step 0's frame is the one just before step 1's
+    assert r.attrs["counters"]["dropped_frames"] == 0 == dropped_frame_count(EpisodeArrays(r.path))
 
 
 def test_next_rerecord_and_quit_controls(layout):
@@ -233,5 +259,5 @@ def test_random_seed_is_drawn_and_stored_for_replay(layout):
     cfg = RecordConfig(session="s6", episodes=1, episode_len=3, realtime=False, seed=None)
     result = record_session(LaggyRobot(), Sine(), layout, cfg)
     seed = result.episodes[0].seed
-    assert isinstance(seed, int)
+    assert isinstance(seed, int) and 0 <= seed < HELDOUT_SEED_BASE  # never a scene evaluation holds out
     assert EpisodeReader(result.episodes[0].path).attrs["extra"]["seed"] == seed

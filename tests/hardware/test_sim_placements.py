@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hardware.sim import covering_seeds, get_task, heldout_seeds
-from hardware.sim.placements import placement_xy
+from hardware.sim.placements import HELDOUT_SEED_BASE, placement_xy
 
 
 def _nearest_demo_distances(task, recorded: list[int]) -> np.ndarray:
@@ -42,3 +42,72 @@ def test_covering_seeds_refuse_the_heldout_range_and_bad_counts():
         covering_seeds("transfer_cube", 5, first_seed=995_000, pool=10_000)
     with pytest.raises(ValueError, match="n must be in"):
         covering_seeds("transfer_cube", 0)
+
+
+def test_covering_seeds_skip_recorded_ones_and_fill_their_gaps():
+    from hardware.sim.placements import lowest_unused_seeds
+
+    task = get_task("transfer_cube")
+    recorded = covering_seeds(task, 20)
+    more = covering_seeds(task, 20, recorded=recorded)
+    assert len(set(more)) == 20 and not set(more) & set(recorded)
+    # the new placements go where the recorded ones left room, not next to them
+    filled = _nearest_demo_distances(task, recorded + more)
+    plain = _nearest_demo_distances(task, recorded + lowest_unused_seeds(20, recorded))
+    assert np.quantile(filled, 0.9) < 0.95 * np.quantile(plain, 0.9)
+    assert covering_seeds(task, 20, recorded=[]) == recorded  # nothing recorded: the same seeds as before
+
+
+def _episode(layout, session: str, index: int, robot: str, seed) -> None:
+    from assets_store import EpisodeInfo, EpisodeWriter
+
+    info = EpisodeInfo(robot=robot, joint_names=["j0"], fps=50.0, cameras=[], extra={"seed": seed})
+    with EpisodeWriter(layout, session, info, index=index, workers=1) as w:
+        for t in range(2):
+            w.add_step(np.zeros(1, np.float32), np.zeros(1, np.float32), 0.02 * t)
+
+
+def test_a_new_session_takes_seeds_the_store_has_not_recorded(layout):
+    from hardware.sim.placements import recorded_seeds, session_seeds
+
+    _episode(layout, "a", 0, "sim-transfer-cube", 0)
+    _episode(layout, "a", 1, "sim-transfer-cube", 1)
+    _episode(layout, "b", 0, "sim-transfer-cube", 3)
+    _episode(layout, "b", 1, "sim-insertion", 2)  # another task: its seed 2 is another scene
+    _episode(layout, "b", 2, "sim-transfer-cube", None)
+    broken = layout.session_dir("b") / "episode_000009.zarr"
+    broken.mkdir()
+    (broken / "zarr.json").write_text("{not json")  # unreadable: left out, never fatal
+    assert recorded_seeds(layout, "sim-transfer-cube") == {0, 1, 3}
+
+    seeds, note = session_seeds(layout, "transfer_cube", 3)
+    assert seeds == [2, 4, 5]
+    assert "2, 4, 5" in note and "3 seed(s) already recorded for sim-transfer-cube" in note
+    assert session_seeds(layout, "insertion", 2)[0] == [0, 1]
+    covering, _ = session_seeds(layout, "transfer_cube", 4, covering=True)
+    assert len(covering) == 4 and not set(covering) & {0, 1, 3} and max(covering) < HELDOUT_SEED_BASE
+    assert session_seeds(layout, "transfer_cube", 2, first_seed=7) == (None, "seeds: 7 + episode index (--seed)")
+
+
+def test_aloha_record_defaults_to_unused_seeds_and_says_which(layout):
+    from typer.testing import CliRunner
+
+    from assets_store import EpisodeReader, SessionIndex
+    from pipeline.cli.app import build_app
+
+    def record(session: str, *extra: str) -> tuple[list[int], str]:
+        res = CliRunner().invoke(build_app(), [
+            "record", "--robot", "sim-transfer-cube", "--session", session, "--episodes", "2", "--episode-len", "3",
+            "--cameras", "none", "--store", str(layout.root), *extra])
+        assert res.exit_code == 0, res.output
+        seeds = [EpisodeReader(e.path).attrs["extra"]["seed"] for e in SessionIndex(layout, session).episodes()]
+        return seeds, res.output
+
+    first, out = record("one")
+    assert first == [0, 1] and "seeds: 0, 1" in out
+    second, out = record("two")
+    assert second == [2, 3] and "seeds: 2, 3" in out and "2 seed(s) already recorded" in out
+    covering, out = record("three", "--placements", "covering")
+    assert not set(covering) & {0, 1, 2, 3} and "covering placements" in out
+    explicit, _ = record("four", "--seed", "0")  # an explicit --seed is taken as given
+    assert explicit == [0, 1]

@@ -177,3 +177,33 @@ def test_dataset_is_requested_when_a_session_validates(layout):
     assert ingest(defs, instance, "s2").success
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     assert result.get_requested_partitions(AssetKey("dataset")) == {None}
+
+
+def test_failed_demonstrations_are_quarantined_unless_the_run_keeps_them(layout):
+    paths = make_session(layout, "scripted", 3, finalize=False)
+    for path, success in zip(paths, (True, False, None)):  # a success, a failed demo, nobody judged (hardware)
+        meta = json.loads((path / "zarr.json").read_text())
+        meta["attributes"]["outcome"] = {"max_reward": 4.0 if success else 1.0, "success": success}
+        (path / "zarr.json").write_text(json.dumps(meta))
+    from assets_store import finalize_session
+
+    finalize_session(layout, "scripted")
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+
+    result = ingest(defs, instance, "scripted")
+    assert result.success
+    check = check_results(result)["demonstration_succeeded"]
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    validated = metadata(result, "validated_episodes")
+    assert validated["episodes_kept"] == 2 and validated["episodes_quarantined"] == 1
+    record = json.loads((layout.quarantine_dir / "scripted" / "episode_000001.zarr.json").read_text())
+    assert record["reasons"] == ["demonstration_succeeded: demonstration failed its task: outcome.success is false "
+                                 "(max reward 1.0); set keep_failed_demos to train on it"]
+
+    kept = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key="scripted", instance=instance,
+        run_config={"ops": {"raw_episodes": {"config": {"keep_failed_demos": True}}}},
+    )
+    assert metadata(kept, "validated_episodes")["episodes_kept"] == 3
+    assert not (layout.quarantine_dir / "scripted" / "episode_000001.zarr.json").exists()
