@@ -35,6 +35,16 @@ def check_results(result):
             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
 
+def check_one(layout, session, path):
+    """Every check on one episode of a session, as raw_episodes runs them (without the cache)."""
+    from assets_store.checks import CheckSettings
+    from assets_store.episode_report import check_entry
+    from assets_store.sessions import session_entries
+
+    entry = next(e for e in session_entries(layout, session) if e.path == path)
+    return check_entry(session, entry, CheckSettings())
+
+
 def test_sensor_adds_only_finalized_sessions(layout):
     make_session(layout, "done-1", 1)
     make_session(layout, "recording", 1, finalize=False)
@@ -115,32 +125,26 @@ def test_unfinalized_session_is_refused(layout):
 def test_each_check_names_its_reason(layout, mutate, check):
     import zarr
 
-    from pipeline.validation import CheckSettings, validate_episode
-
     path = make_session(layout, "m", 1, finalize=False)[0]
     mutate(zarr.open_group(str(path), mode="r+", zarr_format=3))
-    report = validate_episode("m", path, CheckSettings())
+    report = check_one(layout, "m", path)
     failing = [name for name, c in report.checks.items() if not c["passed"]]
     assert failing == [check], report.checks
     assert report.partial_stats is None
 
 
 def test_failed_recording_and_missing_frame_are_named(layout):
-    import json
-
-    from pipeline.validation import CheckSettings, validate_episode
-
     failed, missing = make_session(layout, "f", 2, finalize=False)[:2]
     meta = json.loads((failed / "zarr.json").read_text())
     meta["attributes"].update(status="failed", failure="ServoHardwareError: servo ID 4 overload")
     (failed / "zarr.json").write_text(json.dumps(meta))
-    report = validate_episode("f", failed, CheckSettings())
+    report = check_one(layout, "f", failed)
     assert [n for n, c in report.checks.items() if not c["passed"]] == ["recording_completed"]
     assert "servo ID 4 overload" in report.checks["recording_completed"]["detail"]
 
     cam = json.loads((missing / "zarr.json").read_text())["attributes"]["cameras"][0]["name"]
     next((missing / "observations/images" / cam / "c").glob("3/0/0/0")).unlink()
-    report = validate_episode("f", missing, CheckSettings())
+    report = check_one(layout, "f", missing)
     assert [n for n, c in report.checks.items() if not c["passed"]] == ["frames_decodable"]
     assert "step 3" in report.checks["frames_decodable"]["detail"]
 
