@@ -26,7 +26,51 @@ def encode_jpeg(frame: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY) -> bytes
     return imagecodecs.jpeg8_encode(frame, level=quality)
 
 
-def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic): they carry the size.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
+
+
+def jpeg_header_shape(data: bytes | np.ndarray) -> tuple[int, int, int]:
+    """(height, width, components) from a JPEG's frame header, read without decoding anything."""
+    buf = memoryview(data).cast("B")
+    if len(buf) < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        raise ValueError("not a JPEG: no start-of-image marker")
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            raise ValueError(f"not a JPEG: expected a marker at byte {i}")
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            i += 2
+            continue
+        length = (buf[i + 2] << 8) | buf[i + 3]
+        if marker in _SOF_MARKERS:
+            if length < 8 or i + 10 > len(buf):
+                break
+            height = (buf[i + 5] << 8) | buf[i + 6]
+            width = (buf[i + 7] << 8) | buf[i + 8]
+            return height, width, buf[i + 9]
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image or start of scan before any frame header
+            break
+        i += 2 + length
+    raise ValueError("not a JPEG: no frame header")
+
+
+def decode_jpeg(data: bytes | np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """JPEG bytes -> (H, W, 3) uint8. With `shape`, the header's size is compared with it before anything is decoded,
+    so a small chunk that claims a huge image is refused instead of allocated."""
+    if shape is not None:
+        claimed = jpeg_header_shape(data)
+        want = tuple(shape[-3:])  # (H, W, 3) of a frame or of a (1, H, W, 3) chunk
+        if claimed != want:
+            raise ValueError(
+                f"JPEG header declares {claimed[0]}x{claimed[1]} with {claimed[2]} components, expected "
+                f"{want[0]}x{want[1]} with {want[2]}; not decoded"
+            )
     return imagecodecs.jpeg8_decode(data)
 
 
@@ -60,7 +104,7 @@ class JpegCodec(ArrayBytesCodec):
         return replace(self)
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        image = decode_jpeg(chunk_bytes.as_numpy_array())
+        image = decode_jpeg(chunk_bytes.as_numpy_array(), chunk_spec.shape)
         return chunk_spec.prototype.nd_buffer.from_numpy_array(image.reshape(chunk_spec.shape))
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:

@@ -11,6 +11,7 @@ beyond "a Zarr v3 group": it answers array by array, so a malformed episode can 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,35 +25,30 @@ from zarr.storage import LocalStore
 from assets_store import schema as S
 from assets_store.codec import CODEC_NAME, decode_jpeg
 from assets_store.errors import EpisodeError
+from assets_store.schema import EpisodeHeader, parse_header
 
 LOWDIM_REQUIRED = (S.QPOS, S.ACTION, S.TIMESTAMPS)
 LOWDIM_OPTIONAL = (S.QVEL, S.EFFORT)
 
 
 def read_root_attrs(path: Path) -> dict:
-    """The episode's group attributes straight from zarr.json: cheap, for indexes and checks."""
+    """The episode's group attributes straight from zarr.json: cheap, for indexes and checks (not yet type-checked:
+    `schema.parse_header` does that)."""
     meta_file = Path(path) / "zarr.json"
     try:
         meta = json.loads(meta_file.read_text())
     except FileNotFoundError:
         raise EpisodeError(path, "zarr.json", "expected a Zarr v3 group; the file is missing") from None
+    except OSError as exc:
+        raise EpisodeError(path, "zarr.json", f"expected a readable file ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EpisodeError(path, "zarr.json", f"expected JSON group metadata, got unreadable content ({exc})") from None
-    if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
         raise EpisodeError(path, "zarr.json", "expected a Zarr v3 group")
-    return meta.get("attributes", {})
-
-
-def check_schema(path: Path, attrs: dict) -> None:
-    if attrs.get("schema") != S.EPISODE_SCHEMA:
-        raise EpisodeError(path, "attrs.schema", f"expected {S.EPISODE_SCHEMA!r}, got {attrs.get('schema')!r}")
-    version = attrs.get("schema_version")
-    if version not in S.SUPPORTED_SCHEMA_VERSIONS:
-        raise EpisodeError(
-            path, "attrs.schema_version",
-            f"unknown schema version {version!r}; this software reads versions {list(S.SUPPORTED_SCHEMA_VERSIONS)} "
-            "(upgrade the software, or re-export the episode)",
-        )
+    attrs = meta.get("attributes", {})
+    if not isinstance(attrs, dict):
+        raise EpisodeError(path, "zarr.json", f"expected an object of attributes, got {type(attrs).__name__}")
+    return attrs
 
 
 def frame_number_gaps(frame_info: np.ndarray) -> int:
@@ -72,9 +68,12 @@ class ArrayInfo:
 
 
 class EpisodeArrays:
-    """One episode's group attributes and arrays, opened read-only and unchecked.
+    """One episode's group attributes and arrays, opened read-only; metadata unchecked until asked.
 
-    A missing array is None; any other failure (unknown codec, corrupt chunk) raises Zarr's own exception.
+    `info` answers from an array's metadata alone. `read` first compares the array's claimed shape, dtype and chunk
+    size with what the header declares, so a damaged zarr.json cannot make it allocate or scan beyond the episode's
+    declared size. A missing array is None; a disagreement or unreadable header is an EpisodeError naming the field;
+    any other failure (unknown codec, corrupt chunk) raises Zarr's own exception.
     """
 
     def __init__(self, path: str | os.PathLike, attrs: dict | None = None):
@@ -83,16 +82,38 @@ class EpisodeArrays:
         self._group = zarr.open_group(store=LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
         self._data: dict[str, np.ndarray | None] = {}
 
+    @cached_property
+    def header(self) -> EpisodeHeader:
+        """The type-checked attributes (EpisodeError, naming the attribute, when they are not what the schema says)."""
+        return parse_header(self.path, self.attrs)
+
     def info(self, name: str) -> ArrayInfo | None:
         arr = self._array(name)
         return None if arr is None else ArrayInfo(tuple(arr.shape), arr.dtype)
 
     def read(self, name: str) -> np.ndarray | None:
-        """The whole array, decoded once and kept."""
+        """The whole array, decoded once and kept; only once its metadata matches the header."""
         if name not in self._data:
             arr = self._array(name)
+            if arr is not None:
+                self.check_declared(name, arr)
             self._data[name] = None if arr is None else np.asarray(arr[...])
         return self._data[name]
+
+    def check_declared(self, name: str, arr) -> None:
+        """Refuse an array whose metadata claims another shape or dtype than the header declares for it."""
+        declared = self.header.declared_arrays().get(name)
+        if declared is None:
+            raise EpisodeError(self.path, name, "expected an array the episode's attributes declare; not read")
+        shape, dtype = declared
+        if tuple(arr.shape) != shape or arr.dtype != dtype:
+            raise EpisodeError(self.path, name, f"expected {shape} {dtype}, got {tuple(arr.shape)} {arr.dtype}")
+        try:
+            chunks = tuple(arr.chunks)
+        except Exception as exc:  # e.g. a chunk grid other than Zarr's regular one
+            raise EpisodeError(self.path, name, f"expected a regular chunk grid ({type(exc).__name__}: {exc})") from None
+        if math.prod(chunks) > max(math.prod(shape), _CHUNK_SLACK):
+            raise EpisodeError(self.path, name, f"expected chunks within the array's {shape}, got {chunks}")
 
     def _array(self, name: str):
         try:
@@ -101,19 +122,25 @@ class EpisodeArrays:
             return None
 
 
+# A chunk may be larger than a small array (Zarr pads edge chunks): up to this many elements, never more than that
+# or the array itself, whichever is larger (a chunk is allocated whole when it is decoded).
+_CHUNK_SLACK = 1 << 20
+
+
 class EpisodeReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise EpisodeError(self.path, "episode", "expected an episode directory; it does not exist")
+            what = "it does not exist" if not self.path.exists() else "found something else (a file?)"
+            raise EpisodeError(self.path, "episode", f"expected an episode directory; {what}")
         self.attrs = read_root_attrs(self.path)
-        check_schema(self.path, self.attrs)
-        self.info = S.EpisodeInfo.from_attrs(self.attrs)
+        self.header = parse_header(self.path, self.attrs)
+        self.info = self.header.info
+        self.num_steps = self.header.num_steps
         try:
             self.arrays = EpisodeArrays(self.path, self.attrs)
         except Exception as exc:
             raise EpisodeError(self.path, "zarr.json", f"cannot open the Zarr group: {exc}") from exc
-        self.num_steps = int(self.attrs.get("num_steps", -1))
         lowdim = {name: self._load(name, required=True) for name in LOWDIM_REQUIRED}
         lowdim.update({name: self._load(name, required=False) for name in LOWDIM_OPTIONAL})
         self.qpos: np.ndarray = lowdim[S.QPOS]
@@ -121,7 +148,6 @@ class EpisodeReader:
         self.timestamps: np.ndarray = lowdim[S.TIMESTAMPS]
         self.qvel: np.ndarray | None = lowdim[S.QVEL]
         self.effort: np.ndarray | None = lowdim[S.EFFORT]
-        self._check_lowdim()
         self._images = {cam.name: self._image_array(cam) for cam in self.info.cameras}
         self._chunk_base = {cam: f"{self.path}/{S.image_array(cam)}/c" for cam in self._images}
 
@@ -147,7 +173,7 @@ class EpisodeReader:
         if fast:
             data = self.frame_bytes(camera, t)
             try:
-                image = decode_jpeg(data)
+                image = decode_jpeg(data, arr.shape[1:])
             except Exception as exc:
                 raise EpisodeError(
                     self.path, S.image_array(camera), f"step {t}: expected a JPEG frame, chunk is corrupt ({exc})"
@@ -167,13 +193,23 @@ class EpisodeReader:
         self._camera(camera)
         t = self._step(t)
         chunk = f"{self._chunk_base[camera]}/{t}/0/0/0"  # string paths: pathlib costs more than the read here
+        limit = _max_jpeg_bytes(self.info.camera(camera))
         try:
             with open(chunk, "rb") as f:
-                return f.read()
+                data = f.read(limit + 1)
         except FileNotFoundError:
             raise EpisodeError(
                 self.path, S.image_array(camera), f"step {t}: expected a frame chunk at {chunk}; it is missing"
             ) from None
+        except OSError as exc:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"step {t}: expected a readable frame chunk at {chunk} ({exc.strerror})"
+            ) from None
+        if len(data) > limit:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"step {t}: expected a JPEG of at most {limit} bytes, chunk is larger"
+            )
+        return data
 
     def frames(self, camera: str, steps=None) -> np.ndarray:
         idx = range(self.num_steps) if steps is None else steps
@@ -182,7 +218,7 @@ class EpisodeReader:
     def frame_info(self, camera: str) -> np.ndarray:
         """(T, 2): device frame number and device timestamp per step (NaN where the source had none)."""
         self._camera(camera)
-        return self._load(S.frame_info_array(camera), required=True, width=2)
+        return self._load(S.frame_info_array(camera), required=True)
 
     @cached_property
     def dropped_frames(self) -> dict[str, int]:
@@ -215,46 +251,32 @@ class EpisodeReader:
             raise EpisodeError(self.path, name, "expected this array; it is missing from the store")
         return arr
 
-    def _load(self, name: str, required: bool, width: int | None = None) -> np.ndarray | None:
+    def _load(self, name: str, required: bool) -> np.ndarray | None:
         arr = self._open_array(name, required)
         if arr is None:
             return None
+        self.arrays.check_declared(name, arr)
         try:
-            data = self.arrays.read(name)
+            return self.arrays.read(name)
         except Exception as exc:
             raise EpisodeError(self.path, name, f"cannot read the data (truncated or corrupt chunk?): {exc}") from None
-        if width is not None and (data.ndim != 2 or data.shape[1] != width):
-            raise EpisodeError(self.path, name, f"expected shape (T, {width}), got {data.shape}")
-        return data
-
-    def _check_lowdim(self) -> None:
-        J, A = self.info.num_joints, self.info.action_dim
-        expect = {S.QPOS: (J, np.float32), S.ACTION: (A, np.float32), S.QVEL: (J, np.float32), S.EFFORT: (J, np.float32)}
-        if self.num_steps < 0:
-            self.num_steps = len(self.timestamps)
-        for name, (dim, dtype) in expect.items():
-            arr = {S.QPOS: self.qpos, S.ACTION: self.action, S.QVEL: self.qvel, S.EFFORT: self.effort}[name]
-            if arr is None:
-                continue
-            if arr.shape != (self.num_steps, dim) or arr.dtype != dtype:
-                raise EpisodeError(
-                    self.path, name,
-                    f"expected ({self.num_steps}, {dim}) {np.dtype(dtype)}, got {arr.shape} {arr.dtype}",
-                )
-        if self.timestamps.shape != (self.num_steps,):
-            raise EpisodeError(self.path, S.TIMESTAMPS, f"expected ({self.num_steps},), got {self.timestamps.shape}")
 
     def _image_array(self, cam: S.CameraSpec):
         name = S.image_array(cam.name)
         arr = self._open_array(name, required=True)
-        want = (self.num_steps, cam.height, cam.width, 3)
-        if tuple(arr.shape) != want or arr.dtype != np.uint8:
-            raise EpisodeError(self.path, name, f"expected {want} uint8, got {tuple(arr.shape)} {arr.dtype}")
+        self.arrays.check_declared(name, arr)
+        one_frame = (1, cam.height, cam.width, 3)
+        if tuple(arr.chunks) != one_frame:
+            raise EpisodeError(self.path, name, f"expected one frame per chunk {one_frame}, got chunks {arr.chunks}")
         meta = arr.metadata
         fast = (
             len(meta.codecs) == 1
             and meta.codecs[0].to_dict().get("name") == CODEC_NAME
-            and tuple(meta.chunk_grid.chunk_shape) == (1, cam.height, cam.width, 3)
             and meta.encode_chunk_key((0, 0, 0, 0)) == "c/0/0/0/0"
         )
         return arr, fast
+
+
+def _max_jpeg_bytes(cam: S.CameraSpec) -> int:
+    """No JPEG of a camera frame is larger than twice the raw pixels (plus headers): a bound on what a read takes."""
+    return 2 * cam.height * cam.width * 3 + (64 << 10)

@@ -6,12 +6,18 @@
     /action (T, A)             root attr `sim` (bool)
 
 HDF5 files carry no timestamps: imported episodes get t / fps. Import never leaves a half episode (the writer
-commits atomically); export writes a temporary file and renames it.
+commits atomically); export writes a temporary file and renames it, and never replaces a file unless told to.
+
+An HDF5 file is untrusted input: import reads regular files only (a FIFO would block forever), refuses external
+links, external raw storage and virtual datasets (each can make the file read data from outside itself), and
+compares every claimed size with the schema's bounds before reading or decoding anything.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from assets_store import schema as S
-from assets_store.codec import decode_jpeg
+from assets_store.codec import decode_jpeg, jpeg_header_shape
 from assets_store.episode_reader import EpisodeReader
 from assets_store.episode_writer import EpisodeWriter
 from assets_store.errors import EpisodeError, StoreError
@@ -27,6 +33,8 @@ from assets_store.layout import StoreLayout
 
 ALOHA_ARM_JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"]
 ALOHA_JOINT_NAMES = [f"{side}_{j}" for side in ("left", "right") for j in ALOHA_ARM_JOINTS]
+# Widest joint or action vector accepted (ALOHA: 14, Mobile ALOHA: 14 + 2): a bound on what a claimed shape may cost.
+MAX_VECTOR = 64
 
 
 def default_joint_names(n: int) -> list[str]:
@@ -75,24 +83,47 @@ class _H5Episode:
         images = f.get("/observations/images")
         self.cameras = sorted(images.keys()) if images is not None else []
         self.sim = bool(f.attrs.get("sim", False))
-        self.compress_len = np.asarray(f["/compress_len"]) if self.compressed and "/compress_len" in f else None
-        self.shapes = {}
-        for i, cam in enumerate(self.cameras):
+        self.compress_len = None
+        if self.compressed and "/compress_len" in f:
+            lens = f["/compress_len"]
+            if lens.shape != (len(self.cameras), T) or lens.dtype.kind not in "fiu":
+                raise EpisodeError(
+                    path, "/compress_len", f"expected ({len(self.cameras)}, {T}) lengths, got {lens.shape} {lens.dtype}"
+                )
+            self.compress_len = np.asarray(lens)
+        self.shapes: dict[str, tuple[int, int, int]] = {}
+        for cam in self.cameras:
+            name = f"/observations/images/{cam}"
             ds = images[cam]
             if len(ds) != T:
-                raise EpisodeError(path, f"/observations/images/{cam}", f"expected {T} frames, got {len(ds)}")
+                raise EpisodeError(path, name, f"expected {T} frames, got {len(ds)}")
             if self.compressed:
-                self.shapes[cam] = self.frame(cam, 0).shape
+                if ds.ndim != 2 or ds.dtype != np.uint8 or ds.shape[1] > _MAX_JPEG_BYTES:
+                    raise EpisodeError(
+                        path, name, f"expected (T, L) uint8 JPEG bytes, L <= {_MAX_JPEG_BYTES}, got {ds.shape} {ds.dtype}"
+                    )
+                self.shapes[cam] = self._frame_shape(name, jpeg_header_shape(self._jpeg(cam, 0)))
             elif ds.dtype != np.uint8 or ds.ndim != 4 or ds.shape[-1] != 3:
-                raise EpisodeError(
-                    path, f"/observations/images/{cam}", f"expected (T, H, W, 3) uint8, got {ds.shape} {ds.dtype}"
-                )
+                raise EpisodeError(path, name, f"expected (T, H, W, 3) uint8, got {ds.shape} {ds.dtype}")
             else:
-                self.shapes[cam] = tuple(ds.shape[1:])
+                self.shapes[cam] = self._frame_shape(name, tuple(ds.shape[1:]))
+
+    def _frame_shape(self, name: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """A camera's (H, W, 3), refused before any frame is decoded when it exceeds what the store accepts."""
+        h, w, c = shape
+        if not (0 < h <= S.MAX_FRAME_SIDE and 0 < w <= S.MAX_FRAME_SIDE and c == 3):
+            raise EpisodeError(
+                self.path, name, f"expected RGB frames of at most {S.MAX_FRAME_SIDE}x{S.MAX_FRAME_SIDE}, got {h}x{w}x{c}"
+            )
+        return h, w, c
 
     def _floats(self, ds, name: str) -> np.ndarray:
         if ds.ndim != 2 or ds.dtype.kind not in "fiu":
             raise EpisodeError(self.path, name, f"expected a (T, D) numeric array, got {ds.shape} {ds.dtype}")
+        if ds.shape[0] > S.MAX_STEPS or ds.shape[1] > MAX_VECTOR:
+            raise EpisodeError(
+                self.path, name, f"expected at most {S.MAX_STEPS} steps of {MAX_VECTOR} values, got {ds.shape}"
+            )
         arr = np.asarray(ds, dtype=np.float32)
         if len(arr) == 0:
             raise EpisodeError(self.path, name, "expected at least one step, got 0")
@@ -100,17 +131,72 @@ class _H5Episode:
             raise EpisodeError(self.path, name, "expected finite values, found NaN/Inf")
         return arr
 
-    def frame(self, cam: str, t: int) -> np.ndarray:
-        ds = self.f["/observations/images"][cam]
-        if not self.compressed:
-            return ds[t]
-        buf = np.asarray(ds[t], dtype=np.uint8)
+    def _jpeg(self, cam: str, t: int) -> np.ndarray:
+        buf = np.asarray(self.f["/observations/images"][cam][t], dtype=np.uint8)
         if self.compress_len is not None:
             buf = buf[: int(self.compress_len[self.cameras.index(cam), t])]
-        try:
-            return np.ascontiguousarray(decode_jpeg(buf)[..., ::-1])  # OpenCV wrote BGR
+        return buf
+
+    def frame(self, cam: str, t: int) -> np.ndarray:
+        if not self.compressed:
+            return self.f["/observations/images"][cam][t]
+        try:  # every frame must have the first one's size: compared before decoding
+            return np.ascontiguousarray(decode_jpeg(self._jpeg(cam, t), self.shapes[cam])[..., ::-1])  # OpenCV: BGR
         except Exception as exc:
             raise EpisodeError(self.path, f"/observations/images/{cam}", f"step {t}: undecodable JPEG ({exc})") from None
+
+
+# The largest JPEG of the largest frame the store accepts (see codec and episode reader): a bound on a padded row.
+_MAX_JPEG_BYTES = 2 * S.MAX_FRAME_SIDE * S.MAX_FRAME_SIDE * 3 + (64 << 10)
+
+
+def _refuse_indirection(f, source: Path) -> None:
+    """Refuse anything that makes the file read data from elsewhere: external links, external raw storage, virtual
+    datasets (whose sources are other files). Soft links inside the file are harmless and kept."""
+    import h5py
+
+    problems: list[str] = []
+
+    def visit(name: str, link) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            problems.append(f"/{name}: external link to {link.filename}:{link.path}; refusing to follow it")
+        elif isinstance(link, h5py.HardLink):
+            obj = f[name]
+            if isinstance(obj, h5py.Dataset) and obj.external:
+                problems.append(f"/{name}: raw data stored in external files; refusing to read them")
+            elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                problems.append(f"/{name}: a virtual dataset (its data lives in other files); refusing to read it")
+
+    f.visititems_links(visit)
+    if problems:
+        raise StoreError(f"{source}: {problems[0]}")
+
+
+def _check_fps(fps: float) -> None:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise StoreError(f"fps: expected a positive number of steps per second, got {fps!r}")
+
+
+def _open_regular(source: Path):
+    """h5py.File on a regular file only: a FIFO or device would block or never end."""
+    import h5py
+
+    try:
+        mode = os.stat(source).st_mode
+    except OSError as exc:
+        raise StoreError(f"{source}: cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{source}: expected a regular HDF5 file, got {_file_kind(mode)}")
+    try:
+        return h5py.File(source, "r")
+    except Exception as exc:
+        raise StoreError(f"{source}: cannot open as HDF5 ({type(exc).__name__}: {exc})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
 
 
 def import_hdf5_file(
@@ -123,15 +209,11 @@ def import_hdf5_file(
     jpeg_quality: int = 90,
 ) -> Path:
     """Convert one file; raises StoreError/EpisodeError naming the file on any problem (nothing is committed)."""
-    import h5py
-
+    _check_fps(fps)
     source = Path(source)
-    try:
-        f = h5py.File(source, "r")
-    except Exception as exc:
-        raise StoreError(f"{source}: cannot open as HDF5 ({type(exc).__name__}: {exc})") from None
-    with f:
+    with _open_regular(source) as f:
         try:
+            _refuse_indirection(f, source)
             ep = _H5Episode(f, source)
         except EpisodeError:
             raise
@@ -176,6 +258,7 @@ def import_hdf5(
     on_file_done: Callable[[Path], None] | None = None,
 ) -> ImportReport:
     """Import each file; a bad file is reported by name and skipped, never half-imported."""
+    _check_fps(fps)
     report = ImportReport()
     for source in sources:
         try:
@@ -189,12 +272,16 @@ def import_hdf5(
     return report
 
 
-def export_hdf5(episode: Path, out: Path) -> Path:
-    """Write an episode in the original ALOHA layout (uncompressed images by default, as ACT's loader expects)."""
+def export_hdf5(episode: Path, out: Path, *, force: bool = False) -> Path:
+    """Write an episode in the original ALOHA layout (uncompressed images by default, as ACT's loader expects).
+
+    An existing `out` is a file this did not write: refused unless `force`; a directory there is always refused.
+    """
     import h5py
 
-    reader = EpisodeReader(episode)
     out = Path(out)
+    refuse_existing_target(out, force)
+    reader = EpisodeReader(episode)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
@@ -221,3 +308,11 @@ def export_hdf5(episode: Path, out: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def refuse_existing_target(out: Path, force: bool) -> None:
+    """StoreError unless `out` is free, or an existing regular file and `force` is given."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise StoreError(f"{out}: exists and is not a regular file; refusing to replace it")
+    if out.exists() and not force:
+        raise StoreError(f"{out}: exists; refusing to overwrite a file this export did not write (use --force)")

@@ -1,6 +1,8 @@
 """Crash recovery: find what a crashed writer left behind and either recover it (complete) or remove it (partial).
 
 `aloha episodes doctor` runs it over the whole store; every new `EpisodeWriter` runs it over its session first.
+A finalized session is never changed: its leftovers are reported and kept (recovering one would add an episode
+its marker does not list, after the pipeline may have ingested the session).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_store.layout import COMPLETE_MARKER, TMP_PREFIX, StoreLayout, TempName, host_tag, parse_temp_dirname
-from assets_store.sessions import list_sessions
+from assets_store.sessions import is_session_finalized, list_sessions
 
 
 @dataclass
 class SweepAction:
     path: Path
-    action: str  # "recovered" | "removed" | "skipped (live writer)" | "kept (final name taken)"
+    action: str  # "recovered" | "removed" | "skipped (live writer)" | "kept (final name taken)" | "kept (session finalized)"
     detail: str = ""
 
     def __str__(self) -> str:
@@ -48,6 +50,7 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
     actions: list[SweepAction] = []
     if not Path(session_dir).is_dir():
         return actions
+    finalized = is_session_finalized(session_dir)
     for entry in sorted(os.scandir(session_dir), key=lambda e: e.name):
         if not entry.name.startswith(TMP_PREFIX) or not entry.is_dir():
             continue
@@ -55,6 +58,12 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
         temp = parse_temp_dirname(entry.name)
         if _owner_alive(temp):
             actions.append(SweepAction(path, "skipped (live writer)"))
+            continue
+        if finalized:
+            actions.append(SweepAction(
+                path, "kept (session finalized)",
+                "left by a crashed writer before the session was finalized; the finalized session is not changed",
+            ))
             continue
         final_name = temp.final_name if temp else entry.name[len(TMP_PREFIX):]
         final = path.parent / final_name

@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from assets_store import CameraSpec, EpisodeInfo, EpisodeWriter, StoreLayout, finalize_session
+from assets_store.checks import CheckSettings
+from assets_store.episode_report import check_entry
+from assets_store.sessions import session_entries
+from pipeline.jobs import INGEST_JOB
+from pipeline.partitions import SESSIONS
 
 ROBOT = "sim-transfer-cube"
 JOINTS = [f"{side}_{j}" for side in ("left", "right") for j in (
@@ -97,3 +102,30 @@ def migrated_mlflow_db(tmp_path_factory) -> Path:
         MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
         tmp.rename(db)
     return db
+
+
+# ---------------------------------------------------------------------------------------------- running ingest
+def ingest(defs, instance, session):
+    if session not in instance.get_dynamic_partitions(SESSIONS):
+        instance.add_dynamic_partitions(SESSIONS, [session])
+    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=session, instance=instance, raise_on_error=False
+    )
+
+
+def metadata(result, key):
+    for ev in result.get_asset_materialization_events():
+        if ev.materialization.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in ev.materialization.metadata.items()}
+    return None
+
+
+def check_results(result):
+    return {e.event_specific_data.check_name: e.event_specific_data
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def check_one(layout, session, path):
+    """Every check on one episode of a session, as raw_episodes runs them (without the cache)."""
+    entry = next(e for e in session_entries(layout, session) if e.path == path)
+    return check_entry(session, entry, CheckSettings())

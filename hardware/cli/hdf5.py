@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assets_store import StoreError, validate_name
-from assets_store.hdf5 import export_hdf5, import_hdf5
+from assets_store.hdf5 import export_hdf5, import_hdf5, refuse_existing_target
 from assets_store.layout import episode_stem
 from hardware.cli.common import StoreOption, console, err_console, fail, layout
 from hardware.cli.common import resolve_episode
@@ -35,8 +35,11 @@ def register(app: typer.Typer) -> None:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("importing", total=len(files))
-            report = import_hdf5(lay, session, files, fps=fps, robot=robot, jpeg_quality=jpeg_quality,
-                                 on_file_done=lambda p: progress.advance(task))
+            try:
+                report = import_hdf5(lay, session, files, fps=fps, robot=robot, jpeg_quality=jpeg_quality,
+                                     on_file_done=lambda p: progress.advance(task))
+            except StoreError as exc:  # refused before any file is read: e.g. --fps 0
+                fail(str(exc))
         for src, dst in report.imported:
             console.print(f"imported {src} -> {dst}")
         for src, why in report.failed:
@@ -49,15 +52,27 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         episodes: Annotated[list[str], typer.Argument(help="Episodes: path, SESSION/episode_NNNNNN.zarr or SESSION/N.")],
         out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+        force: Annotated[bool, typer.Option("--force", help="Replace existing episode_*.hdf5 files in --out.")] = False,
         store: StoreOption = None,
     ) -> None:
-        """Write episodes in the original ALOHA HDF5 layout (for the original ACT code)."""
-        out.mkdir(parents=True, exist_ok=True)
-        for ref in episodes:
-            path = resolve_episode(store, ref)
-            target = out / (episode_stem(path.name) + ".hdf5")
+        """Write episodes in the original ALOHA HDF5 layout (for the original ACT code). Existing files in --out are
+        never replaced without --force."""
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out}: expected a directory, found a file")
+        sources = [resolve_episode(store, ref) for ref in episodes]
+        jobs = [(path, out / (episode_stem(path.name) + ".hdf5")) for path in sources]
+        targets = [target for _, target in jobs]
+        if len(set(targets)) != len(targets):
+            fail(f"two of the episodes would be written to the same file in {out}; export them to different --out")
+        try:  # every target checked before the first is written
+            for target in targets:
+                refuse_existing_target(target, force)
+            out.mkdir(parents=True, exist_ok=True)
+        except (StoreError, OSError) as exc:
+            fail(str(exc))
+        for path, target in jobs:
             try:
-                export_hdf5(path, target)
+                export_hdf5(path, target, force=force)
             except StoreError as exc:
                 fail(str(exc))
             console.print(f"exported {path} -> {target}")

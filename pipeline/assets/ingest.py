@@ -1,8 +1,9 @@
 """raw_episodes (+ blocking per-episode checks) -> validated_episodes, one partition per recording session.
 
 The checks run inside the `raw_episodes` step (each episode is read once) and report one Dagster asset check per
-kind of problem. A check that only some episodes fail is a WARN: those episodes are quarantined and the rest go on.
-It is an ERROR, which blocks everything downstream, only when no episode of the session survives.
+kind of problem. A check that only some episodes fail is a WARN: those episodes are quarantined (there and then, so
+a session whose every episode fails still gets its records) and the rest go on. It is an ERROR, which blocks
+everything downstream, only when no episode of the session survives.
 """
 
 
@@ -22,26 +23,31 @@ from dagster import (
     asset,
 )
 
-from assets_store import EpisodeReader, is_session_finalized
+from assets_store import EpisodeReader, StoreError, is_session_finalized
+from assets_store.checks import CHECK_DESCRIPTIONS, CHECKS, CheckSettings
+from assets_store.episode_report import EpisodeReport
 from assets_store.hashing import write_json_atomic
-from assets_store.sessions import episode_dirs
+from assets_store.sessions import session_entries
 from pipeline import plots
 from pipeline.partitions import sessions_partitions
 from pipeline.resources import StoreResource
-from pipeline.validation import CHECK_DESCRIPTIONS, CHECKS, CheckSettings, EpisodeReport, validate_cached
+from pipeline.validation import validate_cached, write_quarantine_records
 
 INGEST_GROUP = "ingest"
+
+
+_DEFAULTS = CheckSettings()  # the same bar `aloha episodes check` applies
 
 
 class ValidationConfig(Config):
     """Tolerances of the episode checks (changing them re-validates every episode of the session)."""
 
-    rate_tolerance: float = 0.2
-    max_late_ratio: float = 0.1
-    joint_margin: float = 0.1
-    max_dropped_ratio: float = 0.05
-    decode_stride: int = 1
-    keep_failed_demos: bool = False  # True: failed demonstrations (outcome.success false) are trained on too
+    rate_tolerance: float = _DEFAULTS.rate_tolerance
+    max_late_ratio: float = _DEFAULTS.max_late_ratio
+    joint_margin: float = _DEFAULTS.joint_margin
+    max_dropped_ratio: float = _DEFAULTS.max_dropped_ratio
+    decode_stride: int = _DEFAULTS.decode_stride
+    keep_failed_demos: bool = _DEFAULTS.keep_failed_demos
 
     def settings(self) -> CheckSettings:
         return CheckSettings(**self.model_dump())
@@ -74,15 +80,23 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
     if not is_session_finalized(sdir):
         raise Failure(f"session {session!r} is still being recorded (no finalized marker); finalize it first")
     settings = config.settings()
+    try:
+        entries = session_entries(layout, session)  # the marker's episodes against the directory's
+    except StoreError as exc:
+        raise Failure(f"session {session!r}: {exc}") from None
     reports: list[EpisodeReport] = []
     reused = 0
     start = time.perf_counter()
-    for _, path in episode_dirs(sdir):
-        report, was_cached = validate_cached(session, path, settings, layout.episode_report_path(session, path.name))
+    for entry in entries:
+        report, was_cached = validate_cached(session, entry, settings, layout.episode_report_path(session, entry.name))
         reused += was_cached
         reports.append(report)
     elapsed = time.perf_counter() - start
     context.log.info(f"{session}: {len(reports)} episodes, {len(reports) - reused} validated now, {reused} cached")
+    for entry in entries:
+        if entry.problem:
+            context.log.warning(f"{session}/{entry.name}: {entry.problem}")
+    write_quarantine_records(layout, session, reports, context.run.run_id)
 
     inventory = layout.session_inventory_path(session)
     inventory.parent.mkdir(parents=True, exist_ok=True)
@@ -145,29 +159,9 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
 
     kept: list[EpisodeReport] = []
     quarantined: list[EpisodeReport] = []
-    for episode in inventory["episodes"]:
+    for episode in inventory["episodes"]:  # raw_episodes wrote their quarantine records
         report = EpisodeReport.from_json(json.loads(layout.episode_report_path(session, episode).read_text()))
-        record = layout.quarantine_record_path(session, episode)
-        if report.passed:
-            kept.append(report)
-            record.unlink(missing_ok=True)  # passed now (e.g. looser settings): the old record no longer applies
-            continue
-        quarantined.append(report)
-        # A record, not a move: the episode stays where the recorder put it, so nothing is ever lost.
-        record.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            record,
-            {
-                "session": session,
-                "episode": episode,
-                "path": report.path,
-                "content_hash": report.content_hash,
-                "reasons": report.reasons,
-                "checks": report.checks,
-                "quarantined_at": time.time(),
-                "dagster_run_id": context.run.run_id,
-            },
-        )
+        (kept if report.passed else quarantined).append(report)
 
     summary = {
         "session": session,

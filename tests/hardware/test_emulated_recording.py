@@ -12,9 +12,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader
-from assets_store.checks import dropped_frame_count
+from assets_store.checks import CHECKS, dropped_frame_count
 from assets_store.episode_reader import EpisodeArrays
-from pipeline.validation import CHECKS, CheckSettings, validate_episode
+from pipeline_kit import check_one
 
 STEPS = 150  # 3 s at 50 Hz: a few late steps on a loaded machine stay well inside the checks' tolerances
 
@@ -29,7 +29,7 @@ def test_emulated_recording_passes_every_pipeline_check(layout):
     assert result.exit_code == 0, result.output
     (episode,) = sorted(layout.session_dir("dry_run").glob("episode_*.zarr"))
 
-    report = validate_episode("dry_run", episode, CheckSettings())
+    report = check_one(layout, "dry_run", episode)  # every check, as the pipeline runs them
     assert set(report.checks) == set(CHECKS)
     assert report.passed, report.reasons
 

@@ -12,27 +12,7 @@ from pipeline.jobs import INGEST_JOB
 from pipeline.partitions import SESSIONS
 from pipeline.resources import StoreResource
 from pipeline.sensors import finalized_sessions_sensor
-from pipeline_kit import corrupt_frame, make_session
-
-
-def ingest(defs, instance, session):
-    if session not in instance.get_dynamic_partitions(SESSIONS):
-        instance.add_dynamic_partitions(SESSIONS, [session])
-    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        partition_key=session, instance=instance, raise_on_error=False
-    )
-
-
-def metadata(result, key):
-    for ev in result.get_asset_materialization_events():
-        if ev.materialization.asset_key.to_user_string() == key:
-            return {k: v.value for k, v in ev.materialization.metadata.items()}
-    return None
-
-
-def check_results(result):
-    return {e.event_specific_data.check_name: e.event_specific_data
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+from pipeline_kit import check_one, check_results, corrupt_frame, ingest, make_session, metadata
 
 
 def test_sensor_adds_only_finalized_sessions(layout):
@@ -115,32 +95,26 @@ def test_unfinalized_session_is_refused(layout):
 def test_each_check_names_its_reason(layout, mutate, check):
     import zarr
 
-    from pipeline.validation import CheckSettings, validate_episode
-
     path = make_session(layout, "m", 1, finalize=False)[0]
     mutate(zarr.open_group(str(path), mode="r+", zarr_format=3))
-    report = validate_episode("m", path, CheckSettings())
+    report = check_one(layout, "m", path)
     failing = [name for name, c in report.checks.items() if not c["passed"]]
     assert failing == [check], report.checks
     assert report.partial_stats is None
 
 
 def test_failed_recording_and_missing_frame_are_named(layout):
-    import json
-
-    from pipeline.validation import CheckSettings, validate_episode
-
     failed, missing = make_session(layout, "f", 2, finalize=False)[:2]
     meta = json.loads((failed / "zarr.json").read_text())
     meta["attributes"].update(status="failed", failure="ServoHardwareError: servo ID 4 overload")
     (failed / "zarr.json").write_text(json.dumps(meta))
-    report = validate_episode("f", failed, CheckSettings())
+    report = check_one(layout, "f", failed)
     assert [n for n, c in report.checks.items() if not c["passed"]] == ["recording_completed"]
     assert "servo ID 4 overload" in report.checks["recording_completed"]["detail"]
 
     cam = json.loads((missing / "zarr.json").read_text())["attributes"]["cameras"][0]["name"]
     next((missing / "observations/images" / cam / "c").glob("3/0/0/0")).unlink()
-    report = validate_episode("f", missing, CheckSettings())
+    report = check_one(layout, "f", missing)
     assert [n for n, c in report.checks.items() if not c["passed"]] == ["frames_decodable"]
     assert "step 3" in report.checks["frames_decodable"]["detail"]
 
