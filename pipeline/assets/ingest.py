@@ -7,8 +7,10 @@ everything downstream, only when no episode of the session survives.
 """
 
 
+import contextlib
 import json
 import time
+from typing import Iterator
 
 import numpy as np
 from dagster import (
@@ -62,6 +64,17 @@ def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _disk_errors(what: str) -> Iterator[None]:
+    """A full or read-only disk is one clear failure naming the episode or session; every write is atomic, so what
+    was written before stays as it was and no partial file remains."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise Failure(f"{what}: {exc.strerror or exc}{where}; earlier reports and records are unchanged") from None
+
+
 @asset(
     partitions_def=sessions_partitions,
     group_name=INGEST_GROUP,
@@ -88,7 +101,9 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
     reused = 0
     start = time.perf_counter()
     for entry in entries:
-        report, was_cached = validate_cached(session, entry, settings, layout.episode_report_path(session, entry.name))
+        with _disk_errors(f"session {session!r}, episode {entry.name}: could not write its validation report"):
+            report, was_cached = validate_cached(session, entry, settings,
+                                                 layout.episode_report_path(session, entry.name))
         reused += was_cached
         reports.append(report)
     elapsed = time.perf_counter() - start
@@ -96,14 +111,15 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
     for entry in entries:
         if entry.problem:
             context.log.warning(f"{session}/{entry.name}: {entry.problem}")
-    write_quarantine_records(layout, session, reports, context.run.run_id)
-
+    with _disk_errors(f"session {session!r}: could not write its quarantine records"):
+        write_quarantine_records(layout, session, reports, context.run.run_id)
     inventory = layout.session_inventory_path(session)
-    inventory.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        inventory,
-        {"session": session, "episodes": [r.episode for r in reports], "settings_key": settings.key()},
-    )
+    with _disk_errors(f"session {session!r}: could not write its inventory"):
+        inventory.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            inventory,
+            {"session": session, "episodes": [r.episode for r in reports], "settings_key": settings.key()},
+        )
 
     usable = sum(r.passed for r in reports)
     check_results = []
@@ -183,7 +199,8 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
     }
     summary_path = layout.session_summary_path(session)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(summary_path, summary)
+    with _disk_errors(f"session {session!r}: could not write its summary"):
+        write_json_atomic(summary_path, summary)
     if not kept:
         raise Failure(f"session {session!r}: every episode was quarantined", metadata={"quarantined": len(quarantined)})
 

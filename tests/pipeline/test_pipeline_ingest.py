@@ -181,3 +181,30 @@ def test_failed_demonstrations_are_quarantined_unless_the_run_keeps_them(layout)
     )
     assert metadata(kept, "validated_episodes")["episodes_kept"] == 3
     assert not (layout.quarantine_dir / "scripted" / "episode_000001.zarr.json").exists()
+
+
+def test_a_full_disk_during_ingest_names_the_episode_and_leaves_no_partial_file(layout, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    make_session(layout, "full", 3)
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+    real_write_text = Path.write_text
+
+    def fill_up(self, data, *args, **kw):
+        if "episode_000001" in self.name:  # the disk fills while this episode's report is written
+            real_write_text(self, data[: len(data) // 2], *args, **kw)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write_text(self, data, *args, **kw)
+
+    monkeypatch.setattr(Path, "write_text", fill_up)
+    result = ingest(defs, instance, "full")
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert "episode episode_000001.zarr: could not write its validation report" in error.message
+    assert "No space left on device" in error.message and "Traceback" not in error.message
+    leftovers = [p for p in layout.root.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers  # the atomic write removed its temporary file
+    reports = layout.episode_report_path("full", "episode_000000.zarr")
+    assert json.loads(reports.read_text())["episode"] == "episode_000000.zarr"  # what was written before is intact
