@@ -67,6 +67,8 @@ def parse_hxw(text: str) -> tuple[int, int]:
         raise ValueError(f"expected HxW such as 480x640, got {text!r}") from None
     if h <= 0 or w <= 0:
         raise ValueError(f"expected a positive resolution, got {text!r}")
+    if h > MAX_FRAME_SIDE or w > MAX_FRAME_SIDE:
+        raise ValueError(f"expected at most {MAX_FRAME_SIDE} pixels per side, got {text!r}")
     return h, w
 
 

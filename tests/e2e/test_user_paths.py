@@ -316,6 +316,13 @@ def test_record_reports_an_unknown_camera_in_one_line(tmp_path):
     one_error_line(res.output)
 
 
+def test_record_refuses_a_resolution_no_episode_could_hold(tmp_path):
+    res = runner.invoke(build_app(), ["record", "--robot", "emulated", "--session", "s", "--resolution", "5000x5000",
+                                      "--store", str(tmp_path / "store")])
+    assert res.exit_code == 2 and "at most 4096 pixels per side" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "store").exists()
+
+
 def test_record_into_a_store_that_cannot_be_written(tmp_path):
     """A store path under a regular file: mkdir fails for every user, root included."""
     a_file = tmp_path / "a_file"
