@@ -40,7 +40,9 @@ class DemoOptions:
     eval_episodes: int = 50
     temporal_ensemble_k: float | None = 0.01
     session: str | None = None
-    seed: int = 0
+    # None: seeds no episode of this store used yet (on a fresh store 0, 1, ... or the covering set from 0, as
+    # measured); a number: that first seed, as `aloha record --seed`
+    seed: int | None = None
     num_workers: int = _DEMO_TRAIN["num_workers"]
     extra_training_config: dict[str, Any] = field(default_factory=dict)
 
@@ -66,11 +68,21 @@ class DemoSummary:
     pipeline_s: float = 0.0
 
 
-def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None):
+def demo_seeds(layout: StoreLayout, opts: DemoOptions) -> tuple[list[int] | None, str]:
+    """The seeds the demo records, and a line saying which: a second demo in the same store repeats no scene."""
+    from hardware.sim.placements import session_seeds
+
+    return session_seeds(layout, DEMO_TASK, opts.episodes, first_seed=opts.seed,
+                         covering=opts.placements == "covering")
+
+
+def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Callable | None = None,
+                        seeds: list[int] | None = None):
     from hardware.recorder import RecordConfig, record_session
     from hardware.registry import RobotOptions, make_robot, make_teleoperator
-    from hardware.sim import covering_seeds
 
+    if seeds is None:
+        seeds = demo_seeds(layout, opts)[0]  # None only for an explicit --seed with random placements
     robot_opts = RobotOptions(resolution=opts.resolution, layout=layout)
     robot = make_robot(DEMO_ROBOT, robot_opts)
     teleop = make_teleoperator(DEMO_ROBOT, robot, robot_opts)
@@ -78,8 +90,8 @@ def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Cal
         session=opts.session,
         episodes=opts.episodes,
         episode_len=opts.episode_len,
-        seed=opts.seed,  # "random": episode i uses seed + i
-        seeds=covering_seeds(DEMO_TASK, opts.episodes, first_seed=opts.seed) if opts.placements == "covering" else None,
+        seed=opts.seed or 0,  # used only without explicit seeds: episode i uses seed + i
+        seeds=seeds,
         realtime=False,  # a simulator needs no wall clock: record as fast as the machine allows
         task=DEMO_TASK,
         operator="scripted",

@@ -53,7 +53,7 @@ def demo(
     from dagster import DagsterError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.demo import materialize, record_demo_session, summarize
+    from pipeline.demo import demo_seeds, materialize, record_demo_session, summarize
 
     layout = StoreLayout.at(store)
     opts = DemoOptions(
@@ -75,6 +75,8 @@ def demo(
         f"1/2 recording {episodes} scripted transfer-cube episodes into session [bold]{opts.session}[/] "
         f"({opts.resolution[0]}x{opts.resolution[1]}, {episode_len} steps each, {placements} cube placements)"
     )
+    seeds, seeds_note = demo_seeds(layout, opts)
+    console.print(f"    {seeds_note}")
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]record"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=console) as progress:
@@ -84,7 +86,7 @@ def demo(
             if p.phase == "saved":
                 progress.update(task, completed=p.episode, status=p.message or "")
 
-        recorded = record_demo_session(layout, opts, on_progress)
+        recorded = record_demo_session(layout, opts, on_progress, seeds)
         progress.update(task, completed=len(recorded.episodes))
     record_s = time.perf_counter() - t0
     console.print(

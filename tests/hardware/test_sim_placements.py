@@ -111,3 +111,17 @@ def test_aloha_record_defaults_to_unused_seeds_and_says_which(layout):
     assert not set(covering) & {0, 1, 2, 3} and "covering placements" in out
     explicit, _ = record("four", "--seed", "0")  # an explicit --seed is taken as given
     assert explicit == [0, 1]
+
+
+def test_the_demo_records_unused_seeds_and_a_fresh_store_gets_the_measured_set(layout):
+    from hardware.sim import covering_seeds
+    from pipeline.demo import DEMO_TASK, DemoOptions, demo_seeds
+
+    fresh, _ = demo_seeds(layout, DemoOptions(episodes=6))
+    assert fresh == covering_seeds(DEMO_TASK, 6, first_seed=0)  # what the README's measurements recorded
+    for i, seed in enumerate(fresh[:3]):
+        _episode(layout, "demo-1", i, "sim-transfer-cube", seed)
+    second, note = demo_seeds(layout, DemoOptions(episodes=6))
+    assert not set(second) & set(fresh[:3]) and "3 seed(s) already recorded" in note
+    assert demo_seeds(layout, DemoOptions(episodes=3, placements="random"))[0] == sorted(
+        set(range(6)) - set(fresh[:3]))[:3]
