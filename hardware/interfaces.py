@@ -69,7 +69,8 @@ class Robot(abc.ABC):
         """Release the robot (torque off on hardware). Must be safe to call twice."""
 
     def reset(self, seed: int | None = None) -> Observation:
-        """Prepare a new episode (sim: new object placement from `seed`) and return the first observation."""
+        """Prepare a new episode (sim: new object placement from `seed`) and return an observation of it. The control
+        loop observes again at step 0 itself: frames taken here predate the start gesture and ramp."""
         return self.observe()
 
     def max_reward(self) -> float | None:

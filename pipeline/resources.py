@@ -35,7 +35,10 @@ class MlflowResource(ConfigurableResource):
 
     store: StoreResource
     tracking_uri: Optional[str] = None  # default: sqlite:///<store>/mlflow/mlflow.db
-    artifacts_uri: Optional[str] = None  # default: file://<store>/mlflow/artifacts
+    # default: through the tracking server when it is one (http/https: `mlflow-artifacts:/`), else
+    # file://<store>/mlflow/artifacts; a local default with a server would leave artifacts on whichever machine
+    # trained first
+    artifacts_uri: Optional[str] = None
     experiment_name: str = "aloha-act"
     registered_model_name: str = "aloha-act"
     ui_url: str = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves; only used to build links
@@ -50,7 +53,11 @@ class MlflowResource(ConfigurableResource):
 
     @property
     def resolved_artifacts_uri(self) -> str:
-        return self.artifacts_uri or self.store.layout.mlflow_artifacts_uri
+        if self.artifacts_uri:
+            return self.artifacts_uri
+        if (self.tracking_uri or "").startswith(("http://", "https://")):
+            return "mlflow-artifacts:/"
+        return self.store.layout.mlflow_artifacts_uri
 
     def client(self):
         from mlflow.tracking import MlflowClient

@@ -193,8 +193,8 @@ def test_whole_graph_on_postgres_and_an_mlflow_server(layout, workdir, postgres,
     make_session(layout, "s1", 3)
 
     # configuration, not code: the instance from dagster.yaml, the MLflow resource pointed at the server
-    defs = build_definitions(store_root=str(layout.root), mlflow_tracking_uri=tracking_uri,
-                             mlflow_artifacts_uri="mlflow-artifacts:/")
+    # (artifacts go through the server by default when the tracking URI is one)
+    defs = build_definitions(store_root=str(layout.root), mlflow_tracking_uri=tracking_uri)
     with DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
