@@ -23,11 +23,21 @@ from assets_store.hashing import file_sha256, replace_directory, write_json_atom
 BUNDLE_SCHEMA = "aloha-policy-bundle"
 BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
-REQUIRED_FILES = ("model.safetensors", "config.json", "stats.json")
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATS = "stats.json"
+REQUIRED_FILES = (WEIGHTS, CONFIG, STATS)
 
 
 def _files(bundle: Path) -> list[str]:
-    return sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Every file in the bundle but the manifest; a link anywhere in it is refused (its bytes live elsewhere)."""
+    names = []
+    for p in bundle.rglob("*"):
+        if p.is_symlink():
+            raise BundleIntegrityError(f"{p}: a symbolic link; a bundle holds its own files only")
+        if p.is_file() and p.name != MANIFEST:
+            names.append(p.relative_to(bundle).as_posix())
+    return sorted(names)
 
 
 def seal_bundle(
@@ -84,6 +94,7 @@ def _verified_files(bundle: Path, keep: bool) -> tuple[dict[str, Any], dict[str,
     for name in REQUIRED_FILES:
         if name not in listed:
             raise BundleIntegrityError(f"{bundle / MANIFEST}: files: expected an entry for {name}")
+    present = set(_files(bundle))  # first: a link anywhere is refused before any byte is read through it
     contents: dict[str, bytes] = {}
     for name, want in listed.items():
         if not _inside(name):
@@ -91,6 +102,8 @@ def _verified_files(bundle: Path, keep: bool) -> tuple[dict[str, Any], dict[str,
                 f"{bundle / MANIFEST}: files: {name!r}: expected a relative path inside the bundle"
             )
         path = bundle / name
+        if path.is_symlink():
+            raise BundleIntegrityError(f"{path}: a symbolic link; a bundle holds its own files only")
         if not path.is_file():
             raise BundleIntegrityError(f"{path}: listed in the manifest but missing")
         if keep:
@@ -102,7 +115,7 @@ def _verified_files(bundle: Path, keep: bool) -> tuple[dict[str, Any], dict[str,
             raise BundleIntegrityError(f"{path}: sha256 mismatch: manifest says {want}, file has {got}")
         if keep:
             contents[name] = data
-    unlisted = sorted(set(_files(bundle)) - set(listed))
+    unlisted = sorted(present - set(listed))
     if unlisted:
         raise BundleIntegrityError(f"{bundle}: files not in the manifest: {unlisted}")
     return manifest, contents

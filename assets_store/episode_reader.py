@@ -10,6 +10,7 @@ beyond "a Zarr v3 group": it answers array by array, so a malformed episode can 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -97,6 +98,7 @@ class EpisodeArrays:
             arr = self._array(name)
             if arr is not None:
                 self.check_declared(name, arr)
+                self.check_chunks_present(name, arr)
             self._data[name] = None if arr is None else np.asarray(arr[...])
         return self._data[name]
 
@@ -114,6 +116,19 @@ class EpisodeArrays:
             raise EpisodeError(self.path, name, f"expected a regular chunk grid ({type(exc).__name__}: {exc})") from None
         if math.prod(chunks) > max(math.prod(shape), _CHUNK_SLACK):
             raise EpisodeError(self.path, name, f"expected chunks within the array's {shape}, got {chunks}")
+
+    def check_chunks_present(self, name: str, arr) -> None:
+        """Every chunk of a fully written array is on disk: Zarr reads a missing one as its fill value (zeros), which
+        would pass for data. Episodes written since `chunks_complete` was recorded have every chunk, so a missing one
+        is damage; older ones skipped all-zero chunks and cannot tell."""
+        if self.attrs.get("chunks_complete") is not True:
+            return
+        grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks)]
+        missing = [key for idx in itertools.product(*grid)
+                   if not (self.path / name / (key := arr.metadata.encode_chunk_key(idx))).is_file()]
+        if missing:
+            raise EpisodeError(self.path, name, f"expected every chunk on disk; {len(missing)} missing "
+                                                f"(first: {missing[0]})")
 
     def _array(self, name: str):
         try:

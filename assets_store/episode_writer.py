@@ -307,7 +307,10 @@ class EpisodeWriter:
         group = zarr.open_group(str(self.tmp_path), mode="a", zarr_format=3)
 
         def put(name: str, data: np.ndarray) -> None:
-            group.create_array(name, data=data, chunks=data.shape, compressors=None, fill_value=0)
+            # Every chunk on disk, all-zero ones too (Zarr skips those by default): a reader can then tell a deleted
+            # chunk from zeros (`chunks_complete` below).
+            group.create_array(name, data=data, chunks=data.shape, compressors=None, fill_value=0,
+                               config={"write_empty_chunks": True})
 
         put(S.QPOS, np.stack(self._qpos))
         put(S.ACTION, np.stack(self._action))
@@ -336,6 +339,7 @@ class EpisodeWriter:
             "schema": S.EPISODE_SCHEMA,
             "schema_version": S.EPISODE_SCHEMA_VERSION,
             "num_steps": T,
+            "chunks_complete": True,  # every chunk of every array was written: a missing one is damage
             "duration_s": float(self._timestamps[-1] - self._timestamps[0]) if T > 1 else 0.0,
             "jpeg_quality": self.jpeg_quality,
             "episode_index": self.index,

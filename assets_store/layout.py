@@ -27,6 +27,7 @@ TMP_PREFIX = ".tmp-"
 COMPLETE_MARKER = ".aloha_complete"
 # The promoted policy: the deploy directory's name and the MLflow registry alias.
 CHAMPION = "champion"
+DEFAULT_MODEL_NAME = "aloha-act"  # the registered model (and deploy folder) when none is named
 
 
 def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -195,6 +196,10 @@ class StoreLayout:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / validate_name(run_id, "run id")
 
+    def run_bundle_dir(self, run_id: str) -> Path:
+        """The policy bundle a training run exports (copied under deploy/ only when promoted)."""
+        return self.run_dir(run_id) / "bundle"
+
     @property
     def deploy_dir(self) -> Path:
         return self.root / "deploy"
@@ -223,8 +228,12 @@ class StoreLayout:
         return self.root / "mlflow"
 
     @property
+    def mlflow_db(self) -> Path:
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        return f"sqlite:///{self.mlflow_db}"
 
     @property
     def mlflow_artifacts_uri(self) -> str:

@@ -12,7 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets_store.layout import COMPLETE_MARKER, TMP_PREFIX, StoreLayout, TempName, host_tag, parse_temp_dirname
+from assets_store.layout import (
+    COMPLETE_MARKER, TMP_PREFIX, StoreLayout, TempName, host_tag, parse_episode_dirname, parse_temp_dirname,
+)
 from assets_store.sessions import is_session_finalized, list_sessions
 
 
@@ -56,6 +58,11 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
             continue
         path = Path(entry.path)
         temp = parse_temp_dirname(entry.name)
+        if temp is None or parse_episode_dirname(temp.final_name) is None:
+            # Only what a writer of ours names so is ever touched: a user's ".tmp-..." folder is theirs.
+            actions.append(SweepAction(path, "kept (not a writer's temporary directory)",
+                                       "its name is not one the episode writer gives; nothing was changed"))
+            continue
         if _owner_alive(temp):
             actions.append(SweepAction(path, "skipped (live writer)"))
             continue
@@ -65,8 +72,7 @@ def sweep_session(session_dir: Path) -> list[SweepAction]:
                 "left by a crashed writer before the session was finalized; the finalized session is not changed",
             ))
             continue
-        final_name = temp.final_name if temp else entry.name[len(TMP_PREFIX):]
-        final = path.parent / final_name
+        final = path.parent / temp.final_name
         if (path / COMPLETE_MARKER).is_file() and (path / "zarr.json").is_file():
             if final.exists():
                 actions.append(SweepAction(path, "kept (final name taken)", f"{final.name} exists"))

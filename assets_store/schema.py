@@ -207,6 +207,16 @@ def parse_header(path: Path, attrs: Any) -> EpisodeHeader:
     status = attrs.get("status", "ok")
     if not isinstance(status, str):
         raise bad("status", "a string", status)
+    for name in ("robot", "task", "session", "operator", "software_version", "calibration_hash"):
+        if attrs.get(name) is not None and not isinstance(attrs[name], str):
+            raise bad(name, "a string", attrs[name])
+    if not isinstance(attrs.get("robot"), str):
+        raise bad("robot", "a string", attrs.get("robot"))
+    for name in ("start_time", "episode_index"):
+        value = attrs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise bad(name, "a number", value)
     cameras = attrs.get("cameras", [])
     if not isinstance(cameras, list):
         raise bad("cameras", "a list of cameras", cameras)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from assets_store.bundle import seal_bundle
+from assets_store.bundle import CONFIG, STATS, WEIGHTS, seal_bundle
 from assets_store.hashing import replace_directory
 from model.checkpoint import find_checkpoint, load_checkpoint
 
@@ -46,9 +46,9 @@ def _write_files(out: Path, state_dict: dict[str, torch.Tensor], config: dict, s
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
                for k, v in state_dict.items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": BUNDLE_MODEL_FORMAT})
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    (out / "stats.json").write_text(json.dumps(stats_json, indent=2, sort_keys=True))
+    save_file(tensors, str(out / WEIGHTS), metadata={"format": BUNDLE_MODEL_FORMAT})
+    (out / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    (out / STATS).write_text(json.dumps(stats_json, indent=2, sort_keys=True))
 
 
 def write_bundle(bundle_dir: Path, state_dict: dict[str, torch.Tensor], config: dict, stats_json: dict,

@@ -12,16 +12,18 @@ i = 0 the OLDEST prediction, as in the ACT reference; k = 0.01 by default).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import deque
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 
-from assets_store.bundle import read_verified_bundle
+from assets_store.bundle import CONFIG, STATS, WEIGHTS, read_verified_bundle
+from assets_store.errors import BundleIntegrityError
 from assets_store.stats import stats_from_json
 from model.act import ACT
 from model.config import ACTConfig
@@ -57,6 +59,17 @@ class TemporalEnsembler:
         return (w[:, None] * np.stack(preds)).sum(0)
 
 
+@contextlib.contextmanager
+def _bundle_file(bundle_dir: Path, name: str) -> Iterator[None]:
+    """Any failure to make sense of one file of a verified bundle becomes one error that names the file."""
+    try:
+        yield
+    except BundleIntegrityError:
+        raise
+    except Exception as exc:  # malformed JSON, wrong types, weights of another shape: never a traceback to a user
+        raise BundleIntegrityError(f"{bundle_dir / name}: {type(exc).__name__}: {exc}") from None
+
+
 class Policy:
     def __init__(self, model: ACT, config: dict, stats: dict, *, device: str = "cpu",
                  temporal_ensemble_k: float | None = 0.01, query_every: int = 1):
@@ -74,6 +87,8 @@ class Policy:
         self.robot: str = str(config.get("robot", ""))  # "" / []: a bundle from before these were recorded
         self.tasks: list[str] = [str(t) for t in config.get("tasks", [])]
         self.chunk_size = self.cfg.chunk_size
+        if temporal_ensemble_k is not None and temporal_ensemble_k < 0:
+            temporal_ensemble_k = None  # negative k means "off" everywhere (CLI, run config): the one place it is read
         if temporal_ensemble_k is not None and query_every != 1:
             raise ValueError(
                 f"temporal ensembling queries the model every step; got query_every={query_every}. "
@@ -96,14 +111,22 @@ class Policy:
         """Load a bundle from the very bytes whose sha256 matched its manifest (always verified)."""
         bundle_dir = Path(bundle_dir)
         manifest, files = read_verified_bundle(bundle_dir)
-        config = json.loads(files["config.json"])
-        if config.get("architecture") != "act":
-            raise ValueError(f"{bundle_dir}: config.json architecture {config.get('architecture')!r}, expected 'act'")
-        stats = stats_from_json(json.loads(files["stats.json"]))
-        model = ACT(ACTConfig(**config["act"]))
-        model.load_state_dict(load_safetensors(files["model.safetensors"]), strict=True)
+        # Hashes that match say the files are the ones sealed, not that they are well-formed: each step names its file.
+        with _bundle_file(bundle_dir, CONFIG):
+            config = json.loads(files[CONFIG])
+            if not isinstance(config, dict) or config.get("architecture") != "act":
+                raise ValueError(f"architecture: expected 'act', got "
+                                 f"{config.get('architecture') if isinstance(config, dict) else config!r}")
+            for key in ("act", "camera_names", "joint_names", "action_names", "fps", "image_size"):
+                if key not in config:
+                    raise ValueError(f"{key}: expected a value, found none")
+            model = ACT(ACTConfig(**config["act"]))
+        with _bundle_file(bundle_dir, STATS):
+            stats = stats_from_json(json.loads(files[STATS]))
+        with _bundle_file(bundle_dir, WEIGHTS):
+            model.load_state_dict(load_safetensors(files[WEIGHTS]), strict=True)
         policy = cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k,
-                     query_every=query_every)
+                     query_every=query_every)  # a ValueError here is the caller's arguments, not the bundle
         policy.manifest = manifest
         return policy
 

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from assets_store.errors import StoreError
 from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
@@ -419,8 +420,10 @@ def train(
     train_cfg: TrainConfig,
     callbacks: Sequence[TrainCallback] = (),
     resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train ACT on a store dataset into `out_dir`; `resume` continues the run from out_dir's last.pt."""
+    """Train ACT on a store dataset into `out_dir`; `resume` continues the run from out_dir's last.pt. Checkpoints of
+    an earlier run in `out_dir` are never replaced unless `overwrite`."""
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     cfg = train_cfg
     if cfg.num_threads:
@@ -429,6 +432,9 @@ def train(
     device = torch.device(f"cuda:{info.local_rank}" if cfg.device == "cuda" and info.world > 1 else cfg.device)
     callbacks = list(callbacks) if info.main else []
 
+    if not resume and not overwrite and any((out_dir / name).exists() for name in (LAST, BEST)):
+        raise FileExistsError(f"{out_dir}: holds checkpoints of an earlier run; resume it (--resume), or choose a new "
+                              f"directory (--force replaces them)")
     ckpt = load_checkpoint(out_dir / LAST) if resume and (out_dir / LAST).is_file() else None
     if ckpt is not None:
         act_cfg = ACTConfig(**ckpt["act_config"])  # the architecture of the run being continued, not the caller's
@@ -519,11 +525,13 @@ def cli_app():
                 f"{p.name}: {p.description}" for p in PRESETS.values()))]),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, typer.Option(
             help="continue from OUT/last.pt")]),
+        inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, typer.Option(
+            help="replace the checkpoints of an earlier run in OUT (without it such an OUT is refused)")]),
         inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=Annotated[bool, typer.Option(
             help="rich progress bar")]),
     ]
 
-    def main(dataset: Path, out: Path, preset: str, resume: bool, progress: bool, **options: Any) -> None:
+    def main(dataset: Path, out: Path, preset: str, resume: bool, force: bool, progress: bool, **options: Any) -> None:
         chosen = get_preset(preset)
         given = {cls: {} for cls in (ACTConfig, TrainConfig)}
         for option, value in options.items():
@@ -539,7 +547,11 @@ def cli_app():
         act, tcfg = chosen.act_config(**given[ACTConfig]), chosen.train_config(**given[TrainConfig])
         is_main = int(os.environ.get("RANK", "0")) == 0
         cbs = [RichProgressCallback()] if progress and is_main else []
-        result = train(dataset, out, act, tcfg, cbs, resume=resume)
+        try:
+            result = train(dataset, out, act, tcfg, cbs, resume=resume, overwrite=force)
+        except (StoreError, FileExistsError) as exc:  # a user's mistake (no such dataset, an occupied OUT): one line
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         if is_main and not progress:
             print(f"steps={result.steps} best_val={result.best_val_loss:.5f} best={result.best_checkpoint}")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from assets_store.bundle import CONFIG, WEIGHTS
 from model.act import ACT
 from model.checkpoint import find_checkpoint, load_checkpoint
 from model.config import ACTConfig
@@ -18,10 +19,10 @@ from model.train import evaluate_loader
 def load_model(path: Path) -> tuple[ACT, dict]:
     """A bundle directory (has config.json) or a checkpoint file / run directory -> (model, config with image_size)."""
     path = Path(path)
-    if path.is_dir() and (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
+    if path.is_dir() and (path / CONFIG).is_file():
+        config = json.loads((path / CONFIG).read_text())
         model = ACT(ACTConfig(**config["act"]))
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        model.load_state_dict(load_file(str(path / WEIGHTS)))
         return model, config
     ckpt = load_checkpoint(find_checkpoint(path))
     model = ACT(ACTConfig(**ckpt["act_config"]))

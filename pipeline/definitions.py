@@ -16,6 +16,7 @@ from pipeline.assets.training import act_policy
 from pipeline.jobs import ingest_session_job, train_and_deploy_job
 from pipeline.resources import MlflowResource, StoreResource
 from pipeline.sensors import dataset_automation_sensor, finalized_sessions_sensor
+from assets_store.layout import DEFAULT_MODEL_NAME
 
 ASSETS = [raw_episodes, validated_episodes, dataset, act_policy, policy_evaluation, deployed_policy]
 EXECUTOR_ENV = "ALOHA_DAGSTER_EXECUTOR"
@@ -45,7 +46,7 @@ def build_definitions(
     store_root: Optional[str] = None,
     mlflow_tracking_uri: Optional[str] = None,
     mlflow_artifacts_uri: Optional[str] = None,
-    registered_model_name: str = "aloha-act",
+    registered_model_name: str = DEFAULT_MODEL_NAME,
 ) -> Definitions:
     store = StoreResource(root=store_root)
     mlflow = MlflowResource(

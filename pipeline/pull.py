@@ -7,10 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from assets_store.bundle import copy_bundle, existing_bundle, verify_bundle
+from assets_store.bundle import MANIFEST, copy_bundle, existing_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
-from assets_store.layout import CHAMPION, StoreLayout
+from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME, StoreLayout
 from pipeline.promotion import Decision, Scores, promotion_record
 
 
@@ -40,7 +40,7 @@ def pull_bundle(
     layout: StoreLayout,
     dest: Path,
     *,
-    name: str = "aloha-act",
+    name: str = DEFAULT_MODEL_NAME,
     version: str = CHAMPION,
     source: str = "deploy",
     tracking_uri: str | None = None,
@@ -60,6 +60,9 @@ def pull_bundle(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    if tracking_uri is None and not layout.mlflow_db.is_file():  # reading must never create an empty registry
+        raise StoreError(f"{layout.mlflow_db}: no MLflow registry in store {layout.root} (nothing was trained there; "
+                         f"give --store, or --tracking-uri)")
     uri = tracking_uri or layout.mlflow_tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
@@ -75,7 +78,7 @@ def pull_bundle(
             raise StoreError(f"{mv.source}: could not download v{mv.version}: {exc.message}") from None
         manifest = verify_bundle(local)
         expected = (mv.tags or {}).get("bundle_manifest_sha256")
-        got = file_sha256(local / "manifest.json")
+        got = file_sha256(local / MANIFEST)
         if expected and got != expected:
             raise BundleIntegrityError(
                 f"{mv.source}: manifest.json sha256 {got} differs from the one registered for v{mv.version} ({expected})"

@@ -13,8 +13,9 @@ from typing import Any, Iterator, Optional
 from dagster import ConfigurableResource
 
 from assets_store import StoreLayout
+from assets_store.layout import DEFAULT_MODEL_NAME
+from pipeline.instance import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StoreResource(ConfigurableResource):
@@ -39,8 +40,8 @@ class MlflowResource(ConfigurableResource):
     # file://<store>/mlflow/artifacts; a local default with a server would leave artifacts on whichever machine
     # trained first
     artifacts_uri: Optional[str] = None
-    experiment_name: str = "aloha-act"
-    registered_model_name: str = "aloha-act"
+    experiment_name: str = DEFAULT_MODEL_NAME  # one experiment per model, named alike
+    registered_model_name: str = DEFAULT_MODEL_NAME
     ui_url: str = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves; only used to build links
 
     @property

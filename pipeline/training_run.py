@@ -143,7 +143,7 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
         run.log_metrics(known, int(result.steps))
         bundle_dir = export_bundle(
             result.best_checkpoint or result.last_checkpoint,
-            out_dir / "bundle",
+            store.layout.run_bundle_dir(run.run_id),
             dataset_id=dataset_id,
             mlflow_run_id=run.run_id,
             metrics=known,

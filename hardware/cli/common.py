@@ -9,7 +9,7 @@ from typing import Annotated, Iterable, Optional
 import typer
 from rich.console import Console
 
-from assets_store import EpisodeError, EpisodeReader, StoreError, StoreLayout
+from assets_store import EpisodeError, EpisodeReader, StoreError, StoreLayout, is_session_finalized
 from assets_store.schema import parse_hxw
 from hardware.registry import leader_arm_robots, robots_help
 
@@ -62,6 +62,19 @@ def check_writable(path: Path, what: str) -> None:
         fail(f"{what} {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         fail(f"{what} {path}: {existing} is not writable")
+
+
+def session_to_record(lay: StoreLayout, session: str) -> Path:
+    """The directory a recording verb writes a session into, checked before any work: a valid name (exit 2), a
+    writable store, and not a session that was already finalized (it is immutable)."""
+    try:
+        session_dir = lay.session_dir(session)
+    except StoreError as exc:
+        fail(f"--session: {exc}", 2)
+    check_writable(session_dir, "store")
+    if is_session_finalized(session_dir):
+        fail(f"--session: {session!r} is finalized (immutable): record into a new session")
+    return session_dir
 
 
 def check_outputs(paths: Iterable[Path], *, overwrite: bool, flag: str = "--overwrite") -> None:

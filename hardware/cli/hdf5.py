@@ -70,9 +70,14 @@ def register(app: typer.Typer) -> None:
             out.mkdir(parents=True, exist_ok=True)
         except (StoreError, OSError) as exc:
             fail(str(exc))
-        for path, target in jobs:
+        failed = []
+        for path, target in jobs:  # one bad episode is reported, the others are still exported
             try:
                 export_hdf5(path, target, force=force)
-            except StoreError as exc:
-                fail(str(exc))
+            except (StoreError, OSError) as exc:
+                err_console.print(f"[bold red]error:[/] {exc}")
+                failed.append(path)
+                continue
             console.print(f"exported {path} -> {target}")
+        if failed:
+            fail(f"{len(failed)} of {len(jobs)} episode(s) not exported (see above)")

@@ -11,10 +11,10 @@ from rich.table import Table
 
 from assets_store.errors import StoreError
 from hardware.cli.common import (
-    StoreOption, check_writable, console, fail, layout as store_layout, os_error_text, parse_cameras, parse_resolution,
+    StoreOption, console, fail, layout as store_layout, os_error_text, parse_cameras, parse_resolution, session_to_record,
 )
 from hardware.interfaces import RobotError
-from hardware.registry import robots_help
+from hardware.registry import robots_help, task_of
 
 
 def record(
@@ -53,11 +53,11 @@ def record(
     from hardware.registry import RobotOptions, make_robot, make_teleoperator
 
     lay = store_layout(store)
-    try:  # user errors before anything connects: a bad session name, a store that cannot be written
-        session_dir = lay.session_dir(session)
-    except StoreError as exc:
-        fail(f"--session: {exc}", 2)
-    check_writable(session_dir, "store")
+    # user errors before anything connects: a bad session name, a store that cannot be written, a finalized session
+    session_dir = session_to_record(lay, session)
+    implied = task_of(robot)
+    if implied is not None and task and task != implied:  # what is stored must be what the scene ran
+        fail(f"--task {task!r}: robot {robot!r} runs task {implied!r}; leave --task out", 2)
     options = RobotOptions(cameras=parse_cameras(cameras), resolution=parse_resolution(resolution),
                            config=config, layout=lay)
     try:

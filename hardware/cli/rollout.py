@@ -10,9 +10,9 @@ from rich.table import Table
 
 from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
-from assets_store.layout import CHAMPION
+from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.registry import is_simulated, robots_help, task_of
+from hardware.registry import is_simulated, robot_names, robots_help, task_of
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
@@ -40,7 +40,7 @@ def rollout(
     ] = 0.01,
     query_every: Annotated[int, typer.Option("--query-every", min=1, help="Steps between policy queries.")] = 1,
     seed: Annotated[
-        Optional[int], typer.Option("--seed", help="First seed (sim placement); default: held-out evaluation seeds.")
+        Optional[int], typer.Option("--seed", min=0, help="First seed (sim placement); default: held-out evaluation seeds.")
     ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Control steps per episode.")] = 400,
     video: Annotated[Optional[Path], typer.Option("--video", help="Save one MP4 per episode here.")] = None,
@@ -48,7 +48,7 @@ def rollout(
     realtime: Annotated[
         Optional[bool], typer.Option("--realtime/--no-realtime", help="Sim default: as fast as possible.")
     ] = None,
-    name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = "aloha-act",
+    name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = DEFAULT_MODEL_NAME,
     config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration (real/emulated).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
     task: Annotated[
@@ -65,6 +65,8 @@ def rollout(
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
+    if robot not in robot_names():  # before anything loads: an unknown name is a typo, not another robot
+        fail(f"--robot {robot!r}: unknown robot; expected one of {robot_names()}", 2)
     simulated = is_simulated(robot)
     if simulated:
         from hardware.sim.gl import select_gl_backend

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from assets_store.errors import StoreError
 from assets_store.layout import episode_stem
 from hardware.cli.common import (
     EpisodeArg, StoreOption, check_outputs, console, fail, layout as store_layout, open_episode, os_error_text,
@@ -45,6 +46,8 @@ def view(
             console.print(f"video: {write_video(reader, mp4, names)}")
     except OSError as exc:  # each file is written atomically: a failed one leaves nothing behind
         fail(f"could not write to {out_dir}: {os_error_text(exc)}")
+    except StoreError as exc:  # a damaged episode (e.g. a frame that does not decode): what is wrong, and where
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from assets_store.bundle import copy_bundle, verify_bundle
+from assets_store.bundle import MANIFEST, copy_bundle, verify_bundle
 from assets_store.hashing import file_sha256, write_json_atomic
 from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
@@ -80,7 +80,7 @@ def deployed_policy(
     tags = {
         **scores.to_tags(),
         "dataset_id": str(ev.get("dataset_id", "")),
-        "bundle_manifest_sha256": file_sha256(bundle_dir / "manifest.json"),
+        "bundle_manifest_sha256": file_sha256(bundle_dir / MANIFEST),
         "dagster_run_id": context.run.run_id,
     }
     version = register_candidate(client, name, run_id, source, tags)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 import hardware.cli
-from pipeline.cli import demo, deploy, ui
+from pipeline.cli import demo, pull, ui
 
 
 def build_app() -> typer.Typer:
@@ -23,7 +23,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
     )
     hardware.cli.register(app)
-    for module in (demo, deploy, ui):
+    for module in (demo, pull, ui):
         module.register(app)
     return app
 

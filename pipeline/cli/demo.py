@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from assets_store import StoreLayout
-from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
+from assets_store.layout import CHAMPION
+from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution, session_to_record
 from hardware.sim.gl import select_gl_backend
 from pipeline.demo import DEMO_ROBOT, DemoOptions
 
@@ -56,6 +57,8 @@ def demo(
     from pipeline.demo import demo_seeds, materialize, record_demo_session, summarize
 
     layout = StoreLayout.at(store)
+    session = session or time.strftime("demo-%Y%m%d-%H%M%S")
+    session_to_record(layout, session)  # a bad name, an unwritable store, a finalized session: one line, no work
     opts = DemoOptions(
         episodes=episodes,
         placements=placements,
@@ -68,7 +71,7 @@ def demo(
         train_steps=train_steps,
         eval_episodes=eval_episodes,
         temporal_ensemble_k=temporal_ensemble if temporal_ensemble >= 0 else None,
-        session=session or time.strftime("demo-%Y%m%d-%H%M%S"),
+        session=session,
     )
     console.rule(f"[bold]aloha demo[/]: store {layout.root}")
     console.print(
@@ -135,7 +138,7 @@ def print_summary(s, layout: StoreLayout) -> None:
         " -> http://127.0.0.1:5000"
     )
     # Not promoted (below the floor, or no better than the champion): the candidate's own bundle still runs.
-    policy = "champion" if s.promoted else s.bundle_dir
+    policy = CHAMPION if s.promoted else s.bundle_dir
     console.print(f"  Try it:  aloha rollout --robot {DEMO_ROBOT} --policy {policy} --episodes 5{store_flag}")
 
 

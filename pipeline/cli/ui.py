@@ -14,7 +14,7 @@ from typing import Annotated, Sequence
 import typer
 
 from assets_store import StoreLayout
-from hardware.cli.common import StoreOption as StoreOpt, console
+from hardware.cli.common import check_writable, console, StoreOption as StoreOpt
 
 # What stops `aloha ui`: Ctrl-C, `kill PID`, and the terminal (or SSH session) going away.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -32,6 +32,7 @@ def ui(
     from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
 
     layout = StoreLayout.at(store)
+    check_writable(layout.root, "store")  # Dagster's and MLflow's state live under it
     env = dagster_env(layout)
     dagster = Path(sys.executable).with_name("dagster")
     cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host, "-p", str(port)]

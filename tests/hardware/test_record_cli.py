@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader, SessionIndex, is_session_finalized
+from bundle_kit import POLICY_HW, tiny_sim_bundle
 from pipeline.cli.app import build_app
 from hardware.sim import get_task, plan_demo
 
@@ -101,33 +102,13 @@ def test_covering_placements_record_the_covering_seeds(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- rollout
-POLICY_HW = (32, 32)  # the tiny policy's input size; both entries render at it
-
-
-def _tiny_bundle(path, cameras, robot=""):
-    """A sealed bundle of an untrained ACT for the simulator's joints (fast, deterministic, never succeeds)."""
-    import torch
-
-    from assets_store.stats import NormStats
-    from hardware.sim import constants as C
-    from model.act import ACT
-    from model.config import ACTConfig
-    from model.checkpoints_import import to_bundle
-
-    torch.manual_seed(0)
-    cfg = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
-                    chunk_size=10, dropout=0.0, pretrained_backbone=False, backbone_norm="group",
-                    state_dim=14, action_dim=14, camera_names=list(cameras))
-    unit = NormStats(np.zeros(14), np.full(14, 0.1), -np.ones(14), np.ones(14), 1)
-    return to_bundle(ACT(cfg), {"qpos": unit, "action": unit}, path, joint_names=list(C.JOINT_NAMES),
-                     action_names=list(C.JOINT_NAMES), fps=50.0, image_size=POLICY_HW, robot=robot)
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
-    return {"top": _tiny_bundle(root / "top", ["top"]), "other": _tiny_bundle(root / "other", ["no_such_camera"]),
-            "insertion": _tiny_bundle(root / "insertion", ["top"], robot="sim-insertion")}
+    return {"top": tiny_sim_bundle(root / "top", ["top"]), "other": tiny_sim_bundle(root / "other", ["no_such_camera"]),
+            "insertion": tiny_sim_bundle(root / "insertion", ["top"], robot="sim-insertion")}
 
 
 def test_sim_evaluation_and_aloha_rollout_report_the_same(bundles, tmp_path):
@@ -200,7 +181,7 @@ def test_the_policy_loads_the_bytes_it_verified(bundles, tmp_path, monkeypatch):
     shutil.copytree(bundles["top"], src)
     original = Policy.from_bundle(src)
     swapped = tmp_path / "swapped.safetensors"
-    _tiny_bundle(tmp_path / "b2", ["top"])
+    tiny_sim_bundle(tmp_path / "b2", ["top"])
     shutil.copy(tmp_path / "b2" / "model.safetensors", swapped)
     torch.manual_seed(1)  # different random weights for the swapped file
     from safetensors.torch import load_file, save_file

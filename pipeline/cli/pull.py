@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from assets_store import StoreLayout
-from assets_store.layout import CHAMPION
+from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, os_error_text
 from pipeline.promotion import describe_record
 
@@ -17,7 +17,7 @@ from pipeline.promotion import describe_record
 def pull(
     to: Annotated[Path, typer.Option("--to", help="Destination directory: new or empty (or a bundle pulled before, "
                                                   "with --force); written atomically.")],
-    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "aloha-act",
+    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = DEFAULT_MODEL_NAME,
     version: Annotated[str, typer.Option("--version", help=f"A version number, or '{CHAMPION}'.")] = CHAMPION,
     source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
