@@ -22,7 +22,7 @@ def record(
     session: Annotated[str, typer.Option("--session", help="Session name; an unfinalized session is resumed.")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record in this run.")] = 1,
     episode_len: Annotated[Optional[int], typer.Option(
-        "--episode-len", min=1, help="Control steps per episode (default: the robot's; 400, the mobile sim 650).")] = None,
+        "--episode-len", min=1, help="Control steps per episode (default: the robot's: 400, mobile sim 650).")] = None,
     cameras: Annotated[
         Optional[list[str]], typer.Option("--cameras", help="Camera names (repeat or comma-separate; 'all'; 'none').")
     ] = None,

@@ -43,7 +43,7 @@ def rollout(
         Optional[int], typer.Option("--seed", help="First seed (sim placement); default: held-out evaluation seeds.")
     ] = None,
     max_steps: Annotated[Optional[int], typer.Option(
-        "--max-steps", min=1, help="Control steps per episode (default: the robot's; 400, the mobile sim 650).")] = None,
+        "--max-steps", min=1, help="Control steps per episode (default: the robot's: 400, mobile sim 650).")] = None,
     video: Annotated[Optional[Path], typer.Option("--video", help="Save one MP4 per episode here.")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Camera HxW where selectable.")] = None,
     realtime: Annotated[

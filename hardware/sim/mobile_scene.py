@@ -102,10 +102,13 @@ def mobile_scene_xml(static_scene: str) -> str:
     world = _element_block(static, "worldbody")
     objects = world[world.index("<body"):]  # the arms are the two <include>s before the first object body
     excludes = "".join(
-        f'<exclude body1="table" body2="vx300s_{side}/{link}"/>' for side in ("left", "right") for link in _NO_TABLE_CONTACT
+        f'<exclude body1="table" body2="vx300s_{side}/{link}"/>'
+        for side in ("left", "right")
+        for link in _NO_TABLE_CONTACT
     )
     scene = _SCENE.format(
-        meshdir=assets_dir(), name=static_scene.removesuffix(".xml"), mass=BASE_MASS, objects=objects, excludes=excludes,
+        meshdir=assets_dir(), name=static_scene.removesuffix(".xml"), mass=BASE_MASS, objects=objects,
+        excludes=excludes,
         arm_actuators=_element_block(static, "actuator"), kv_lin=BASE_KV_LINEAR, kv_ang=BASE_KV_ANGULAR,
     )
     return _inline_includes(scene, assets)

@@ -152,6 +152,11 @@ class SimRobot(Robot):
         """Where the mobile base stands, relative to the working pose at the table ((0, 0, 0) for a static task)."""
         return self.physics.base_pose()
 
+    def _base_attrs(self) -> dict[str, Any]:
+        if not self.task.mobile:
+            return {}
+        return {"initial_base_pose": self.task.base_pose(self.seed).as_array().tolist()}  # x, y, heading
+
     def episode_attrs(self) -> dict[str, Any]:
         return {
             "task": self.task.name,
@@ -163,7 +168,7 @@ class SimRobot(Robot):
                 "max_reward": self.episode_max_reward,
                 "success": self.success,
                 "resolution": list(self.config.resolution),
-                **({"initial_base_pose": self.task.base_pose(self.seed).as_array().tolist()} if self.task.mobile else {}),
+                **self._base_attrs(),
             },
         }
 

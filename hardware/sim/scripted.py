@@ -226,7 +226,9 @@ class ScriptedDemonstrator(Teleoperator):
             self._ee[task.name] = SimPhysics(task.ee_scene)
         episode_len = self.episode_len or task.episode_len
         if task.mobile:
-            self.plan = plan_mobile_demo(task, robot.object_poses(), robot.base_pose(), episode_len, self._ee[task.name])
+            self.plan = plan_mobile_demo(
+                task, robot.object_poses(), robot.base_pose(), episode_len, self._ee[task.name]
+            )
         else:
             self.plan = plan_demo(task, robot.object_poses(), episode_len, self._ee[task.name])
         self._t = 0

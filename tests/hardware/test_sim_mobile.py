@@ -159,7 +159,8 @@ def test_a_16d_policy_drives_the_base_in_rollout_and_evaluation(tmp_path):
     assert report.episodes[0].steps == 25 and report.episodes[0].success is False
     assert np.hypot(end.x - start.x, end.y - start.y) > 0.05  # the policy's base columns reached the base
 
-    evaluation = closed_loop_evaluation(bundle, ROBOT, EvaluationConfig(episodes=1, episode_len=10), resolution=(32, 32))
+    evaluation = closed_loop_evaluation(bundle, ROBOT, EvaluationConfig(episodes=1, episode_len=10),
+                                        resolution=(32, 32))
     assert [e.seed for e in evaluation.episodes] == [seed]  # held-out seeds, as for the static tasks
 
     res = CliRunner().invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundle), "--max-steps", "10",
