@@ -15,8 +15,9 @@ import numpy as np
 # The base's reference point in the rig frame (between the arm roots at x = -/+0.469, y = 0.5).
 BASE_ORIGIN = np.array([0.0, 0.5])
 
-# Speed limits of the demonstrator (within the Tracer's, see ../shared/research/MOBILE_ALOHA.md): gentle, as a
-# person pushing Mobile ALOHA would move it.
+# Speed limits of the demonstrator, well within the Tracer's (1.6 m/s in the Mobile ALOHA paper; the TRACER MINI
+# manual: 1.8 m/s, 1 rad/s): gentle, as a person pushing Mobile ALOHA would move it. +angular turns counter-clockwise
+# seen from above, as on the Tracer.
 MAX_LINEAR = 0.6  # m/s
 MAX_LINEAR_ACCEL = 1.0  # m/s^2
 MAX_ANGULAR = 0.8  # rad/s

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-
-import mujoco
+from typing import TYPE_CHECKING
 
 from hardware.sim.scenes import assets_dir
+
+if TYPE_CHECKING:
+    import mujoco
 
 MOBILE_PREFIX = "mobile:"  # a task's joint_scene "mobile:<static scene>" is that scene on the mobile base
 
@@ -114,7 +116,9 @@ def mobile_scene_xml(static_scene: str) -> str:
     return _inline_includes(scene, assets)
 
 
-def load_mobile_model(static_scene: str) -> mujoco.MjModel:
+def load_mobile_model(static_scene: str) -> "mujoco.MjModel":
+    import mujoco  # here, not at import: the registry lists this task's cameras without loading MuJoCo
+
     spec = mujoco.MjSpec.from_string(mobile_scene_xml(static_scene))
     for old, new in RENAMED_CAMERAS.items():
         spec.camera(old).name = new

@@ -41,6 +41,15 @@ def test_registry_entry_is_a_16d_simulated_mobile_aloha():
         robot.act(np.zeros(14, dtype=np.float32))
 
 
+def test_listing_the_robots_does_not_load_mujoco():
+    import subprocess
+    import sys
+
+    code = "import sys, hardware.registry as r; assert r.episode_len('%s') > 400; print('mujoco' in sys.modules)" % ROBOT
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # `aloha record --robot aloha` never imports the simulator
+
+
 def test_base_moves_as_commanded():
     robot = make_sim_robot("mobile_transfer_cube", cameras=[])
     robot.reset(seed=3)
