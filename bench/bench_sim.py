@@ -1,6 +1,6 @@
 """Simulator cost per 50 Hz control step (physics + offscreen rendering) and recording throughput.
 
-    python bench/bench_sim.py [--steps 20] [--episodes 1]
+    python bench/bench_sim.py [--steps 20] [--episodes 1] [--only mobile]
 
 Rendering is software OpenGL (EGL or OSMesa); shadows and multisampling are off, as in recording.
 """
@@ -16,6 +16,7 @@ from assets_store import StoreLayout
 from hardware.recorder import RecordConfig, record_session
 from hardware.sim import ScriptedDemonstrator, make_sim_robot, plan_demo
 from hardware.sim.gl import select_gl_backend
+from hardware.sim.mobile_scene import MOBILE_CAMERAS
 
 RESOLUTIONS = [(480, 640), (240, 320), (120, 160)]
 
@@ -40,6 +41,38 @@ def per_step_ms(cameras, resolution, steps: int) -> tuple[float, float]:
     return t_phys / steps * 1e3, t_render / steps * 1e3
 
 
+# The same three views on each rig: ALOHA's top camera + wrists, Mobile ALOHA's head camera + wrists.
+STATIC_THREE = ["top", "left_wrist", "right_wrist"]
+
+
+def mobile_vs_static(steps: int, resolution=(240, 320)) -> list[tuple[str, str, float, float]]:
+    """(robot, cameras, physics ms, render ms) per control step for the static and the mobile transfer cube, in the
+    same run: physics alone over a whole scripted episode (the mobile one drives, then transfers), and physics +
+    three cameras over its first `steps` steps."""
+    rows = []
+    for task, three in (("transfer_cube", STATIC_THREE), ("mobile_transfer_cube", list(MOBILE_CAMERAS))):
+        for label, cams, n in (("none", [], None), ("3", three, steps)):
+            robot = make_sim_robot(task, cameras=cams, resolution=resolution)
+            robot.reset(seed=0)
+            demo = ScriptedDemonstrator()
+            demo.start_episode(robot, 0)
+            actions = demo.plan.actions[: n or len(demo.plan.actions)]
+            if cams:
+                robot.observe()  # warm-up: first frame compiles shaders
+            t_phys = t_render = 0.0
+            for action in actions:
+                a = time.perf_counter()
+                robot.act(action)
+                b = time.perf_counter()
+                if cams:
+                    robot.observe()
+                t_phys += b - a
+                t_render += time.perf_counter() - b
+            robot.disconnect()
+            rows.append((robot.name, label, t_phys / len(actions) * 1e3, t_render / len(actions) * 1e3))
+    return rows
+
+
 def recording_throughput(episodes: int, resolution=(480, 640), cameras=None) -> tuple[float, float]:
     """Episodes per minute and wall steps/s recording sim-transfer-cube defaults (400 steps, fast mode)."""
     with tempfile.TemporaryDirectory() as d:
@@ -56,11 +89,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20, help="control steps timed per configuration")
     ap.add_argument("--episodes", type=int, default=1, help="episodes recorded for the throughput figure")
+    ap.add_argument("--only", choices=["mobile"], help="run only the mobile-against-static table")
     args = ap.parse_args()
 
+    print(f"MUJOCO_GL={select_gl_backend()}, {os.cpu_count()} CPUs")
+    print(f"\nmobile against static (240x320; physics alone over a scripted episode, cameras over {args.steps} steps)")
+    print(f"{'robot':>24} | {'cameras':>7} | {'physics ms':>10} | {'render ms':>9} | {'total ms/step':>13}")
+    print("-" * 76)
+    for name, label, phys, render in mobile_vs_static(args.steps):
+        print(f"{name:>24} | {label:>7} | {phys:10.2f} | {render:9.2f} | {phys + render:13.2f}", flush=True)
+    if args.only == "mobile":
+        return
+
     all_cams = make_sim_robot("transfer_cube", cameras=["all"]).cameras
-    print(f"MUJOCO_GL={select_gl_backend()}, {os.cpu_count()} CPUs, {args.steps} steps per row, "
-          f"all cameras = {len(all_cams)} ({', '.join(c.name for c in all_cams)})")
+    print(f"\n{args.steps} steps per row, all cameras = {len(all_cams)} ({', '.join(c.name for c in all_cams)})")
     print(f"{'resolution':>10} | {'cameras':>7} | {'physics ms':>10} | {'render ms':>9} | {'total ms/step':>13} | {'max Hz':>6}")
     print("-" * 72)
     for res in RESOLUTIONS:

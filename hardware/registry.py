@@ -1,7 +1,8 @@
 """`--robot NAME` -> a Robot and its Teleoperator. One table of every robot the CLI can drive.
 
 Each factory imports its driver when called, so `aloha record --robot aloha` never imports MuJoCo and the simulator
-never imports the serial stack. The simulated robots are the sim tasks (`hardware.sim.tasks.TASKS`), one per task.
+never imports the serial stack. The simulated robots are the sim tasks (`hardware.sim.tasks.TASKS`), one per task:
+`sim-transfer-cube`, `sim-insertion` and `sim-mobile-transfer-cube` (Mobile ALOHA: 16-D actions, a longer episode).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 
 from assets_store import StoreLayout
 from hardware.interfaces import Robot, Teleoperator
+from hardware.sim.constants import EPISODE_LEN
 from hardware.sim.tasks import TASKS
 
 
@@ -105,6 +107,15 @@ def task_of(name: str) -> str | None:
         if task.robot_name == name:
             return task.name
     return None
+
+
+def episode_len(name: str) -> int:
+    """Control steps an episode of this robot gets by default: a simulator's task length (the mobile task drives
+    first), else ACT's 400 (8 s at 50 Hz)."""
+    for task in TASKS.values():
+        if task.robot_name == name:
+            return task.episode_len
+    return EPISODE_LEN
 
 
 def robots_help(names: list[str] | None = None) -> str:

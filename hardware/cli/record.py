@@ -14,14 +14,15 @@ from hardware.cli.common import (
     StoreOption, console, fail, layout as store_layout, os_error_text, parse_cameras, parse_resolution, session_to_record,
 )
 from hardware.interfaces import RobotError
-from hardware.registry import robots_help, task_of
+from hardware.registry import episode_len as default_episode_len, robots_help, task_of
 
 
 def record(
     robot: Annotated[str, typer.Option("--robot", help=robots_help())],
     session: Annotated[str, typer.Option("--session", help="Session name; an unfinalized session is resumed.")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record in this run.")] = 1,
-    episode_len: Annotated[int, typer.Option("--episode-len", min=1, help="Control steps per episode.")] = 400,
+    episode_len: Annotated[Optional[int], typer.Option(
+        "--episode-len", min=1, help="Control steps per episode (default: the robot's: 400, mobile sim 650).")] = None,
     cameras: Annotated[
         Optional[list[str]], typer.Option("--cameras", help="Camera names (repeat or comma-separate; 'all'; 'none').")
     ] = None,
@@ -52,6 +53,7 @@ def record(
     from hardware.recorder import EpisodeFailed, Progress as RecProgress, RecordConfig, record_session
     from hardware.registry import RobotOptions, make_robot, make_teleoperator
 
+    episode_len = episode_len or default_episode_len(robot)
     lay = store_layout(store)
     # user errors before anything connects: a bad session name, a store that cannot be written, a finalized session
     session_dir = session_to_record(lay, session)

@@ -12,7 +12,7 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.registry import is_simulated, robot_names, robots_help, task_of
+from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
@@ -42,7 +42,8 @@ def rollout(
     seed: Annotated[
         Optional[int], typer.Option("--seed", min=0, help="First seed (sim placement); default: held-out evaluation seeds.")
     ] = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Control steps per episode.")] = 400,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", min=1, help="Control steps per episode (default: the robot's: 400, mobile sim 650).")] = None,
     video: Annotated[Optional[Path], typer.Option("--video", help="Save one MP4 per episode here.")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Camera HxW where selectable.")] = None,
     realtime: Annotated[
@@ -67,6 +68,7 @@ def rollout(
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
     if robot not in robot_names():  # before anything loads: an unknown name is a typo, not another robot
         fail(f"--robot {robot!r}: unknown robot; expected one of {robot_names()}", 2)
+    max_steps = max_steps or episode_len(robot)
     simulated = is_simulated(robot)
     if simulated:
         from hardware.sim.gl import select_gl_backend

@@ -2,6 +2,8 @@
 
 Public entry points (imported lazily, so `hardware.registry` can list the sim robots without loading MuJoCo):
     make_sim_robot(task, cameras=None, resolution=None) -> SimRobot          a `hardware.interfaces.Robot`
+        task: "transfer_cube" | "insertion" (ACT's) | "mobile_transfer_cube" (Mobile ALOHA: 16-D actions, the rig on
+        a velocity-driven base that starts out of reach of the table; `mobile_base`, `mobile_scene`)
     ScriptedDemonstrator()                                                   a `hardware.interfaces.Teleoperator`
     heldout_seeds(n) -> list[int]                         seeds recording never uses (evaluation: `hardware.rollout`)
     covering_seeds(task, n) -> list[int]                        recording seeds spread evenly over the placements

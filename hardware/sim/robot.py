@@ -1,27 +1,31 @@
-"""The simulated bimanual ViperX as a `Robot`: 14-D joint targets in, 14-D joints + camera frames out, 50 Hz."""
+"""The simulated bimanual ViperX as a `Robot`: 14-D joint targets in, 14-D joints + camera frames out, 50 Hz.
+
+On a mobile task the action is 16-D, as on Mobile ALOHA: the 14 joint targets, then the base's linear (m/s) and
+angular (rad/s) velocity command; the observation stays the 14 arm joints."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import mujoco
 import numpy as np
 
-from assets_store.schema import DEFAULT_CAMERA, CameraSpec
+from assets_store.schema import CameraSpec
+from hardware.aloha.config import BASE_ACTIONS
 from hardware.interfaces import Observation, Robot
 from hardware.sim import constants as C
+from hardware.sim.mobile_base import BasePose
 from hardware.sim.physics import SimPhysics
 from hardware.sim.render import CameraRenderer, RenderSettings
 from hardware.sim.tasks import SimTask, get_task
-
-DEFAULT_CAMERAS = (DEFAULT_CAMERA,)
 
 
 @dataclass
 class SimConfig:
     task: str = "transfer_cube"
-    cameras: list[str] = field(default_factory=lambda: list(DEFAULT_CAMERAS))  # ["all"] = every camera in the scene
+    # None = the task's cameras (static: `top`; mobile: Mobile ALOHA's three); ["all"] = every camera in the scene
+    cameras: list[str] | None = None
     resolution: tuple[int, int] = (480, 640)  # (H, W)
     shadows: bool = False
     multisample: bool = False
@@ -51,6 +55,10 @@ class SimRobot(Robot):
         return list(C.JOINT_NAMES)
 
     @property
+    def action_names(self) -> list[str]:
+        return list(C.JOINT_NAMES) + (list(BASE_ACTIONS) if self.task.mobile else [])
+
+    @property
     def cameras(self) -> list[CameraSpec]:
         h, w = self.config.resolution
         return [CameraSpec(name, h, w, serial=f"sim:{name}") for name in self._camera_names]
@@ -67,7 +75,7 @@ class SimRobot(Robot):
 
     def _resolve_cameras(self, cameras: list[str] | None) -> list[str]:
         if cameras is None:
-            return list(DEFAULT_CAMERAS)
+            return list(self.task.cameras)
         if list(cameras) == ["all"]:
             return self.scene_cameras()
         # Refuse unknown names now, as AlohaRobot does, rather than at the first render.
@@ -83,12 +91,12 @@ class SimRobot(Robot):
             settings = RenderSettings(h, w, shadows=self.config.shadows, multisample=self.config.multisample)
             self._renderer = CameraRenderer(self.physics.model, self._camera_names, settings)
         if self.seed is None and self.steps == 0:
-            self.physics.reset(self.task.object_poses(0))
+            self.physics.reset(self.task.object_poses(0), self.task.base_pose(0))
 
     def reset(self, seed: int | None = None) -> Observation:
         self.connect()
         self.seed = seed
-        self.physics.reset(self.task.object_poses(seed))
+        self.physics.reset(self.task.object_poses(seed), self.task.base_pose(seed))
         self.steps = 0
         self.reward = self.task.reward(self.physics.contacts())
         self.episode_max_reward = self.reward
@@ -111,10 +119,14 @@ class SimRobot(Robot):
 
     def act(self, action: np.ndarray) -> None:
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != (14,):
-            raise ValueError(f"{self.name}: expected a 14-D joint target, got shape {action.shape}")
+        dims = len(self.action_names)
+        if action.shape != (dims,):
+            what = "14 joint targets + base linear/angular velocity" if self.task.mobile else "joint target"
+            raise ValueError(f"{self.name}: expected a {dims}-D {what}, got shape {action.shape}")
         p = self.physics
-        p.set_joint_targets(action)
+        p.set_joint_targets(action[:14])
+        if self.task.mobile:
+            p.set_base_command(action[14], action[15])
         p.step()
         self.steps += 1
         self.reward = self.task.reward(p.contacts())
@@ -136,6 +148,15 @@ class SimRobot(Robot):
         """Free-body poses (xyz + wxyz per object): what a scripted demonstrator plans against."""
         return self.physics.object_poses()
 
+    def base_pose(self) -> BasePose:
+        """Where the mobile base stands, relative to the working pose at the table ((0, 0, 0) for a static task)."""
+        return self.physics.base_pose()
+
+    def _base_attrs(self) -> dict[str, Any]:
+        if not self.task.mobile:
+            return {}
+        return {"initial_base_pose": self.task.base_pose(self.seed).as_array().tolist()}  # x, y, heading
+
     def episode_attrs(self) -> dict[str, Any]:
         return {
             "task": self.task.name,
@@ -147,6 +168,7 @@ class SimRobot(Robot):
                 "max_reward": self.episode_max_reward,
                 "success": self.success,
                 "resolution": list(self.config.resolution),
+                **self._base_attrs(),
             },
         }
 
@@ -157,8 +179,8 @@ def make_sim_robot(
     resolution: tuple[int, int] | None = None,
     **render_options: Any,
 ) -> SimRobot:
-    """A simulated ALOHA for `task` ("transfer_cube" | "insertion"); cameras default DEFAULT_CAMERAS, resolution
-    (H, W) default SimConfig's."""
+    """A simulated ALOHA for `task` ("transfer_cube" | "insertion" | "mobile_transfer_cube"); cameras default the
+    task's, resolution (H, W) default SimConfig's."""
     config = SimConfig(task=task, **render_options)
     if cameras is not None:  # [] = no cameras (replay, fast evaluation)
         config.cameras = list(cameras)

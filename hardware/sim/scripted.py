@@ -4,6 +4,10 @@ Plan: in the end-effector scene, mocap targets follow piecewise-linear waypoints
 and drag the welded grippers; the arm's joint trajectory is recorded. Replay: those joint positions (grippers:
 the commanded opening) become the 14-D targets sent to the joint-space robot, one per control step, exactly like
 leader arms would send them. The recorder sees an ordinary `Teleoperator`.
+
+Mobile tasks: first the base drives from its seeded start pose to the working pose (turn, straight, turn, with the
+arms holding their start pose), then the static plan runs, made against the object poses as seen from the pose the
+drive ends at. The 16-D actions carry the commanded base velocities (zero once the base has arrived).
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import numpy as np
 
 from hardware.interfaces import Observation, Robot, Teleoperator
 from hardware.sim import constants as C
+from hardware.sim.mobile_base import BasePose, drive_plan, to_base_frame, world_velocity
 from hardware.sim.physics import SimPhysics
-from hardware.sim.tasks import SimTask, get_task
+from hardware.sim.tasks import DRIVE_STEPS, SimTask, get_task
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,12 @@ def insertion_waypoints(left0: np.ndarray, right0: np.ndarray, objects: np.ndarr
     return left, right
 
 
-WAYPOINTS = {"transfer_cube": transfer_cube_waypoints, "insertion": insertion_waypoints}
+# The mobile transfer cube runs the static plan once the base has arrived.
+WAYPOINTS = {
+    "transfer_cube": transfer_cube_waypoints,
+    "insertion": insertion_waypoints,
+    "mobile_transfer_cube": transfer_cube_waypoints,
+}
 
 
 def interpolate(waypoints: list[Waypoint], t: int) -> np.ndarray:
@@ -166,10 +176,43 @@ def plan_demo(
     return DemoPlan(actions=actions, ee_max_reward=max_reward)
 
 
-class ScriptedDemonstrator(Teleoperator):
-    """Stands in for the human at the leader arms of a `SimRobot`: plans on `start_episode`, then replays."""
+def drive_end_pose(start: BasePose, commands: np.ndarray, dt: float = C.CONTROL_DT, substeps: int = 10) -> BasePose:
+    """Where the unicycle commands take the base: the same per-physics-step integration `SimPhysics.step` asks the
+    base actuators to follow (a lagging base ends there too once it has settled)."""
+    pose = start.as_array().astype(np.float64)
+    h = dt / substeps
+    for linear, angular in np.asarray(commands, dtype=np.float64):
+        for _ in range(substeps):
+            pose += h * world_velocity(linear, angular, pose[2])
+    return BasePose(*map(float, pose))
 
-    def __init__(self, episode_len: int = C.EPISODE_LEN):
+
+def plan_mobile_demo(
+    task: SimTask, object_poses: np.ndarray, base: BasePose, episode_len: int | None = None,
+    physics: SimPhysics | None = None, drive_steps: int = DRIVE_STEPS,
+) -> DemoPlan:
+    """Drive to the working pose in `drive_steps` steps, then the static task's plan; (T, 16) actions."""
+    commands = drive_plan(base, BasePose(0.0, 0.0, 0.0), C.CONTROL_DT)
+    if len(commands) > drive_steps:
+        raise ValueError(f"the drive from {base} takes {len(commands)} steps, more than the {drive_steps} planned")
+    arrived = drive_end_pose(base, commands)
+    n = len(object_poses) // 7
+    seen = np.concatenate([to_base_frame(object_poses[7 * i : 7 * i + 7], arrived) for i in range(n)])
+    episode_len = episode_len or task.episode_len
+    arms = plan_demo(task, seen, max(1, episode_len - drive_steps), physics)
+    actions = np.zeros((episode_len, 16), dtype=np.float32)
+    actions[:drive_steps, :14] = arms.actions[0]  # the arms hold their start pose while the base drives
+    actions[: len(commands), 14:] = commands[:episode_len]
+    actions[drive_steps:, :14] = arms.actions[: max(0, episode_len - drive_steps)]
+    return DemoPlan(actions=actions, ee_max_reward=arms.ee_max_reward)
+
+
+class ScriptedDemonstrator(Teleoperator):
+    """Stands in for the human at the leader arms of a `SimRobot`: plans on `start_episode`, then replays.
+
+    `episode_len` None: the task's own episode length."""
+
+    def __init__(self, episode_len: int | None = None):
         self.episode_len = episode_len
         self._ee: dict[str, SimPhysics] = {}  # EE scene per task, loaded once
         self.plan: DemoPlan | None = None
@@ -181,7 +224,13 @@ class ScriptedDemonstrator(Teleoperator):
             raise TypeError(f"a scripted demonstrator needs a simulated robot, got {type(robot).__name__}")
         if task.name not in self._ee:
             self._ee[task.name] = SimPhysics(task.ee_scene)
-        self.plan = plan_demo(task, robot.object_poses(), self.episode_len, self._ee[task.name])
+        episode_len = self.episode_len or task.episode_len
+        if task.mobile:
+            self.plan = plan_mobile_demo(
+                task, robot.object_poses(), robot.base_pose(), episode_len, self._ee[task.name]
+            )
+        else:
+            self.plan = plan_demo(task, robot.object_poses(), episode_len, self._ee[task.name])
         self._t = 0
 
     def next_action(self, observation: Observation) -> np.ndarray:

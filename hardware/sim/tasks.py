@@ -1,4 +1,8 @@
-"""The two ALOHA sim tasks: scene files, seeded object placement and ACT's 0..4 contact rewards."""
+"""The ALOHA sim tasks: scene files, seeded object placement and ACT's 0..4 contact rewards.
+
+The two static tasks are ACT's. The mobile transfer cube is the same cube, table and reward with the rig on a
+mobile base that starts out of reach of the table (`hardware.sim.mobile_base`): it needs 16-D actions (the 14 arm
+targets, then linear and angular base velocity) and a longer episode for the drive."""
 
 from __future__ import annotations
 
@@ -6,6 +10,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from assets_store.schema import DEFAULT_CAMERA
+from hardware.sim.constants import EPISODE_LEN
+from hardware.sim.mobile_base import BasePose, sample_start_pose
+from hardware.sim.mobile_scene import MOBILE_CAMERAS, MOBILE_PREFIX
 
 Contacts = set  # set[frozenset[str]]: unordered pairs of geom names currently in contact
 
@@ -80,11 +89,32 @@ class SimTask:
     reward: Callable[[Contacts], int]
     max_reward: int = 4
     description: str = ""
+    episode_len: int = EPISODE_LEN  # control steps a demonstration (and an evaluation) gets
+    cameras: tuple[str, ...] = (DEFAULT_CAMERA,)  # what the robot renders unless told otherwise
+    # Mobile tasks: the base's seeded start pose (drawn after the objects, so a seed places the objects as the
+    # static task does). None: the rig is fixed to the table.
+    base_start: Callable[[np.random.Generator], BasePose] | None = None
+
+    @property
+    def mobile(self) -> bool:
+        return self.base_start is not None
 
     def object_poses(self, seed: int | None) -> np.ndarray:
         """Seeded placement: the same seed gives the same scene, so evaluation can hold seeds out."""
         return self.sample(np.random.default_rng(seed))
 
+    def base_pose(self, seed: int | None) -> BasePose | None:
+        """Where a mobile task's base starts for `seed` (None for a static task)."""
+        if self.base_start is None:
+            return None
+        rng = np.random.default_rng(seed)
+        self.sample(rng)
+        return self.base_start(rng)
+
+
+# The drive (turn, up to ~1.1 m straight, turn: at most DRIVE_STEPS, ~5 s) then ACT's 400-step transfer.
+DRIVE_STEPS = 250
+MOBILE_EPISODE_LEN = DRIVE_STEPS + EPISODE_LEN
 
 TASKS: dict[str, SimTask] = {
     "transfer_cube": SimTask(
@@ -107,9 +137,25 @@ TASKS: dict[str, SimTask] = {
         reward=insertion_reward,
         description="left arm grasps the socket, right arm the peg, and inserts the peg mid-air",
     ),
+    "mobile_transfer_cube": SimTask(
+        name="mobile_transfer_cube",
+        robot_name="sim-mobile-transfer-cube",
+        joint_scene=MOBILE_PREFIX + "bimanual_viperx_transfer_cube.xml",
+        ee_scene="bimanual_viperx_end_effector_transfer_cube.xml",  # the arms plan as if the base stood still
+        objects=("box",),
+        sample=sample_cube,
+        reward=transfer_cube_reward,
+        description="Mobile ALOHA drives up to the table, then the right arm hands the red cube to the left arm",
+        episode_len=MOBILE_EPISODE_LEN,
+        cameras=MOBILE_CAMERAS,
+        base_start=sample_start_pose,
+    ),
 }
 
-ALIASES = {"transfer-cube": "transfer_cube", "sim-transfer-cube": "transfer_cube", "sim-insertion": "insertion"}
+ALIASES = {
+    "transfer-cube": "transfer_cube", "sim-transfer-cube": "transfer_cube", "sim-insertion": "insertion",
+    "mobile-transfer-cube": "mobile_transfer_cube", "sim-mobile-transfer-cube": "mobile_transfer_cube",
+}
 
 
 def get_task(name: str) -> SimTask:

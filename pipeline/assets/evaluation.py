@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from assets_store.dataset import load_dataset
 from assets_store.episode_reader import read_root_attrs
-from hardware.registry import is_simulated
+from hardware.registry import episode_len, is_simulated
 from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
 from hardware.sim.placements import heldout_seeds
 from pipeline import plots
@@ -23,7 +23,7 @@ EVALUATION_GROUP = "evaluation"
 
 class EvaluationConfig(Config):
     episodes: int = 50  # held-out seeds, disjoint from the recording seeds
-    episode_len: int = 400  # ACT's sim horizon: success = max reward reached within it
+    episode_len: Optional[int] = None  # None: the robot's (ACT's 400; the mobile sim drives first: 650)
     temporal_ensemble_k: Optional[float] = 0.01  # None: execute each chunk open loop
     query_every: int = 1
     seed_offset: int = 0
@@ -55,7 +55,7 @@ def closed_loop_evaluation(
     )
     bot = make_robot_for_policy(robot, policy, resolution=resolution)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
-    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len, on_episode=on_episode)
+    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode)
 
 
 @asset(
