@@ -196,6 +196,9 @@ def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: in
     start = time.perf_counter()
     run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
                       stop_on_success=stop_on_success)
+    stop_base = getattr(robot, "stop_base", None)  # Mobile ALOHA: no command timeout between episodes
+    if stop_base is not None:
+        stop_base()
     episode = RolloutEpisode(seed=seed, success=run.success, max_reward=run.max_reward, steps=run.steps,
                              seconds=time.perf_counter() - start, late_steps=run.report.late_steps)
     if video is not None and frames:

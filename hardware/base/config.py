@@ -56,8 +56,8 @@ class BaseConfig(_Strict):
     max_angular_acc: float = Field(2.0, gt=0)  # rad/s^2
     # Safety: feedback older than this many control periods, or no command from the loop for this many periods
     # while driving, stops the base (the Tracer's own receive timeout is 500 ms; what it does then is unconfirmed).
-    feedback_timeout_periods: int = Field(5, ge=2)
-    command_timeout_periods: int = Field(5, ge=2)
+    feedback_timeout_periods: int = Field(10, ge=2)
+    command_timeout_periods: int = Field(10, ge=2)
     # What is recorded as the base velocity while teleoperating: the Tracer's motion feedback (0x221) or two
     # Dynamixel wheel encoders, as Mobile ALOHA does.
     velocity_source: Literal["tracer", "wheel_encoders"] = "tracer"

@@ -5,8 +5,9 @@ response, wheel odometry, and injectable faults. The real driver (`TracerBase`) 
     base = TracerBase(BaseConfig(interface="virtual", channel="tracer-test"))
     emulator.inject("silent" | "bus_off" | "error_flag")
 
-python-can's `virtual` interface connects buses of one process only (its channels are a dict in the module), so
-tests run the emulator in-process; across processes use `interface="udp_multicast"` (no kernel module either).
+python-can's `virtual` interface connects buses of one process only (its channels are a dict in the module; checked:
+a frame sent in one process never reaches another), so tests run the emulator in the driver's process. Across
+processes python-can offers `udp_multicast` (no kernel module), which needs `msgpack`, not installed here.
 
 Behaviour: in CAN command mode the velocity follows the last 0x111 command with a first-order lag (`lag_s`); a
 command older than the Tracer's 500 ms receive timeout counts as zero. Outside command mode a stand-in operator may
@@ -45,6 +46,7 @@ class EmulatorLog:
     commands: list[tuple[float, float]] = field(default_factory=list)  # decoded 0x111 commands, in order
     raw_commands: list[bytes] = field(default_factory=list)
     modes: list[int] = field(default_factory=list)
+    feedback: list[tuple[float, float, float]] = field(default_factory=list)  # (monotonic time, m/s, rad/s) sent
 
 
 class TracerEmulator:
@@ -92,6 +94,7 @@ class TracerEmulator:
             self._thread.join(timeout=1.0)
         self._thread = None
         if self._bus is not None:
+            self._receive(time.monotonic())  # what was sent before the stop still counts (the last zero command)
             self._bus.shutdown()
             self._bus = None
 
@@ -157,6 +160,7 @@ class TracerEmulator:
                     self.fault = "silent"  # a bus-off controller sends nothing more
             elif fault != "silent":
                 self._send(self.ids.motion_feedback, F.encode_motion(*self.velocity))
+                self.log.feedback.append((now, *F.decode_motion(F.encode_motion(*self.velocity))))
                 status = F.SystemStatus(state, self.mode, 26.0, error, counter)
                 self._send(self.ids.system_status, F.encode_status(status, self.ids))
                 self._send(self.ids.odometry, F.encode_odometry(*self.odometry))

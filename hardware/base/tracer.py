@@ -157,6 +157,12 @@ class TracerBase:
                 log.error("%s", exc)
                 return
 
+    def idle(self) -> None:
+        """The loop is done commanding on purpose (an episode ended): zero velocity, and no command timeout until
+        the next `command`."""
+        self.stop()
+        self.driving = False
+
     # ------------------------------------------------------------------ internals
     def _feedback_timeout(self) -> float:
         return self.config.feedback_timeout_periods * self.period
