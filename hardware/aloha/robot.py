@@ -66,6 +66,11 @@ class AlohaRobot(Robot):
         return [CameraSpec(c.name, c.height, c.width, serial=c.serial or f"software:{c.name}")
                 for c in self._camera_configs]
 
+    @property
+    def base_delay_steps(self) -> int:
+        """Steps by which a policy's base actions lag its arm actions at rollout (configuration, recipe default 13)."""
+        return self.config.base.rollout_delay_steps if self.config.base is not None else 0
+
     def episode_attrs(self) -> dict[str, Any]:
         digests = {}
         for arm in self.config.followers() + self.config.leaders():

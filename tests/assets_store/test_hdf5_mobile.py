@@ -83,3 +83,27 @@ def test_cli_round_trip(layout, tmp_path):
     assert result.exit_code == 0, result.output
     (out,) = (tmp_path / "x").glob("*.hdf5")
     assert all(np.array_equal(a, b) for a, b in zip(low_dim(source).values(), low_dim(out).values()))
+
+
+def test_base_velocity_check_against_limits(layout, tmp_path):
+    from assets_store.checks import base_velocity, CheckSettings
+    from assets_store.episode_reader import EpisodeArrays
+
+    source = tmp_path / "fast.hdf5"
+    write_mobile_hdf5(source)
+    ok = import_hdf5_file(layout, "limits", source)
+    assert base_velocity(EpisodeArrays(ok)).passed  # +-0.5 within the default 1.6 m/s, 2.0 rad/s
+    with h5py.File(source, "a") as f:
+        f["base_action"][3, 0] = 2.5  # faster than any Tracer command
+    fast = import_hdf5_file(layout, "limits", source)
+    result = base_velocity(EpisodeArrays(fast))
+    assert not result.passed and "base_linear_vel reaches 2.500, limit 1.600" in result.detail
+    assert base_velocity(EpisodeArrays(fast), CheckSettings(base_limits=(3.0, 2.0))).passed
+    static = import_hdf5_file(layout, "limits", _static(tmp_path))
+    assert base_velocity(EpisodeArrays(static)).detail == "no mobile base"
+
+
+def _static(tmp_path):
+    path = tmp_path / "static_for_check.hdf5"
+    write_aloha_hdf5(path, steps=4, cams=())
+    return path
