@@ -122,6 +122,10 @@ class AlohaRig:
             self.specs[name] = emu.emulated_spec(spec, self.emulator.port(name))
             if spec.role == "leader":
                 emu.sway_leader(self.emulator, spec)
+        if self.wheels is not None:  # emulated wheel encoders: a bus of their own on the servo emulator
+            cfg = emu.emulated_wheels(self.wheels.cfg, self.emulator.port(emu.WHEELS_BUS))
+            self.wheels = WheelEncoders(cfg)
+            emu.push_wheels(self.emulator, cfg)
 
 
 def connect_arms(rig: "AlohaRig", names: list[str], into: list[Arm]) -> None:
@@ -165,13 +169,8 @@ _emulated_channels = itertools.count()
 
 
 def _emulated_base(base: BaseConfig) -> BaseConfig:
-    """The configured base on an in-process virtual CAN bus of its own; its velocity read from the Tracer feedback
-    (the Dynamixel wheel encoders are not emulated)."""
-    if base.velocity_source != "tracer":
-        log.warning("emulated base: velocity_source %r is not emulated; recording the Tracer's feedback instead",
-                    base.velocity_source)
-    return base.model_copy(update={"interface": "virtual", "velocity_source": "tracer",
-                                   "channel": f"emulated-tracer-{next(_emulated_channels)}"})
+    """The configured base on an in-process virtual CAN bus of its own."""
+    return base.model_copy(update={"interface": "virtual", "channel": f"emulated-tracer-{next(_emulated_channels)}"})
 
 
 def emulated_rig(config_path: Path | None, layout: StoreLayout | None,
@@ -200,10 +199,13 @@ def emulated_rig(config_path: Path | None, layout: StoreLayout | None,
         seed = sum(map(ord, cfg.name))
         return CameraHandle(Camera(cfg.name, source), SyntheticFeeder(source, cfg.fps, seed=seed))
 
-    emulator = ServoEmulator({name: emu.servo_setups(spec) for name, spec in specs.items()})
-    base, _ = _base_parts(config)
+    buses = {name: emu.servo_setups(spec) for name, spec in specs.items()}
+    base, wheels = _base_parts(config)
+    if wheels is not None:
+        buses[emu.WHEELS_BUS] = emu.wheel_setups(config.base.wheel_encoders)
+    emulator = ServoEmulator(buses)
     # the stand-in operator pushes the base around while it is not commanded (teleoperation)
     base_emulator = None if config.base is None else TracerEmulator(config.base.channel, ids=config.base.frames,
                                                                     push=sway_push())
     return AlohaRig(config, specs, calibration_dir, calibrations, software_camera, emulator,
-                    base_emulator=base_emulator, base=base)
+                    base_emulator=base_emulator, base=base, wheels=wheels)

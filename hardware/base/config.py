@@ -42,6 +42,7 @@ class WheelEncoderConfig(_Strict):
     base_radius_m: float = Field(0.622, gt=0)  # the code's name; used as the track width in w = (r - l) * R / b
     right_negated: bool = True  # the right wheel servo is mounted mirrored
     rpm_per_unit: float = Field(0.229, gt=0)  # Dynamixel X-series Present Velocity unit
+    reply_timeout_ms: float = Field(2.0, ge=0.0)  # wait beyond 2x latency timer before a reply is late
 
 
 class BaseConfig(_Strict):

@@ -34,7 +34,7 @@ class WheelEncoders:
 
     def __init__(self, cfg: WheelEncoderConfig):
         self.cfg = cfg
-        self.bus = DynamixelBus(cfg.port, cfg.baudrate)
+        self.bus = DynamixelBus(cfg.port, cfg.baudrate, timeout_margin_ms=cfg.reply_timeout_ms)
 
     def connect(self) -> None:
         self.bus.open()

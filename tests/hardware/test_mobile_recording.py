@@ -103,3 +103,32 @@ def test_cli_records_emulated_mobile(layout):
     (episode,) = sorted(layout.session_dir("cli_mobile").glob("episode_*.zarr"))
     reader = EpisodeReader(episode)
     assert reader.info.robot == "emulated-mobile" and reader.action.shape[1] == 16
+
+
+def test_wheel_encoder_velocity_source_is_recorded(layout, tmp_path):
+    """Mobile ALOHA's own source: two Dynamixel wheel servos (emulated on the pty servo emulator) read through the
+    real Dynamixel bus and converted to base velocity; the Tracer is neither read for it nor commanded."""
+    import yaml
+
+    from hardware.aloha.config import default_config_path
+    from hardware.base.wheels import base_velocity
+
+    data = yaml.safe_load(default_config_path("mobile_aloha").read_text())
+    data["base"]["velocity_source"] = "wheel_encoders"
+    config = tmp_path / "wheels.yaml"
+    config.write_text(yaml.safe_dump(data))
+    robot = make_robot("emulated-mobile", RobotOptions(cameras=[], layout=layout, config=config))
+    robot.config.start_ramp_s = 0.0
+    result = record_session(robot, LeaderArms(robot.rig, gesture=False), layout,
+                            RecordConfig(session="wheels", episodes=1, episode_len=60))
+    (episode,) = [e.path for e in result.episodes]
+    assert check_one(layout, "wheels", episode).passed
+    base = EpisodeReader(episode).action[:, 14:]
+    assert np.abs(base[:, 0]).max() > 0.05 and np.abs(base[:, 1]).max() > 0.01
+    # The stand-in operator rolls both wheels together (the mirrored right servo the other way), the left 1.3 times
+    # as fast: the base turns clockwise while going forward, at a fixed ratio w / v that the conversion predicts.
+    v, w = base_velocity(1.3, -1.0, robot.config.base.wheel_encoders)
+    moving = np.abs(base[:, 0]) > 0.05
+    assert moving.sum() > 10
+    assert np.allclose(base[moving, 1] / base[moving, 0], w / v, rtol=0.1)
+    assert robot.rig.base_emulator.log.commands == []
