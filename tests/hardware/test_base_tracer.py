@@ -66,9 +66,9 @@ def test_frames_round_trip_with_the_manual_layout():
 def test_commands_arrive_encoded_and_limited(rig):
     emulator, base = rig
     drive(base, (5.0, -3.0), 60)  # far beyond the limits (0.7 m/s, 1.0 rad/s)
+    assert wait_until(lambda: len(emulator.log.commands) == 60)  # the emulator reads its bus every 20 ms
     assert emulator.log.modes == [F.MODE_CAN]  # command mode enabled once, before the first motion command
     commands = np.array(emulator.log.commands)
-    assert len(commands) == 60
     assert np.all(np.abs(commands[:, 0]) <= 0.7) and np.all(np.abs(commands[:, 1]) <= 1.0)
     # acceleration limits: 1 m/s^2 and 2 rad/s^2 -> 0.02 and 0.04 per 20 ms step
     assert np.all(np.abs(np.diff(commands[:, 0])) <= 0.02 + 1e-9) and commands[0, 0] == 0.02
@@ -122,7 +122,7 @@ def test_disconnect_leaves_the_base_stopped(rig):
     emulator, base = rig
     drive(base, (0.5, 0.2), 10)
     base.disconnect()
-    assert emulator.log.commands[-1] == (0.0, 0.0)
+    assert wait_until(lambda: emulator.log.commands[-1] == (0.0, 0.0))  # the emulator reads its bus every 20 ms
     base.disconnect()  # twice is fine
 
 
