@@ -132,3 +132,23 @@ def test_wheel_encoder_velocity_source_is_recorded(layout, tmp_path):
     assert moving.sum() > 10
     assert np.allclose(base[moving, 1] / base[moving, 0], w / v, rtol=0.1)
     assert robot.rig.base_emulator.log.commands == []
+
+
+def test_configuration_base_section_and_its_old_name(tmp_path):
+    import yaml
+
+    from hardware.aloha.config import AlohaConfig, default_config_path
+
+    data = yaml.safe_load(default_config_path("mobile_aloha").read_text())
+    config = AlohaConfig.model_validate(data)
+    assert (config.base.interface, config.base.channel, config.base.velocity_source) == ("socketcan", "can0", "tracer")
+    assert (config.base.rollout_delay_steps, config.base.smoothing_window) == (13, 5)  # the recipe's defaults
+    # files written before the driver existed: `mobile_base` with the limits only
+    old = {**{k: v for k, v in data.items() if k != "base"}, "mobile_base": {"max_linear_vel": 0.5, "max_angular_vel": 0.8}}
+    migrated = AlohaConfig.model_validate(old)
+    assert migrated.base.limits == (0.5, 0.8) and len(migrated.action_names) == 16
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump({**old, "base": data["base"]}))
+    with pytest.raises(ValueError, match="both 'base' and its old name 'mobile_base'") as err:
+        AlohaConfig.load(path)
+    assert str(path) in str(err.value)
