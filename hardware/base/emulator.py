@@ -29,7 +29,7 @@ from hardware.base.config import TracerFrameIds
 
 RECEIVE_TIMEOUT_S = 0.5  # Tracer manual: motion command receive timeout
 TRACK_M = 0.498  # wheel separation (agilexrobotics Gazebo Tracer plugin) for the emulated odometry
-FAULTS = ("silent", "bus_off", "error_flag")
+FAULTS = ("silent", "bus_off", "error_flag", "rc_override")
 
 
 def sway_push(amplitude: tuple[float, float] = (0.3, 0.4), period_s: float = 3.0) -> Callable[[float], tuple[float, float]]:
@@ -45,7 +45,7 @@ def sway_push(amplitude: tuple[float, float] = (0.3, 0.4), period_s: float = 3.0
 class EmulatorLog:
     commands: list[tuple[float, float]] = field(default_factory=list)  # decoded 0x111 commands, in order
     raw_commands: list[bytes] = field(default_factory=list)
-    modes: list[int] = field(default_factory=list)
+    modes: list[int] = field(default_factory=list)  # control modes requested (0x421)
     feedback: list[tuple[float, float, float]] = field(default_factory=list)  # (monotonic time, m/s, rad/s) sent
 
 
@@ -99,13 +99,16 @@ class TracerEmulator:
             self._bus = None
 
     def inject(self, fault: str) -> None:
-        """silent: stop sending anything; bus_off: one CAN bus-off error frame; error_flag: status exception."""
+        """silent: stop sending anything; bus_off: one CAN bus-off error frame; error_flag: status exception;
+        rc_override: the RC transmitter takes over (mode RC; CAN commands ignored)."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
         with self._lock:
             self.fault = fault
             if fault == "error_flag":
                 self.state, self.error_code = F.STATE_EXCEPTION, 0x0200
+            elif fault == "rc_override":
+                self.mode = F.MODE_RC
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -115,8 +118,9 @@ class TracerEmulator:
     def _receive(self, now: float) -> None:
         while (msg := self._bus.recv(timeout=0)) is not None:
             if msg.arbitration_id == self.ids.control_mode:
-                self.mode = msg.data[0]
-                self.log.modes.append(self.mode)
+                if self.fault != "rc_override":  # the transmitter has priority
+                    self.mode = msg.data[0]
+                self.log.modes.append(msg.data[0])  # what was asked
             elif msg.arbitration_id == self.ids.motion_command:
                 command = F.decode_motion(msg.data)
                 self.log.commands.append(command)

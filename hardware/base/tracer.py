@@ -10,7 +10,8 @@
 
 A watcher thread reads every frame. It stops the base (zero velocity) and records the fault when feedback is
 older than `feedback_timeout_periods`, when the control loop has not commanded for `command_timeout_periods` while
-driving, on a CAN error frame or bus error, and when the base reports an error flag; `check()` (called by the robot
+driving, on a CAN error frame or bus error, when the base reports an error flag, and when it leaves CAN command
+mode while driving (an RC transmitter switched on takes priority); `check()` (called by the robot
 every step) then raises `BaseFault` naming the bus and the fault, and the robot stops its arms.
 """
 
@@ -72,6 +73,7 @@ class TracerBase:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_command_at = 0.0
+        self._enabled_at = 0.0
         self._feedback = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,7 +105,7 @@ class TracerBase:
         self.check()
         self._send(self.config.frames.control_mode, F.encode_mode(F.MODE_CAN))
         self.sent = np.zeros(2)
-        self._last_command_at = time.monotonic()
+        self._last_command_at = self._enabled_at = time.monotonic()
         self.driving = True
 
     def disconnect(self) -> None:
@@ -239,3 +241,6 @@ class TracerBase:
                 self.state.status = status
             if status.fault is not None:
                 self._set_fault(f"base reports {status.fault}")
+            elif self.driving and status.mode != F.MODE_CAN and now - self._enabled_at > self._feedback_timeout():
+                # e.g. the RC transmitter was switched on: it has priority and our commands are ignored
+                self._set_fault(f"base left CAN command mode (mode {status.mode}; RC transmitter on or SWB not up?)")

@@ -92,6 +92,7 @@ def test_feedback_decodes_velocity_odometry_and_status(rig):
     ("silent", "no motion feedback"),
     ("bus_off", "bus-off"),
     ("error_flag", "error code 0x0200"),
+    ("rc_override", "left CAN command mode"),
 ])
 def test_each_fault_stops_the_base_with_a_message(rig, fault, words):
     emulator, base = rig
