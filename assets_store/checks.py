@@ -23,7 +23,7 @@ from assets_store.errors import EpisodeError
 from assets_store.hashing import canonical_hash
 
 # Bump when a check changes what it answers: cached reports of an older version are recomputed.
-CHECKS_VERSION = 2
+CHECKS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class CheckSettings:
     max_dropped_ratio: float = 0.05
     decode_stride: int = 1  # decode every n-th frame (1 = all)
     keep_failed_demos: bool = False  # train on demonstrations whose outcome says they failed the task
+    # Mobile base velocity limits (m/s, rad/s) for episodes that do not record their robot's own (`base_limits`):
+    # the Mobile ALOHA paper's 1.6 m/s; the angular limit is ours (the Tracer's is unconfirmed).
+    base_limits: tuple[float, float] = (1.6, 2.0)
+    base_margin: float = 0.05  # share of the limit beyond it still accepted (measured velocities overshoot a bit)
 
     def key(self) -> str:
         return canonical_hash({"v": CHECKS_VERSION, **asdict(self)})[:16]
@@ -56,6 +60,7 @@ CHECKS = (
     "finite_values",
     "timestamps",
     "joint_limits",
+    "base_velocity",
     "dropped_frames",
     "frames_decodable",
 )
@@ -71,6 +76,8 @@ CHECK_DESCRIPTIONS = {
     "finite_values": "no NaN/Inf in joints, actions, velocities, efforts or timestamps",
     "timestamps": "strictly increasing, at the declared rate (median period and late-step share within tolerance)",
     "joint_limits": "follower joints stay within the arm's limits (grippers within [0, 1] plus margin)",
+    "base_velocity": "mobile base velocities in the action (base_linear_vel, base_angular_vel) stay within the "
+    "robot's configured limits (attrs extra.base_limits, else the settings' base_limits) plus base_margin",
     "dropped_frames": "camera frame drops stay under the allowed share of frames",
     "frames_decodable": "every stored camera frame decodes to the declared resolution",
 }
@@ -238,6 +245,34 @@ def joint_limits(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     return CheckResult(True, f"{len(names)} joints within limits")
 
 
+BASE_ACTIONS = ("base_linear_vel", "base_angular_vel")
+
+
+@_as_result
+def base_velocity(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
+    names = list(ep.header.info.action_names)
+    if not any(n in names for n in BASE_ACTIONS):
+        return CheckResult(True, "no mobile base")
+    action = ep.read(S.ACTION)
+    if action is None:
+        return CheckResult(False, "cannot check: action missing")
+    extra = ep.attrs.get("extra") or {}
+    declared = extra.get("base_limits") if isinstance(extra, dict) else None
+    limits = np.asarray(declared if declared is not None else s.base_limits, dtype=np.float64)  # ValueError if not numbers
+    if limits.shape != (2,) or not np.all(limits > 0):
+        raise ValueError(f"extra.base_limits: expected two positive numbers (m/s, rad/s), got {declared!r}")
+    problems = []
+    for name, limit in zip(BASE_ACTIONS, limits):
+        if name not in names or not len(action):
+            continue
+        peak = float(np.nanmax(np.abs(action[:, names.index(name)])))
+        if peak > limit * (1 + s.base_margin):
+            problems.append(f"{name} reaches {peak:.3f}, limit {limit:.3f}")
+    if problems:
+        return CheckResult(False, "; ".join(problems))
+    return CheckResult(True, f"base velocities within ({limits[0]:.2f} m/s, {limits[1]:.2f} rad/s)")
+
+
 @_as_result
 def dropped_frames(ep: EpisodeArrays, s: CheckSettings) -> CheckResult:
     cams = ep.header.info.cameras
@@ -272,6 +307,7 @@ EPISODE_CHECKS: dict[str, Check] = {
     "finite_values": finite_values,
     "timestamps": timestamps,
     "joint_limits": joint_limits,
+    "base_velocity": base_velocity,
     "dropped_frames": dropped_frames,
     "frames_decodable": frames_decodable,
 }

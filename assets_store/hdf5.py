@@ -4,6 +4,8 @@
     /observations/images/<cam> (T, H, W, 3) uint8, or with root attr compress=True: (T, L) padded JPEG bytes
                                plus /compress_len (num_cams, T); those were encoded by OpenCV (BGR order)
     /action (T, A)             root attr `sim` (bool)
+    /base_action (T, 2)        Mobile ALOHA only: base linear (m/s) and angular (rad/s) velocity; imported as the two
+                               last action columns (16-D episodes) and written back from them on export
 
 HDF5 files carry no timestamps: imported episodes get t / fps. Import never leaves a half episode (the writer
 commits atomically); export writes a temporary file and renames it, and never replaces a file unless told to.
@@ -33,6 +35,7 @@ from assets_store.layout import StoreLayout
 
 ALOHA_ARM_JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"]
 ALOHA_JOINT_NAMES = [f"{side}_{j}" for side in ("left", "right") for j in ALOHA_ARM_JOINTS]
+BASE_ACTIONS = ["base_linear_vel", "base_angular_vel"]
 # Widest joint or action vector accepted (ALOHA: 14, Mobile ALOHA: 14 + 2): a bound on what a claimed shape may cost.
 MAX_VECTOR = 64
 
@@ -45,7 +48,7 @@ def default_action_names(n_action: int, joint_names: list[str]) -> list[str]:
     if n_action == len(joint_names):
         return list(joint_names)
     if n_action == len(joint_names) + 2:  # Mobile ALOHA: base linear and angular velocity
-        return list(joint_names) + ["base_linear_vel", "base_angular_vel"]
+        return list(joint_names) + BASE_ACTIONS
     return [f"action_{i}" for i in range(n_action)]
 
 
@@ -69,6 +72,14 @@ class _H5Episode:
         self.qpos = self._floats(need("/observations/qpos"), "/observations/qpos")
         self.action = self._floats(need("/action"), "/action")
         T = len(self.qpos)
+        self.mobile = "/base_action" in f
+        if self.mobile:  # Mobile ALOHA: the base velocities become the two last action columns
+            base = self._floats(f["/base_action"], "/base_action")
+            if base.shape != (T, 2):
+                raise EpisodeError(path, "/base_action", f"expected ({T}, 2) base velocities (m/s, rad/s), got {base.shape}")
+            if len(self.action) != T:
+                raise EpisodeError(path, "/action", f"expected {T} steps (as /observations/qpos), got {len(self.action)}")
+            self.action = np.concatenate([self.action, base], axis=1)
         self.qvel = self._floats(f["/observations/qvel"], "/observations/qvel") if "/observations/qvel" in f else None
         self.effort = (
             self._floats(f["/observations/effort"], "/observations/effort") if "/observations/effort" in f else None
@@ -221,7 +232,7 @@ def import_hdf5_file(
             raise StoreError(f"{source}: unreadable HDF5 content ({type(exc).__name__}: {exc})") from None
         joints = default_joint_names(ep.qpos.shape[1])
         info = S.EpisodeInfo(
-            robot=robot or ("sim-aloha" if ep.sim else "aloha"),
+            robot=robot or ("sim-aloha" if ep.sim else "mobile-aloha" if ep.mobile else "aloha"),
             joint_names=joints,
             action_names=default_action_names(ep.action.shape[1], joints),
             fps=fps,
@@ -293,7 +304,12 @@ def export_hdf5(episode: Path, out: Path, *, force: bool = False) -> Path:
             obs.create_dataset("qvel", data=reader.qvel if reader.qvel is not None else np.zeros_like(reader.qpos))
             if reader.effort is not None:
                 obs.create_dataset("effort", data=reader.effort)
-            f.create_dataset("action", data=reader.action)
+            names = list(reader.info.action_names)
+            if names[-2:] == BASE_ACTIONS:  # Mobile ALOHA's layout: arms in /action, the base in /base_action
+                f.create_dataset("action", data=reader.action[:, :-2])
+                f.create_dataset("base_action", data=reader.action[:, -2:])
+            else:
+                f.create_dataset("action", data=reader.action)
             images = obs.create_group("images")
             for cam in reader.camera_names:
                 spec = reader.info.camera(cam)

@@ -70,6 +70,22 @@ def _emulated_aloha(options: RobotOptions) -> Robot:
     return AlohaRobot(emulated_rig(options.config, options.layout, options.resolution), cameras=options.cameras)
 
 
+def _real_mobile(options: RobotOptions) -> Robot:
+    from hardware.aloha.rig import real_rig
+    from hardware.aloha.robot import AlohaRobot
+
+    return AlohaRobot(real_rig(options.config, options.layout, "mobile_aloha"), cameras=options.cameras,
+                      name="mobile-aloha")
+
+
+def _emulated_mobile(options: RobotOptions) -> Robot:
+    from hardware.aloha.rig import emulated_rig
+    from hardware.aloha.robot import AlohaRobot
+
+    rig = emulated_rig(options.config, options.layout, options.resolution, "mobile_aloha")
+    return AlohaRobot(rig, cameras=options.cameras, name="emulated-mobile")
+
+
 def _leader_arms(robot: Robot, options: RobotOptions) -> Teleoperator:
     from hardware.aloha.teleop import LeaderArms
 
@@ -79,6 +95,9 @@ def _leader_arms(robot: Robot, options: RobotOptions) -> Teleoperator:
 ROBOTS: dict[str, RobotEntry] = {
     "aloha": RobotEntry(_real_aloha, _leader_arms, "real hardware", leader_arms=True),
     "emulated": RobotEntry(_emulated_aloha, _leader_arms, "dry run, no hardware", leader_arms=True),
+    "mobile-aloha": RobotEntry(_real_mobile, _leader_arms, "Mobile ALOHA: arms + AgileX Tracer base", leader_arms=True),
+    "emulated-mobile": RobotEntry(_emulated_mobile, _leader_arms, "Mobile ALOHA dry run, base emulated on a virtual "
+                                  "CAN bus", leader_arms=True),
     **{
         task.robot_name: RobotEntry(_sim_robot(key), _scripted, f"MuJoCo, {task.name.replace('_', ' ')}", simulated=True)
         for key, task in TASKS.items()

@@ -131,6 +131,18 @@ def check_compatible(policy: Any, robot: Robot) -> None:
         raise IncompatiblePolicy(f"robot {robot.name!r}: {exc}") from exc
 
 
+def apply_base_delay(policy: Any, robot: Robot) -> None:
+    """Mobile ALOHA: the policy serves base actions the robot's configured number of steps later in each chunk than
+    arm actions (`base.rollout_delay_steps`, the recipe's 13); robots without a base say nothing and get 0."""
+    set_delay = getattr(policy, "set_base_delay", None)
+    if set_delay is None:
+        return
+    try:
+        set_delay(int(getattr(robot, "base_delay_steps", 0)))
+    except ValueError as exc:
+        raise IncompatiblePolicy(f"robot {robot.name!r}: {exc}; set base.rollout_delay_steps in its configuration") from exc
+
+
 def make_robot_for_policy(robot_name: str, policy: Any, resolution: tuple[int, int] | None = None, **options: Any) -> Robot:
     """The named robot with the policy's cameras; a robot without one of them refuses here, before connecting."""
     try:
@@ -164,6 +176,7 @@ def run_rollouts(
         teleop = _Timed(driver)
     else:
         check_compatible(driver, robot)  # before connecting: a mismatched policy never gets near the motors
+        apply_base_delay(driver, robot)
         teleop = _Timed(PolicyTeleoperator(driver))
     simulated = bool(getattr(robot, "simulated", False))
     realtime = (not simulated) if realtime is None else (realtime or not simulated)
@@ -196,6 +209,9 @@ def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: in
     start = time.perf_counter()
     run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
                       stop_on_success=stop_on_success)
+    stop_base = getattr(robot, "stop_base", None)  # Mobile ALOHA: no command timeout between episodes
+    if stop_base is not None:
+        stop_base()
     episode = RolloutEpisode(seed=seed, success=run.success, max_reward=run.max_reward, steps=run.steps,
                              seconds=time.perf_counter() - start, late_steps=run.report.late_steps)
     if video is not None and frames:

@@ -8,6 +8,9 @@
 Two ways to serve a chunk: open loop (query the model every `query_every` steps and play the chunk), or temporal
 ensembling (query every step; the action for step t averages every chunk that predicted t with weights exp(-k*i),
 i = 0 the OLDEST prediction, as in the ACT reference; k = 0.01 by default).
+
+Mobile ALOHA: with `base_delay` d > 0 every served chunk takes its base columns d steps later than its arm columns
+(`model.base_actions.delay_base_actions`; chunks become k - d long), in both ways of serving.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from assets_store.bundle import CONFIG, STATS, WEIGHTS, read_verified_bundle
 from assets_store.errors import BundleIntegrityError
 from assets_store.stats import stats_from_json
 from model.act import ACT
+from model.base_actions import base_columns, delay_base_actions
 from model.config import ACTConfig
 from model.data import floored, resize_uint8
 
@@ -72,7 +76,7 @@ def _bundle_file(bundle_dir: Path, name: str) -> Iterator[None]:
 
 class Policy:
     def __init__(self, model: ACT, config: dict, stats: dict, *, device: str = "cpu",
-                 temporal_ensemble_k: float | None = 0.01, query_every: int = 1):
+                 temporal_ensemble_k: float | None = 0.01, query_every: int = 1, base_delay: int = 0):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.config = config
@@ -99,12 +103,28 @@ class Policy:
         self.query_every = int(query_every)
         self.temporal_ensemble_k = temporal_ensemble_k
         self._ens = TemporalEnsembler(temporal_ensemble_k) if temporal_ensemble_k is not None else None
+        self.base_delay = 0
+        self.set_base_delay(base_delay)
         q, a = self.stats["qpos"], self.stats["action"]
         self._q_mean, self._q_std = (torch.tensor(x, dtype=torch.float32) for x in (q.mean, q.std))
         self._a_mean, self._a_std = a.mean.astype(np.float64), a.std.astype(np.float64)
         self.reset()
 
     # ------------------------------------------------------------------ loading
+    def set_base_delay(self, steps: int) -> None:
+        """Base actions `steps` later in each chunk than arm actions (Mobile ALOHA recipe: 13); 0 = off. A policy
+        without base columns ignores it."""
+        steps = int(steps)
+        if not base_columns(self.action_names):
+            self.base_delay = 0
+            return
+        if not 0 <= steps < self.chunk_size:
+            raise ValueError(f"base delay must be in 0..{self.chunk_size - 1} (chunk size {self.chunk_size}), got {steps}")
+        if self._ens is None and self.query_every > self.chunk_size - steps:
+            raise ValueError(f"query_every {self.query_every} exceeds the {self.chunk_size - steps} actions a chunk "
+                             f"serves with a base delay of {steps}")
+        self.base_delay = steps
+
     @classmethod
     def from_bundle(cls, bundle_dir: Path, device: str = "cpu", temporal_ensemble_k: float | None = 0.01,
                     query_every: int = 1) -> "Policy":
@@ -178,14 +198,18 @@ class Policy:
         a_hat, _, _ = self.model(q, imgs)
         return a_hat[0].double().cpu().numpy() * self._a_std + self._a_mean
 
+    def served_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The chunk actions are served from: predicted, base columns delayed by `base_delay`."""
+        return delay_base_actions(self.predict_chunk(qpos, images), self.action_names, self.base_delay)
+
     def act(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
         t = self.t
         if self._ens is not None:
-            self._ens.push(t, self.predict_chunk(qpos, images))
+            self._ens.push(t, self.served_chunk(qpos, images))
             action = self._ens.pop(t)
         else:
             if t % self.query_every == 0:
-                self._chunk = self.predict_chunk(qpos, images)
+                self._chunk = self.served_chunk(qpos, images)
             action = self._chunk[t % self.query_every]
         self.t += 1
         return action.astype(np.float32)

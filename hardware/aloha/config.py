@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware.aloha.servo_layouts import ARM_MODELS, arm_joints
+from hardware.base.config import BaseConfig
 from hardware.dynamixel.arm import ArmSpec, JointSpec
 from hardware.dynamixel.calibration_data import calibration_file
 from hardware.dynamixel.control_table import MODELS
@@ -96,11 +97,6 @@ class PairConfig(_Strict):
     follower: str
 
 
-class MobileBaseConfig(_Strict):
-    max_linear_vel: float = 0.7  # m/s
-    max_angular_vel: float = 1.0  # rad/s
-
-
 class GestureConfig(_Strict):
     enabled: bool = True
     close_threshold: float = Field(0.15, ge=0.0, le=1.0)  # both leader grippers below this (normalized) ...
@@ -114,12 +110,24 @@ class AlohaConfig(_Strict):
     arms: list[ArmConfig]
     pairs: list[PairConfig] = Field(min_length=1)
     cameras: list[CameraConfig] = Field(default_factory=list)
-    mobile_base: MobileBaseConfig | None = None
+    base: BaseConfig | None = None  # Mobile ALOHA: the AgileX Tracer (hardware/base); None = a stationary ALOHA
     start_gesture: GestureConfig = Field(default_factory=GestureConfig)
     # After the start gesture the followers move to the leaders' pose over this many seconds instead of jumping
     # there in one control step (a jump at full speed can hurt the robot or a person next to it).
     start_ramp_s: float = Field(2.0, ge=0.0)
     calibration_dir: Path | None = None  # default: <store>/calibration
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_base_key(cls, data):
+        # Files written before the base driver existed called the section `mobile_base` (limits only).
+        if isinstance(data, dict) and "mobile_base" in data:
+            data = dict(data)
+            old = data.pop("mobile_base")
+            if "base" in data:
+                raise ValueError("both 'base' and its old name 'mobile_base' are given; keep 'base'")
+            data["base"] = old
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "AlohaConfig":
@@ -162,7 +170,7 @@ class AlohaConfig(_Strict):
 
     @property
     def action_names(self) -> list[str]:
-        return self.joint_names + (list(BASE_ACTIONS) if self.mobile_base else [])
+        return self.joint_names + (list(BASE_ACTIONS) if self.base else [])
 
     @classmethod
     def load(cls, path: Path | str) -> "AlohaConfig":

@@ -1,11 +1,14 @@
 """The emulated ALOHA: the same arm code over pty servo emulators, a stand-in human on the leader arms.
 
 Emulated servos start mid-range; leader joints sway slowly (torque off, "moved by hand"), grippers in phase so
-the press-both-grippers gesture can also be played on demand (`press_grippers`).
+the press-both-grippers gesture can also be played on demand (`press_grippers`). Mobile ALOHA's wheel encoders
+(`velocity_source: wheel_encoders`) are two more servos on a bus of their own, rolled by the same stand-in human
+(`push_wheels`); the Tracer itself is emulated on a virtual CAN bus (hardware/base/emulator.py).
 """
 
 from __future__ import annotations
 
+from hardware.base.config import WheelEncoderConfig
 from hardware.dynamixel.arm import ArmSpec
 from hardware.dynamixel.calibration_data import ArmCalibration, JointCalibration
 from hardware.dynamixel.emulator import ServoEmulator, ServoSetup
@@ -78,3 +81,24 @@ def emulated_spec(spec: ArmSpec, port: str) -> ArmSpec:
     from dataclasses import replace
 
     return replace(spec, port=port, timeout_margin_ms=max(spec.timeout_margin_ms, EMULATED_TIMEOUT_MARGIN_MS))
+
+
+WHEELS_BUS = "wheels"
+WHEEL_AMPLITUDE, WHEEL_PERIOD_S = 2000, 3.0  # ticks, s: up to ~6 rad/s per wheel, ~0.3 m/s of base speed
+
+
+def wheel_setups(cfg: WheelEncoderConfig) -> list[ServoSetup]:
+    return [ServoSetup(cfg.left_id, position=CENTER), ServoSetup(cfg.right_id, position=CENTER)]
+
+
+def push_wheels(emulator: ServoEmulator, cfg: WheelEncoderConfig) -> None:
+    """The stand-in operator pushes the base: both wheels roll back and forth (the right servo mirrored), the
+    left a little faster, so the base also turns."""
+    emulator.set_motion(WHEELS_BUS, cfg.left_id, CENTER, WHEEL_AMPLITUDE * 1.3, WHEEL_PERIOD_S)
+    sign = -1 if cfg.right_negated else 1
+    emulator.set_motion(WHEELS_BUS, cfg.right_id, CENTER, sign * WHEEL_AMPLITUDE, WHEEL_PERIOD_S)
+
+
+def emulated_wheels(cfg: WheelEncoderConfig, port: str) -> WheelEncoderConfig:
+    return cfg.model_copy(update={"port": port, "reply_timeout_ms": max(cfg.reply_timeout_ms,
+                                                                         EMULATED_TIMEOUT_MARGIN_MS)})

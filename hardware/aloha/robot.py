@@ -2,8 +2,11 @@
 
 observe(): one Sync Read per follower (bounded by the control period), latest camera frames matched by
 timestamp, dropped frames counted. act(): one Sync Write per follower; Mobile ALOHA's last two action entries
-are base velocities. A servo fault on any follower stops every follower safely and propagates (the recorder
-discards the episode); torque is released on disconnect, Ctrl-C, SIGTERM and interpreter exit.
+are base velocities, sent to the base (hardware/base) unless the base is passive (teleoperation: the operator
+pushes it and its measured velocity is recorded). A servo fault on any follower, or a base fault (no feedback, bus
+error, error flag, stopped loop), stops every follower safely and the base at zero velocity, and propagates (the
+recorder discards the episode); torque is released and the base left stopped on disconnect, Ctrl-C, SIGTERM,
+SIGHUP and interpreter exit.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from assets_store.schema import CameraSpec
 from hardware.aloha.config import BASE_ACTIONS
 from hardware.aloha.rig import AlohaRig, CameraHandle, connect_arms, release_arms
+from hardware.base.tracer import BaseFault
 from hardware.cameras import match_by_timestamp
 from hardware.dynamixel.arm import Arm
 from hardware.dynamixel.errors import DynamixelError, ServoFault
@@ -28,10 +32,10 @@ log = logging.getLogger(__name__)
 
 
 class AlohaRobot(Robot):
-    def __init__(self, rig: AlohaRig, cameras: list[str] | None = None):
+    def __init__(self, rig: AlohaRig, cameras: list[str] | None = None, name: str | None = None):
         self.rig = rig
         self.config = rig.config
-        self.name = "emulated" if rig.emulated else self.config.name
+        self.name = name or ("emulated" if rig.emulated else self.config.name)
         self.fps = float(self.config.fps)
         names = [c.name for c in self.config.cameras]
         if cameras is not None and cameras != ["all"]:  # [] = no cameras
@@ -42,7 +46,8 @@ class AlohaRobot(Robot):
         self._camera_configs = [c for c in self.config.cameras if c.name in names]
         self.arms: list[Arm] = []
         self.camera_handles: list[CameraHandle] = []
-        self.base_command = np.zeros(2)
+        self.base_command = np.zeros(2)  # the base columns of the last action, within the speed limits
+        self.base_driven = True  # False while the operator pushes the base (`passive_base`)
         self.faults: list[str] = []
         self._guard: ExitGuard | None = None
         self._acquired = False
@@ -61,6 +66,11 @@ class AlohaRobot(Robot):
         return [CameraSpec(c.name, c.height, c.width, serial=c.serial or f"software:{c.name}")
                 for c in self._camera_configs]
 
+    @property
+    def base_delay_steps(self) -> int:
+        """Steps by which a policy's base actions lag its arm actions at rollout (configuration, recipe default 13)."""
+        return self.config.base.rollout_delay_steps if self.config.base is not None else 0
+
     def episode_attrs(self) -> dict[str, Any]:
         digests = {}
         for arm in self.config.followers() + self.config.leaders():
@@ -75,6 +85,18 @@ class AlohaRobot(Robot):
                               "on_fault": a.on_fault} for a in self.config.arms},
             "camera_serials": {c.name: c.serial for c in self._camera_configs},
             "faults": list(self.faults),
+            **self._base_attrs(),
+        }
+
+    def _base_attrs(self) -> dict[str, Any]:
+        base = self.config.base
+        if base is None:
+            return {}
+        return {
+            "base": {"kind": base.kind, "interface": base.interface, "channel": base.channel,
+                     "velocity_source": base.velocity_source, "driven": self.base_driven,
+                     "rollout_delay_steps": base.rollout_delay_steps, "smoothing_window": base.smoothing_window},
+            "base_limits": [base.max_linear_vel, base.max_angular_vel],  # validation checks recordings against these
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -86,6 +108,10 @@ class AlohaRobot(Robot):
         self._guard = ExitGuard(self.disconnect).install()
         try:
             connect_arms(self.rig, [cfg.name for cfg in self.config.followers()], self.arms)
+            if self.rig.base is not None:
+                self.rig.base.connect()
+            if self.rig.wheels is not None:
+                self.rig.wheels.connect()
             for cam_cfg in self._camera_configs:
                 handle = self.rig.make_camera(cam_cfg)
                 self.camera_handles.append(handle)
@@ -95,7 +121,13 @@ class AlohaRobot(Robot):
             raise
 
     def disconnect(self) -> None:
-        """Torque off on every follower, stop cameras. Safe to call twice."""
+        """Base stopped, torque off on every follower, cameras stopped. Safe to call twice."""
+        for part in (self.rig.base, self.rig.wheels):
+            if part is not None:
+                try:
+                    part.disconnect()  # the base: zero velocity first
+                except Exception as exc:
+                    log.error("%s: disconnect failed: %s", getattr(part, "device", "wheel encoders"), exc)
         arms, self.arms = self.arms, []
         release_arms(arms)
         handles, self.camera_handles = self.camera_handles, []
@@ -112,8 +144,19 @@ class AlohaRobot(Robot):
             self.rig.release()
 
     # ------------------------------------------------------------------ control step
+    def passive_base(self) -> None:
+        """Teleoperation: the operator pushes the base; it is never commanded, only measured."""
+        self.base_driven = False
+
+    def stop_base(self) -> None:
+        """The episode is over: the base to zero velocity, not expecting commands until the next one."""
+        if self.rig.base is not None and self.rig.base.connected:
+            self.rig.base.idle()
+
     def _stop_all(self, fault: BaseException) -> None:
         self.faults.append(str(fault))
+        if self.rig.base is not None:
+            self.rig.base.stop()
         for arm in self.arms:
             if arm.faulted is None:
                 arm.stop_safely()
@@ -124,7 +167,9 @@ class AlohaRobot(Robot):
         deadline = time.monotonic() + 1.0 / self.fps
         try:
             states = [arm.read(deadline) for arm in self.arms]
-        except (ServoFault, DynamixelError) as exc:
+            if self.rig.base is not None:
+                self.rig.base.check()
+        except (ServoFault, DynamixelError, BaseFault) as exc:
             self._stop_all(exc)
             raise
         obs = Observation(
@@ -154,11 +199,13 @@ class AlohaRobot(Robot):
                 n = len(arm.joint_names)
                 arm.write(action[start : start + n])
                 start += n
-        except (ServoFault, DynamixelError) as exc:
+            if self.config.base is not None:
+                self.base_command = self._base_velocity(action[start : start + len(BASE_ACTIONS)])
+                if self.base_driven and self.rig.base is not None and self.rig.base.connected:
+                    self.rig.base.command(*self.base_command)
+        except (ServoFault, DynamixelError, BaseFault) as exc:
             self._stop_all(exc)
             raise
-        if self.config.mobile_base is not None:
-            self.base_command = self._base_velocity(action[start : start + len(BASE_ACTIONS)])
 
     def move_to(self, target: np.ndarray, duration_s: float) -> int:
         """Move the followers from where they are to `target` (an action vector) along a straight line in joint
@@ -181,5 +228,5 @@ class AlohaRobot(Robot):
         return steps
 
     def _base_velocity(self, velocity: np.ndarray) -> np.ndarray:
-        limits = np.array([self.config.mobile_base.max_linear_vel, self.config.mobile_base.max_angular_vel])
+        limits = np.array(self.config.base.limits)
         return np.clip(velocity, -limits, limits)

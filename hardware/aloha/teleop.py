@@ -1,7 +1,9 @@
 """LeaderArms: the operator's leader arms as a `Teleoperator`, with the press-both-grippers-to-start gesture.
 
 Each step reads every leader (one Sync Read each) and returns the follower targets: leader joint angles, leader
-gripper openings (normalized, so leader and follower ranges may differ). Mobile ALOHA appends the base velocity.
+gripper openings (normalized, so leader and follower ranges may differ). Mobile ALOHA appends the base velocity
+the operator pushes the base at, measured by the configured source (Tracer feedback or wheel encoders): the base
+itself is never commanded while teleoperating.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ class LeaderArms(Teleoperator):
         self.gesture = self.config.start_gesture.model_copy(
             update={} if gesture is None else {"enabled": bool(gesture)})
         self.arms: list[Arm] = []
-        self.base_velocity = np.zeros(2)  # Mobile ALOHA: set by a base odometry reader where one exists
         self._guard: ExitGuard | None = None
         self._acquired = False
 
@@ -59,8 +60,8 @@ class LeaderArms(Teleoperator):
             raise DynamixelError("leader arms are not connected")
         joints = [arm.read(deadline).positions for arm in self.arms]
         action = np.concatenate(joints)
-        if self.config.mobile_base is not None:
-            action = np.concatenate([action, self.base_velocity])
+        if self.config.base is not None:
+            action = np.concatenate([action, self.rig.base_velocity()])
         return action
 
     def grippers(self) -> list[float]:
@@ -95,6 +96,9 @@ class LeaderArms(Teleoperator):
     def start_episode(self, robot: Robot, seed: int | None = None) -> None:
         if not self.arms:
             self.connect()
+        passive_base = getattr(robot, "passive_base", None)
+        if passive_base is not None:  # Mobile ALOHA: pushed by the operator, recorded, never commanded
+            passive_base()
         if self.gesture.enabled:
             self.wait_for_start_gesture()
         move_to = getattr(robot, "move_to", None)

@@ -1,4 +1,5 @@
-"""`aloha import-hdf5` / `aloha export-hdf5`: move episodes between the store and the original ALOHA layout."""
+"""`aloha import-hdf5` / `aloha export-hdf5`: move episodes between the store and the original ALOHA layout
+(Mobile ALOHA's too: `/base_action` becomes the two last columns of 16-D actions, and is written back from them)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from hardware.cli.common import resolve_episode
 def register(app: typer.Typer) -> None:
     @app.command("import-hdf5")
     def import_cmd(
-        paths: Annotated[list[Path], typer.Argument(help="ALOHA HDF5 episode files (episode_*.hdf5).")],
+        paths: Annotated[list[Path], typer.Argument(help="ALOHA / Mobile ALOHA HDF5 episode files (episode_*.hdf5).")],
         session: Annotated[str, typer.Option(help="Session to import into (created if needed).")],
         fps: Annotated[float, typer.Option(help="Control rate the files were recorded at.")] = 50.0,
-        robot: Annotated[Optional[str], typer.Option(help="Robot name to record (default: from the 'sim' attr).")] = None,
+        robot: Annotated[Optional[str], typer.Option(help="Robot name to record (default: sim-aloha when the 'sim' attr is set, mobile-aloha with a "
+                             "/base_action, else aloha).")] = None,
         jpeg_quality: Annotated[int, typer.Option(min=1, max=100)] = 90,
         store: StoreOption = None,
     ) -> None:
