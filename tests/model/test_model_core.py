@@ -146,7 +146,9 @@ def test_deeper_decoder_uses_last_layer():
     q, im, _, _ = _inputs()
     before = m(q, im)[0]
     with torch.no_grad():
-        m.dec_layers[1].linear2.bias.add_(1.0)
+        # Not a constant: a LayerNorm after the layer removes a shift shared by every feature, whatever the layer.
+        bias = m.dec_layers[1].linear2.bias
+        bias.add_(torch.linspace(-1.0, 1.0, bias.numel()))
     assert not torch.allclose(before, m(q, im)[0])
 
 
