@@ -145,6 +145,9 @@ class TrainConfig(BaseModel):
     channels_last: bool = Field(True, description="channels-last memory format for the convolutions.")
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N.")
     num_threads: int | None = Field(None, description="torch intra-op threads; empty: torch's default.")
+    base_smoothing_window: int = Field(
+        5, ge=1, description="Mobile base: recorded base velocities are smoothed by a centred moving average over "
+                             "this many steps before training (Mobile ALOHA's recipe: 5; 1 = as recorded).")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

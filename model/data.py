@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from assets_store import EpisodeReader, StoreLayout
 from assets_store.dataset import load_dataset
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
+from model.base_actions import smooth_base_actions
 
 
 def floored(stats: NormStats, floor: float = DEFAULT_STD_FLOOR) -> NormStats:
@@ -46,6 +47,7 @@ class ChunkDataset(Dataset):
         image_size: tuple[int, int],
         camera_names: list[str] | None = None,
         max_open_episodes: int | None = None,  # None: one reader per episode (a few KB each, no open files)
+        base_smoothing_window: int = 1,  # Mobile ALOHA: smooth recorded base velocities (model.base_actions)
     ):
         self.dataset_dir = Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
@@ -70,7 +72,8 @@ class ChunkDataset(Dataset):
             if missing:
                 raise ValueError(f"{path}: cameras {missing} missing (has {r.camera_names})")
             qpos.append(q_stats.normalize(r.qpos).astype(np.float32))
-            action.append(a_stats.normalize(r.action).astype(np.float32))
+            actions = smooth_base_actions(r.action, r.info.action_names, base_smoothing_window)
+            action.append(a_stats.normalize(actions).astype(np.float32))
             lengths.append(len(r))
         self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
         self.lengths = np.asarray(lengths, dtype=np.int64)

@@ -187,7 +187,7 @@ def build_data(dataset_dir: Path, train_ds: ChunkDataset, act_cfg: ACTConfig, cf
                info: DistInfo) -> TrainData:
     val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
     val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                          camera_names=act_cfg.camera_names)
+                          camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window)
     if len(train_ds) == 0:
         raise ValueError(f"{dataset_dir}: the train split has no samples")
     sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
@@ -439,7 +439,8 @@ def train(
     if ckpt is not None:
         act_cfg = ACTConfig(**ckpt["act_config"])  # the architecture of the run being continued, not the caller's
     train_ds = ChunkDataset(dataset_dir, "train", chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                            camera_names=act_cfg.camera_names if ckpt else None)
+                            camera_names=act_cfg.camera_names if ckpt else None,
+                            base_smoothing_window=cfg.base_smoothing_window)
     imagenet = notice = None
     if ckpt is None:
         act_cfg, imagenet, notice = complete_architecture(act_cfg, train_ds)

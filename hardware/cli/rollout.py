@@ -12,6 +12,7 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
+from hardware.interfaces import RobotError
 from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
 
 
@@ -122,6 +123,8 @@ def rollout(
         )
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
+    except RobotError as exc:  # a servo, camera or base fault mid-run: the robot stopped itself safely
+        fail(f"rollout stopped, robot stopped safely: {exc}")
     except OSError as exc:  # e.g. a video that could not be written (each is atomic: no partial file)
         fail(f"rollout stopped: {os_error_text(exc)}")
     table = Table(title="rollout", show_header=False)

@@ -30,8 +30,8 @@ def teleop(
 ) -> None:
     """Leader arms drive the follower arms at the configured rate (50 Hz); nothing is recorded."""
     from hardware.aloha.teleop import GestureTimeout, LeaderArms
-    from hardware.cameras import CameraDisconnected
-    from hardware.dynamixel import DynamixelError, release_on_exit
+    from hardware.dynamixel import release_on_exit
+    from hardware.interfaces import RobotError
     from hardware.loop import FixedRateLoop
     from hardware.registry import RobotOptions, leader_arm_robots, make_robot, make_teleoperator
 
@@ -72,8 +72,8 @@ def teleop(
                 loop.run(step, max_steps=max_steps)
             except KeyboardInterrupt:
                 interrupted = True
-    except (DynamixelError, CameraDisconnected, GestureTimeout) as exc:
-        err_console.print("[bold]followers stopped safely; torque released.[/]")
+    except (RobotError, GestureTimeout) as exc:  # a servo, camera or base fault: everything was stopped safely
+        err_console.print("[bold]robot stopped safely; torque released.[/]")
         fail(str(exc))
     report = loop.report()
     table = Table(title=f"teleop {bot.name}" + (" (interrupted)" if interrupted else ""))

@@ -50,9 +50,15 @@ class ValidationConfig(Config):
     max_dropped_ratio: float = _DEFAULTS.max_dropped_ratio
     decode_stride: int = _DEFAULTS.decode_stride
     keep_failed_demos: bool = _DEFAULTS.keep_failed_demos
+    # mobile base limits for episodes that do not record their robot's own (m/s, rad/s), and the overshoot accepted
+    base_linear_limit: float = _DEFAULTS.base_limits[0]
+    base_angular_limit: float = _DEFAULTS.base_limits[1]
+    base_margin: float = _DEFAULTS.base_margin
 
     def settings(self) -> CheckSettings:
-        return CheckSettings(**self.model_dump())
+        values = self.model_dump()
+        limits = (values.pop("base_linear_limit"), values.pop("base_angular_limit"))
+        return CheckSettings(**values, base_limits=limits)
 
 
 def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:

@@ -180,3 +180,18 @@ def test_a_negative_ensembling_k_means_off_wherever_it_is_given(bundle):
 
     assert Policy.from_bundle(bundle, temporal_ensemble_k=-1.0).temporal_ensemble_k is None
 
+
+
+def test_a_robot_fault_mid_rollout_is_one_error_line(bundle, tmp_path, monkeypatch):
+    """Whatever stops the robot (a silent servo, an unplugged camera, the base's error flag) ends the verb cleanly."""
+    import hardware.rollout
+    from hardware.base.tracer import BaseFault
+
+    def faulting(*args, **kwargs):
+        raise BaseFault("base on can0: error flag 0x02 (battery under voltage); base and arms stopped")
+
+    monkeypatch.setattr(hardware.rollout, "run_rollouts", faulting)
+    res = run("rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--max-steps", "2",
+              "--store", str(tmp_path / "store"))
+    assert res.exit_code == 1 and "robot stopped safely" in res.output and "battery under voltage" in res.output
+    one_error_line(res.output)

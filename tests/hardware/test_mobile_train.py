@@ -14,7 +14,9 @@ from hardware.aloha.teleop import LeaderArms
 from hardware.recorder import RecordConfig, record_session
 from hardware.registry import RobotOptions, make_robot
 from hardware.rollout import run_rollouts
+from model.base_actions import smooth_base_actions
 from model.config import ACTConfig, TrainConfig
+from model.data import ChunkDataset
 from model.export import export_bundle
 from model.policy import Policy
 from model.train import train
@@ -38,6 +40,15 @@ def test_tiny_16d_policy_trains_and_drives_the_base(layout, tmp_path):
                               joint_names=list(robot.joint_names), action_names=list(robot.action_names),
                               camera_names=[CAMERA])
     dataset = write_dataset(layout, manifest, dataset_stats(partials))
+    # Training sees the recipe's smoothed base velocities (the arm columns as recorded).
+    raw = ChunkDataset(dataset, "all", chunk_size=10, image_size=(32, 32), base_smoothing_window=1)
+    smooth = ChunkDataset(dataset, "all", chunk_size=10, image_size=(32, 32), base_smoothing_window=5)
+    np.testing.assert_array_equal(raw.action[:, :14], smooth.action[:, :14])
+    assert not np.allclose(raw.action[:, 14:], smooth.action[:, 14:])
+    first = EpisodeReader(result.episodes[0].path)
+    want = smooth_base_actions(first.action, first.info.action_names, 5)
+    stats = smooth.stats["action"]
+    np.testing.assert_allclose(smooth.action[: len(first), 14:], stats.normalize(want)[:, 14:], rtol=1e-5, atol=1e-5)
     act = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
                     chunk_size=10, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=14,
                     action_dim=16, camera_names=[CAMERA])
