@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from assets_store.errors import StoreError
 from assets_store.names import validate_name
 
 STORE_ENV = "ALOHA_STORE"
@@ -29,15 +30,37 @@ COMPLETE_MARKER = ".aloha_complete"
 CHAMPION = "champion"
 
 
+_URL_ROOT = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")
+LOCAL_SCHEMES = ("file", "local")
+
+
+def url_scheme(root: str | os.PathLike | None) -> str | None:
+    """The scheme of a store root given as a URL (`s3`, `file`, ...), None for a plain path."""
+    m = _URL_ROOT.match(root) if isinstance(root, str) else None
+    return m.group(1).lower() if m else None
+
+
+
 def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
-    """`--store` wins, then $ALOHA_STORE, then ./.aloha_store; always absolute so subprocesses agree."""
+    """`--store` wins, then $ALOHA_STORE, then ./.aloha_store; always absolute so subprocesses agree.
+
+    A `file://` URL is its local path. Any other URL is an object store (`assets_store.remote`): refused here with
+    a clear error instead of becoming a local folder named `s3:`."""
     if explicit:
-        root = Path(explicit)
+        root = str(explicit)
     elif os.environ.get(STORE_ENV):
-        root = Path(os.environ[STORE_ENV])
+        root = os.environ[STORE_ENV]
     else:
-        root = Path.cwd() / DEFAULT_STORE_DIRNAME
-    return root.expanduser().resolve()
+        root = str(Path.cwd() / DEFAULT_STORE_DIRNAME)
+    scheme = url_scheme(root)
+    if scheme in LOCAL_SCHEMES:
+        root = _URL_ROOT.match(root).group(2)
+    elif scheme:
+        raise StoreError(
+            f"store root {root}: an object-store URL; this command works on a local store (record locally, then "
+            "`aloha sync SESSION --to URL`; `aloha pull --store URL` reads a bundle from it)"
+        )
+    return Path(root).expanduser().resolve()
 
 
 # ---------------------------------------------------------------------------------------------- episode names

@@ -1,0 +1,143 @@
+"""A store root that is a URL: `file://` is a local path, other URLs are object stores reached through fsspec.
+
+The store's own round trips (sync a session, publish a bundle) on `memory://` and `file://` roots; the S3 protocol
+itself is exercised in tests/e2e/test_s3_store.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from assets_store import StoreError, StoreLayout, finalize_session
+from assets_store.bundle import MANIFEST, seal_bundle
+from assets_store.hashing import file_sha256
+from assets_store.layout import FINALIZED_MARKER, resolve_store_root
+from assets_store.remote import RemoteStore, is_remote_root, open_store
+from assets_store.sync import publish_bundle, session_files, sync_session
+from assets_store.synthetic import write_synthetic_episode
+
+
+@pytest.fixture(params=["memory", "file"])
+def remote(request, tmp_path) -> RemoteStore:
+    if request.param == "memory":
+        url = f"memory://bucket-{uuid.uuid4().hex[:8]}/aloha"
+    else:
+        url = (tmp_path / "bucket" / "aloha").as_uri()
+    return RemoteStore.at(url)
+
+
+def _session(layout: StoreLayout, name: str = "s1", episodes: int = 2) -> str:
+    for i in range(episodes):
+        write_synthetic_episode(layout, name, steps=6, seed=i)
+    finalize_session(layout, name)
+    return name
+
+
+def test_file_url_root_is_the_local_path_and_object_store_urls_are_not_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_store_root((tmp_path / "st").as_uri()) == tmp_path / "st"
+    assert isinstance(open_store((tmp_path / "st").as_uri()), StoreLayout)
+    with pytest.raises(StoreError, match=r"s3://robot-data/aloha: an object-store URL"):
+        StoreLayout.at("s3://robot-data/aloha")
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    with pytest.raises(StoreError, match="object-store URL"):
+        StoreLayout.at()
+    assert not (tmp_path / "s3:").exists()  # the old behaviour: a local folder named `s3:`
+    assert is_remote_root("memory://x") and is_remote_root("s3://b/p")
+    assert not is_remote_root("file:///x") and not is_remote_root("/x")
+    assert isinstance(open_store("memory://b/aloha"), RemoteStore)
+
+
+def test_sync_uploads_every_file_verified_with_the_marker_last(layout, remote):
+    session = _session(layout)
+    seen: list[str] = []
+    report = sync_session(layout, session, remote, on_file=lambda rel, up: seen.append(rel))
+    files = session_files(layout, session)
+    assert report.uploaded == [*files, FINALIZED_MARKER] and report.skipped == []
+    assert seen == files  # every file verified before the marker went up
+    sdir = layout.session_dir(session)
+    dest = remote.session_key(session)
+    assert set(remote.files(dest)) == {*files, FINALIZED_MARKER}
+    for rel in [*files, FINALIZED_MARKER]:
+        assert remote.sha256(f"{dest}/{rel}") == file_sha256(sdir / rel)
+    assert remote.is_session_finalized(session)
+
+    again = sync_session(layout, session, remote)
+    assert again.uploaded == [] and again.skipped == [*files, FINALIZED_MARKER]
+
+
+def test_an_interrupted_sync_resumes_and_the_session_is_visible_only_once_complete(layout, remote):
+    session = _session(layout)
+    files = session_files(layout, session)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_three(rel, uploaded):  # called once a file is uploaded and verified
+        done.append(rel)
+        if len(done) == 3:
+            raise Killed
+
+    done: list[str] = []
+    with pytest.raises(Killed):
+        sync_session(layout, session, remote, on_file=die_after_three)
+    assert not remote.is_session_finalized(session)
+    dest = remote.session_key(session)
+    # A file damaged in the store (same size, other bytes) is found by its hash and uploaded again.
+    damaged = files[-1]
+    size = (layout.session_dir(session) / damaged).stat().st_size
+    remote.fs.pipe_file(f"{dest}/{damaged}", b"x" * size)
+
+    report = sync_session(layout, session, remote)
+    assert sorted(report.skipped) == sorted(done)  # not uploaded again
+    assert sorted(report.uploaded) == sorted([*(set(files) - set(done)), FINALIZED_MARKER])
+    assert damaged in report.uploaded
+    assert remote.is_session_finalized(session)
+    assert remote.sha256(f"{dest}/{damaged}") == file_sha256(layout.session_dir(session) / damaged)
+
+
+def test_sync_refuses_an_unfinalized_session_and_a_different_one_of_the_same_name(layout, remote):
+    write_synthetic_episode(layout, "open", steps=6)
+    with pytest.raises(StoreError, match=rf"open: not finalized \({FINALIZED_MARKER} is missing\)"):
+        sync_session(layout, "open", remote)
+    assert remote.files(remote.session_key("open")) == {}
+
+    session = _session(layout)
+    sync_session(layout, session, remote)
+    other = StoreLayout(layout.root.parent / "other")
+    _session(other, session, episodes=1)
+    with pytest.raises(StoreError, match="already holds a finalized session of this name"):
+        sync_session(other, session, remote)
+
+
+def test_sync_refuses_a_session_that_is_not_what_its_marker_says(layout, remote):
+    session = _session(layout)
+    marker = layout.session_dir(session) / FINALIZED_MARKER
+    body = json.loads(marker.read_text())
+    body["episodes"].append("episode_000009.zarr")
+    marker.write_text(json.dumps(body))
+    with pytest.raises(StoreError, match=r"episode_000009.zarr: listed in .* but missing"):
+        sync_session(layout, session, remote)
+    assert remote.files(remote.session_key(session)) == {}
+
+
+def test_publish_bundle_replaces_a_bundle_manifest_last(tmp_path, remote):
+    def bundle(path, weights: bytes, extra: str | None = None):
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(weights)
+        (path / "config.json").write_text("{}")
+        (path / "stats.json").write_text("{}")
+        if extra:
+            (path / extra).write_text("x")
+        seal_bundle(path, dataset_id=weights.decode())
+        return path
+
+    key = remote.deploy_key("aloha-act", "champion")
+    first = publish_bundle(bundle(tmp_path / "a", b"one", extra="notes.txt"), remote, key)
+    assert set(remote.files(key)) == {*first["files"], MANIFEST}
+    second = publish_bundle(bundle(tmp_path / "b", b"two"), remote, key)
+    assert set(remote.files(key)) == {*second["files"], MANIFEST}  # the old bundle's extra file is gone
+    assert json.loads(remote.fs.cat_file(f"{key}/{MANIFEST}"))["dataset_id"] == "two"
