@@ -40,6 +40,11 @@ def url_scheme(root: str | os.PathLike | None) -> str | None:
     return m.group(1).lower() if m else None
 
 
+def is_remote_root(root: str | os.PathLike | None) -> bool:
+    """A URL other than `file://`: an object store (or fsspec's in-memory filesystem), read through fsspec."""
+    return url_scheme(root) not in (None, *LOCAL_SCHEMES)
+
+
 
 def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
     """`--store` wins, then $ALOHA_STORE, then ./.aloha_store; always absolute so subprocesses agree.

@@ -14,17 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
+import fsspec
+
 from assets_store.errors import StoreError
-from assets_store.layout import FINALIZED_MARKER, LOCAL_SCHEMES, STORE_ENV, StoreLayout, url_scheme
+from assets_store.layout import FINALIZED_MARKER, LOCAL_SCHEMES, STORE_ENV, StoreLayout, is_remote_root, url_scheme
 
 # The layout's sub-paths, relative: every path of a layout rooted at "/" minus the leading slash.
 _RELATIVE = StoreLayout(Path("/"))
 _BLOCK = 1 << 20
-
-
-def is_remote_root(root: str | os.PathLike | None) -> bool:
-    """A URL other than `file://`: the store lives on object storage (or fsspec's in-memory filesystem)."""
-    return url_scheme(root) not in (None, *LOCAL_SCHEMES)
 
 
 def relative_key(path: Path) -> str:
@@ -42,8 +39,6 @@ class RemoteStore:
 
     @classmethod
     def at(cls, url: str, **storage_options) -> "RemoteStore":
-        import fsspec
-
         if url_scheme(url) in LOCAL_SCHEMES:  # object stores have no directories to make; a local tree does
             storage_options.setdefault("auto_mkdir", True)
         try:
@@ -70,6 +65,10 @@ class RemoteStore:
 
     def promotion_record_key(self, model_name: str, version: str | int) -> str:
         return self.key(relative_key(_RELATIVE.promotion_record_path(model_name, version)))
+
+    def episode_url(self, session: str, episode: str) -> str:
+        """The URL `EpisodeReader` opens for `episode` (a directory name such as episode_000003.zarr) of `session`."""
+        return self.url_of(f"{self.session_key(session)}/{episode}")
 
     def is_session_finalized(self, session: str) -> bool:
         return self.fs.exists(f"{self.session_key(session)}/{FINALIZED_MARKER}")

@@ -7,11 +7,14 @@ itself is exercised in tests/e2e/test_s3_store.py.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
 
-from assets_store import StoreError, StoreLayout, finalize_session
+import numpy as np
+
+from assets_store import EpisodeReader, StoreError, StoreLayout, finalize_session
 from assets_store.bundle import MANIFEST, seal_bundle
 from assets_store.hashing import file_sha256
 from assets_store.layout import FINALIZED_MARKER, resolve_store_root
@@ -141,3 +144,21 @@ def test_publish_bundle_replaces_a_bundle_manifest_last(tmp_path, remote):
     second = publish_bundle(bundle(tmp_path / "b", b"two"), remote, key)
     assert set(remote.files(key)) == {*second["files"], MANIFEST}  # the old bundle's extra file is gone
     assert json.loads(remote.fs.cat_file(f"{key}/{MANIFEST}"))["dataset_id"] == "two"
+
+
+def test_an_episode_reads_the_same_from_the_object_store(layout, remote):
+    session = _session(layout, episodes=1)
+    sync_session(layout, session, remote)
+    local = EpisodeReader(layout.episode_path(session, 0))
+    url = remote.episode_url(session, "episode_000000.zarr")
+    there = EpisodeReader(url)
+    assert str(there.path) == url.removeprefix("file://") and there.info == local.info  # file:// is a local path
+    for name in ("qpos", "action", "timestamps"):
+        np.testing.assert_array_equal(getattr(there, name), getattr(local, name))
+    cam = local.camera_names[0]
+    assert there.frame_bytes(cam, 3) == local.frame_bytes(cam, 3)
+    np.testing.assert_array_equal(there.frame(cam, 3), local.frame(cam, 3))
+    np.testing.assert_array_equal(there.frame_info(cam), local.frame_info(cam))
+    remote.fs.rm_file(f"{remote.session_key(session)}/episode_000000.zarr/observations/images/{cam}/c/2/0/0/0")
+    with pytest.raises(StoreError, match=rf"{re.escape(str(there.path))}: observations/images/{cam}: step 2: expected a"):
+        there.frame(cam, 2)
