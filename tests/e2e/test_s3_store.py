@@ -1,0 +1,207 @@
+"""The store on a real S3 protocol: an S3-compatible server (moto in server mode) on 127.0.0.1, started here as a
+subprocess and stopped by its PID, reached through the real s3fs / fsspec / Zarr stack.
+
+A recorded session is synced (`aloha sync`, one run killed midway and resumed), its episodes read back from the
+bucket, a few training steps read their frames from the bucket through the node-local chunk cache, and a deployed
+bundle is pulled from the bucket (`aloha pull --store s3://...`) with every hash verified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from assets_store import EpisodeReader, StoreLayout, finalize_session
+from assets_store.bundle import seal_bundle, verify_bundle
+from assets_store.dataset import build_manifest, episode_content_hash, write_dataset
+from assets_store.layout import CHAMPION, FINALIZED_MARKER
+from assets_store.remote import RemoteStore
+from assets_store.stats import dataset_stats, episode_partial_stats
+from assets_store.sync import publish_bundle, session_files
+from assets_store.synthetic import write_synthetic_episode
+from pipeline.cli.app import build_app
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "robot-data"
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """The S3 server's URL root for this module; the AWS_* variables point every client (and child) at it."""
+    import s3fs
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # ready when it answers; fails the fixture if it never does
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
+                    time.sleep(0.2)
+            s3fs.S3FileSystem.clear_instance_cache()
+            s3fs.S3FileSystem().mkdir(BUCKET)
+            yield f"s3://{BUCKET}"
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+            s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _record(layout: StoreLayout, session: str, episodes: int = 2, steps: int = 12) -> list[Path]:
+    paths = [write_synthetic_episode(layout, session, steps=steps, seed=i, joints=3) for i in range(episodes)]
+    finalize_session(layout, session)
+    return paths
+
+
+def test_a_sync_killed_midway_resumes_and_the_session_appears_only_once_complete(layout, s3, tmp_path):
+    _record(layout, "rig1")
+    url = f"{s3}/killed"
+    remote = RemoteStore.at(url)
+    # A real `aloha sync` process, killed (SIGKILL) right after its fourth file is uploaded and verified.
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from assets_store import StoreLayout
+        from assets_store.remote import RemoteStore
+        from assets_store.sync import sync_session
+        done = []
+        def on_file(rel, uploaded):
+            done.append(rel)
+            print(rel, flush=True)
+            if len(done) == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+        sync_session(StoreLayout({str(layout.root)!r}), "rig1", RemoteStore.at({url!r}), on_file=on_file)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    uploaded_before = proc.stdout.split()
+    assert len(uploaded_before) == 4
+    remote.refresh()
+    assert not remote.is_session_finalized("rig1")  # the sensor cannot see a half-uploaded session
+
+    app = build_app()
+    result = runner.invoke(app, ["sync", "rig1", "--to", url, "--store", str(layout.root)])
+    assert result.exit_code == 0, result.output
+    files = session_files(layout, "rig1")
+    assert f"{len(files) - 4 + 1} files uploaded" in result.output and "4 already there" in result.output
+    remote.refresh()
+    assert remote.is_session_finalized("rig1")
+    held = remote.files(remote.session_key("rig1"))
+    assert set(held) == {*files, FINALIZED_MARKER}
+
+    again = runner.invoke(app, ["sync", "rig1", "--to", url, "--store", str(layout.root)])
+    assert again.exit_code == 0 and "0 files uploaded" in again.output
+
+
+def test_sync_refuses_a_session_that_is_not_finalized(layout, s3):
+    write_synthetic_episode(layout, "open", steps=4, joints=3)
+    result = runner.invoke(build_app(), ["sync", "open", "--to", f"{s3}/refused", "--store", str(layout.root)])
+    assert result.exit_code == 1
+    assert f"error: {layout.session_dir('open')}: not finalized" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert RemoteStore.at(f"{s3}/refused").files(f"{BUCKET}/refused") == {}
+
+
+def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(layout, s3, tmp_path, monkeypatch):
+    from model.config import ACTConfig, TrainConfig
+    from model.data import ChunkDataset, EpisodeSource
+    from model.train import train
+
+    paths = _record(layout, "rig2", episodes=2, steps=16)
+    refs, partials = [], []
+    for p in paths:
+        r = EpisodeReader(p)
+        partials.append(episode_partial_stats(r.qpos, r.action))
+        refs.append(("rig2", p.name, episode_content_hash(p), len(r)))
+    cams = EpisodeReader(paths[0]).camera_names
+    manifest = build_manifest(refs, val_fraction=0.5, robot="tiny", fps=50.0, joint_names=["a", "b", "c"],
+                              camera_names=cams)
+    dataset_dir = write_dataset(layout, manifest, dataset_stats(partials))
+    url = f"{s3}/train"
+    assert runner.invoke(build_app(), ["sync", "rig2", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    local_frames = EpisodeReader(paths[0]).frames(cams[0])
+    # The episodes now exist only in the bucket: every read below goes over S3.
+    layout.session_dir("rig2").rename(tmp_path / "moved-away")
+
+    cache_dir = tmp_path / "chunk-cache"
+    monkeypatch.setenv("ALOHA_STORE", url)
+    monkeypatch.setenv("ALOHA_CHUNK_CACHE", str(cache_dir))
+    source = EpisodeSource.from_env()
+    assert source.store_url == url and source.cache_dir == cache_dir
+    ds = ChunkDataset(dataset_dir, "all", chunk_size=4, image_size=(32, 48))
+    assert all(p.startswith(f"{url}/raw/rig2/") for p in ds.paths)
+    ds[0]
+    ds[0]
+    assert (ds._cache.misses, ds._cache.hits) == (1, 1) and ds._cache.total_bytes > 0
+    first = ds._reader(0)
+    np.testing.assert_array_equal(first.frame(cams[0], 0), local_frames[0])
+
+    act = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
+                    chunk_size=4, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=3,
+                    action_dim=3, camera_names=cams, recommended_lr=1e-3, kl_weight=1.0)
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lr_backbone=1e-3, val_every=3, val_batches=1,
+                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0)
+    result = train(dataset_dir, tmp_path / "run", act, cfg)
+    assert result.steps == 3 and np.isfinite(result.final_train_loss)
+    cached = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
+    assert cached  # the trainer's frames came through the node-local cache
+
+
+def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
+    bundle = tmp_path / "built"
+    bundle.mkdir()
+    (bundle / "model.safetensors").write_bytes(b"weights" * 100)
+    (bundle / "config.json").write_text(json.dumps({"robot": "sim"}))
+    (bundle / "stats.json").write_text("{}")
+    seal_bundle(bundle, dataset_id="ds1", mlflow_run_id="run1")
+    url = f"{s3}/deployed"
+    remote = RemoteStore.at(url)
+    publish_bundle(bundle, remote, remote.deploy_key("aloha-act", CHAMPION))
+
+    app = build_app()
+    dest = tmp_path / "robot" / "policy"
+    result = runner.invoke(app, ["pull", "--store", url, "--to", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert verify_bundle(dest)["dataset_id"] == "ds1"
+    assert "ok dataset ds1, MLflow run run1" in result.output
+
+    # A file altered in the bucket: refused, and the bundle pulled before is untouched.
+    remote.fs.pipe_file(f"{remote.deploy_key('aloha-act', CHAMPION)}/model.safetensors", b"tampered")
+    again = runner.invoke(app, ["pull", "--store", url, "--to", str(dest), "--force"])
+    assert again.exit_code == 1
+    assert "model.safetensors: sha256 mismatch" in " ".join(again.output.split())
+    assert (dest / "model.safetensors").read_bytes() == b"weights" * 100
+
+    missing = runner.invoke(app, ["pull", "--store", url, "--to", str(tmp_path / "other"), "--version", "7"])
+    assert missing.exit_code == 1 and "no deployed bundle 'aloha-act' 7" in " ".join(missing.output.split())
