@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,50 +29,21 @@ from assets_store.stats import dataset_stats, episode_partial_stats
 from assets_store.sync import publish_bundle, session_files
 from assets_store.synthetic import write_synthetic_episode
 from pipeline.cli.app import build_app
+from s3_kit import loopback_s3
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "robot-data"
 runner = CliRunner()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """The S3 server's URL root for this module; the AWS_* variables point every client (and child) at it."""
-    import s3fs
-
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        try:
-            deadline = time.monotonic() + 60
-            while True:  # ready when it answers; fails the fixture if it never does
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
-                    time.sleep(0.2)
-            s3fs.S3FileSystem.clear_instance_cache()
-            s3fs.S3FileSystem().mkdir(BUCKET)
+    with loopback_s3(tmp_path_factory.mktemp("moto") / "server.log", BUCKET) as env:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
             yield f"s3://{BUCKET}"
-        finally:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-            s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _record(layout: StoreLayout, session: str, episodes: int = 2, steps: int = 12) -> list[Path]:
