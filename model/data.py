@@ -167,6 +167,7 @@ class ChunkDataset(Dataset):
         self._cache: ChunkCache | None = None
         self.max_open = max_open_episodes or max(1, len(self.paths))
         self._readers: OrderedDict[int, EpisodeReader] = OrderedDict()
+        self._pid = os.getpid()  # whose readers `_readers` holds
 
         qpos, action, lengths, tasks = [], [], [], set()
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
@@ -197,6 +198,8 @@ class ChunkDataset(Dataset):
         return ep, int(index - self.starts[ep])
 
     def _reader(self, ep: int) -> EpisodeReader:
+        if self._pid != os.getpid():  # a forked DataLoader worker: object-store clients are not fork-safe
+            self._readers, self._cache, self._pid = OrderedDict(), None, os.getpid()
         r = self._readers.pop(ep, None)
         if r is None:
             r = EpisodeReader(self.paths[ep])

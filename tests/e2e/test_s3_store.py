@@ -103,7 +103,7 @@ def test_sync_refuses_a_session_that_is_not_finalized(layout, s3):
 
 def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(layout, s3, tmp_path, monkeypatch):
     from model.config import ACTConfig, TrainConfig
-    from model.data import ChunkDataset, EpisodeSource
+    from model.data import ChunkDataset, EpisodeSource, make_loader
     from model.train import train
 
     paths = _record(layout, "rig2", episodes=2, steps=16)
@@ -134,6 +134,9 @@ def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(
     assert (ds._cache.misses, ds._cache.hits) == (1, 1) and ds._cache.total_bytes > 0
     first = ds._reader(0)
     np.testing.assert_array_equal(first.frame(cams[0], 0), local_frames[0])
+    # DataLoader worker processes (forked) open their own S3 clients, readers and cache index.
+    batches = list(make_loader(ds, 8, num_workers=2, persistent=False))
+    assert sum(len(b["qpos"]) for b in batches) == 8 * (len(ds) // 8)
 
     act = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
                     chunk_size=4, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=3,
