@@ -36,6 +36,8 @@ LOWDIM_OPTIONAL = (S.QVEL, S.EFFORT)
 def episode_location(path: str | os.PathLike) -> tuple[Path | str, Any, str]:
     """(the episode as messages name it, its fsspec filesystem or None on local disk, its path inside that
     filesystem). An object-store URL (s3://..., memory://...) is read through fsspec; anything else is a local path."""
+    if not isinstance(path, (str, Path)):  # a UPath (StoreLayout with a data_url): its str() is its URL
+        path = str(path)
     if is_remote_root(path):
         url = str(path).rstrip("/")
         fs, key = fsspec.core.url_to_fs(url)

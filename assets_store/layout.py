@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from upath import UPath
+
 from assets_store.errors import StoreError
 from assets_store.names import validate_name
 
@@ -135,10 +137,19 @@ def _session(session: str) -> str:
 
 @dataclass(frozen=True)
 class StoreLayout:
+    """Every path of a store. `root` is a local directory. With `data_url` (an object-store root, see
+    `assets_store.remote`) the recordings (`raw/`) are read from there, as `UPath`s, and everything else (the
+    pipeline's reports, datasets, runs, deployments, Dagster and MLflow) stays under `root`: only the data moves."""
+
     root: Path
+    data_url: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        if self.data_url is not None:
+            if not is_remote_root(self.data_url):
+                raise StoreError(f"data_url {self.data_url}: expected an object-store URL (s3://..., memory://...)")
+            object.__setattr__(self, "data_url", self.data_url.rstrip("/"))
 
     @classmethod
     def at(cls, explicit: str | os.PathLike | None = None) -> "StoreLayout":
@@ -152,7 +163,8 @@ class StoreLayout:
     # -------------------------------------------------------------------------- recordings
     @property
     def raw_dir(self) -> Path:
-        return self.root / "raw"
+        """Recordings; a `UPath` in the object store when the layout has a `data_url`."""
+        return UPath(self.data_url) / "raw" if self.data_url else self.root / "raw"
 
     def session_dir(self, session: str) -> Path:
         return self.raw_dir / _session(session)

@@ -6,6 +6,7 @@ the Dagster steps and the training code agree; both can point elsewhere through 
 
 
 import contextlib
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -13,21 +14,34 @@ from typing import Any, Iterator, Optional
 from dagster import ConfigurableResource
 
 from assets_store import StoreLayout
+from assets_store.layout import DEFAULT_STORE_DIRNAME
+from assets_store.remote import store_root_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+LOCAL_ROOT_ENV = "ALOHA_LOCAL_STORE"
 
 
 class StoreResource(ConfigurableResource):
     """The episode store. `root` empty: $ALOHA_STORE, else ./.aloha_store (resolved when a step runs).
 
-    Every path under it comes from `layout` (`assets_store.layout.StoreLayout`).
+    Every path under it comes from `layout` (`assets_store.layout.StoreLayout`). A `root` that is an object-store URL
+    (s3://...) holds the recordings, synced there by `aloha sync`; the pipeline's own files (reports, datasets, runs,
+    deployments, the embedded Dagster and MLflow) then live under `local_root`.
     """
 
     root: Optional[str] = None
+    # with an object-store root: empty means $ALOHA_LOCAL_STORE, else ./.aloha_store
+    local_root: Optional[str] = None
 
     @property
     def layout(self) -> StoreLayout:
-        return StoreLayout.at(self.root)
+        url = store_root_url(self.root)
+        if url is None:
+            return StoreLayout.at(self.root)
+        local = self.local_root or os.environ.get(LOCAL_ROOT_ENV) or str(os.path.join(os.getcwd(), DEFAULT_STORE_DIRNAME))
+        return StoreLayout(local, data_url=url)
 
 
 class MlflowResource(ConfigurableResource):

@@ -176,3 +176,46 @@ def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
 
     missing = runner.invoke(app, ["pull", "--store", url, "--to", str(tmp_path / "other"), "--version", "7"])
     assert missing.exit_code == 1 and "no deployed bundle 'aloha-act' 7" in " ".join(missing.output.split())
+
+
+def test_the_sensor_ingest_validation_and_dataset_read_the_sessions_from_the_bucket(layout, s3, tmp_path, monkeypatch):
+    from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
+
+    from assets_store.dataset import load_dataset
+    from pipeline.definitions import build_definitions
+    from pipeline.resources import StoreResource
+    from pipeline.sensors import finalized_sessions_sensor
+    from pipeline_kit import corrupt_frame, ingest, make_session, metadata
+
+    paths = make_session(layout, "rig3", 3)
+    corrupt_frame(paths[1])
+    hashes = {p.name: episode_content_hash(p) for p in paths}
+    url = f"{s3}/pipeline"
+    local = tmp_path / "pipeline-local"
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(local))  # reports, datasets, Dagster and MLflow stay local
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
+    assert isinstance(finalized_sessions_sensor(context), SkipReason)  # nothing in the bucket yet
+
+    assert runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    layout.session_dir("rig3").rename(tmp_path / "moved-away")  # from now on the episodes exist only in the bucket
+    result = finalized_sessions_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["rig3"]
+
+    defs = build_definitions(store_root=url)
+    ingested = ingest(defs, instance, "rig3")
+    assert ingested.success
+    validated = metadata(ingested, "validated_episodes")
+    assert validated["episodes_kept"] == 2 and validated["episodes_quarantined"] == 1
+    assert "episode_000001.zarr" in validated["quarantine_reasons"]
+    record = json.loads((local / "quarantine" / "rig3" / "episode_000001.zarr.json").read_text())
+    assert any(r.startswith("frames_decodable:") and "step 3" in r for r in record["reasons"])
+
+    built = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[AssetKey("dataset")])
+    assert built.success
+    dataset_dir = Path(metadata(built, "dataset")["dataset_dir"])
+    assert dataset_dir.is_relative_to(local)
+    manifest, _ = load_dataset(dataset_dir)
+    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
+        (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
