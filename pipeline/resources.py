@@ -6,6 +6,7 @@ the Dagster steps and the training code agree; both can point elsewhere through 
 
 
 import contextlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,8 +15,11 @@ from typing import Any, Iterator, Optional
 from dagster import ConfigurableResource
 
 from assets_store import StoreLayout
+from assets_store.bundle import copy_bundle
+from assets_store.hashing import write_json_atomic
 from assets_store.layout import DEFAULT_STORE_DIRNAME
-from assets_store.remote import store_root_url
+from assets_store.remote import RemoteStore, store_root_url
+from assets_store.sync import publish_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +46,18 @@ class StoreResource(ConfigurableResource):
             return StoreLayout.at(self.root)
         local = self.local_root or os.environ.get(LOCAL_ROOT_ENV) or str(os.path.join(os.getcwd(), DEFAULT_STORE_DIRNAME))
         return StoreLayout(local, data_url=url)
+
+    def deploy_bundle(self, bundle_dir: Path, name: str, version: str | int, record: dict[str, Any]) -> None:
+        """Put the verified bundle and its promotion record at <store>/deploy/<name>/<version> (replaced atomically);
+        with an object-store root, in the bucket as well (manifest last), where robots `aloha pull --store URL`."""
+        layout = self.layout
+        copy_bundle(bundle_dir, layout.deploy_path(name, version))
+        write_json_atomic(layout.promotion_record_path(name, version), record)
+        if layout.data_url:
+            remote = RemoteStore.at(layout.data_url)
+            publish_bundle(bundle_dir, remote, remote.deploy_key(name, version))
+            body = json.dumps(record, indent=2, sort_keys=True).encode()
+            remote.fs.pipe_file(remote.promotion_record_key(name, version), body)  # one PUT: old or new, never half
 
 
 class MlflowResource(ConfigurableResource):

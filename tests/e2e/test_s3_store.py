@@ -178,7 +178,7 @@ def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
     assert missing.exit_code == 1 and "no deployed bundle 'aloha-act' 7" in " ".join(missing.output.split())
 
 
-def test_the_sensor_ingest_validation_and_dataset_read_the_sessions_from_the_bucket(layout, s3, tmp_path, monkeypatch):
+def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, tmp_path_factory, monkeypatch):
     from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 
     from assets_store.dataset import load_dataset
@@ -219,3 +219,24 @@ def test_the_sensor_ingest_validation_and_dataset_read_the_sessions_from_the_buc
     manifest, _ = load_dataset(dataset_dir)
     assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
         (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
+
+    # Training reads the frames from the bucket ($ALOHA_STORE is the bucket, as in a training pod); the bundle is
+    # deployed under the local root ...
+    from pipeline.jobs import TRAIN_JOB
+    from pipeline_kit import install_mlflow_db, migrated_mlflow_db, tiny_run_config
+
+    install_mlflow_db(migrated_mlflow_db(tmp_path_factory), StoreLayout(local))
+    monkeypatch.setenv("ALOHA_STORE", url)
+    defs = build_definitions()
+    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config())
+    assert trained.success
+    assert metadata(trained, "act_policy")["steps"] == 2
+    assert metadata(trained, "deployed_policy")["promoted"] is True
+    deployed = StoreLayout(local).deploy_path("aloha-act", CHAMPION)
+    assert verify_bundle(deployed)["dataset_id"] == manifest.id
+    # ... and in the bucket, where a robot pulls it with every hash verified.
+    dest = tmp_path / "robot" / "policy"
+    pulled = runner.invoke(build_app(), ["pull", "--to", str(dest)])  # the store: $ALOHA_STORE, the bucket
+    assert pulled.exit_code == 0, pulled.output
+    assert verify_bundle(dest) == verify_bundle(deployed)
+    assert "promoted on:" in pulled.output and "unknown" not in pulled.output.split("promoted on:")[1].split("\n")[0]
