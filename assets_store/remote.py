@@ -60,6 +60,9 @@ class RemoteStore:
     def session_key(self, session: str) -> str:
         return self.key(relative_key(_RELATIVE.session_dir(session)))
 
+    def dataset_key(self, dataset_id: str) -> str:
+        return self.key(relative_key(_RELATIVE.dataset_dir(dataset_id)))
+
     def deploy_key(self, model_name: str, version: str | int) -> str:
         return self.key(relative_key(_RELATIVE.deploy_path(model_name, version)))
 

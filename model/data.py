@@ -12,7 +12,7 @@ import hashlib
 import os
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -147,21 +147,25 @@ class ChunkDataset(Dataset):
         max_open_episodes: int | None = None,  # None: one reader per episode (a few KB each, no open files)
         source: EpisodeSource | None = None,  # None: EpisodeSource.from_env()
     ):
-        self.dataset_dir = Path(dataset_dir)
+        # A dataset directory, or its URL in an object store (<store URL>/datasets/<id>: episodes then come from there).
+        remote_dataset = is_remote_root(str(dataset_dir))
+        self.dataset_dir = str(dataset_dir).rstrip("/") if remote_dataset else Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
         self.stats = {k: floored(v) for k, v in stats.items()}
-        self.layout = StoreLayout.of_dataset(self.dataset_dir)
         refs = {"train": self.manifest.train, "val": self.manifest.val, "all": self.manifest.episodes}[split]
         self.split = split
         self.chunk_size = int(chunk_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
         source = EpisodeSource.from_env() if source is None else source
+        if remote_dataset and not source.store_url:
+            source = replace(source, store_url=self.dataset_dir.rsplit("/", 2)[0])
         if source.store_url:
             remote = RemoteStore.at(source.store_url)
             self.paths = [remote.episode_url(r.session, r.episode) for r in refs]
         else:
-            self.paths = [str(r.path(self.layout)) for r in refs]
+            layout = StoreLayout.of_dataset(self.dataset_dir)
+            self.paths = [str(r.path(layout)) for r in refs]
         self.hashes = [r.content_hash for r in refs]
         self.source = source
         self._cache: ChunkCache | None = None

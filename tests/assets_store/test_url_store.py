@@ -162,3 +162,26 @@ def test_an_episode_reads_the_same_from_the_object_store(layout, remote):
     remote.fs.rm_file(f"{remote.session_key(session)}/episode_000000.zarr/observations/images/{cam}/c/2/0/0/0")
     with pytest.raises(StoreError, match=rf"{re.escape(str(there.path))}: observations/images/{cam}: step 2: expected a"):
         there.frame(cam, 2)
+
+
+def test_a_dataset_goes_to_the_object_store_manifest_last_and_loads_from_there(layout, tmp_path):
+    from assets_store.dataset import build_manifest, episode_content_hash, load_dataset, write_dataset
+    from assets_store.stats import dataset_stats, episode_partial_stats
+
+    path = write_synthetic_episode(layout, "s1", steps=6)
+    r = EpisodeReader(path)
+    manifest = build_manifest([("s1", path.name, episode_content_hash(path), len(r))], val_fraction=0.0)
+    stats = dataset_stats([episode_partial_stats(r.qpos, r.action)])
+    url = f"memory://bucket-{uuid.uuid4().hex[:8]}/aloha"
+    hybrid = StoreLayout(tmp_path / "local", data_url=url)
+    out = write_dataset(hybrid, manifest, stats)
+    assert out.is_relative_to(tmp_path / "local")  # the local copy the pipeline keeps
+    remote = RemoteStore.at(url)
+    key = remote.dataset_key(manifest.id)
+    assert set(remote.files(key)) == {"manifest.json", "stats.json"}
+    assert load_dataset(f"{url}/datasets/{manifest.id}")[0] == manifest
+    remote.fs.rm_file(f"{key}/manifest.json")  # what a crash between the two writes leaves
+    with pytest.raises(StoreError, match="expected a dataset directory with manifest.json"):
+        load_dataset(f"{url}/datasets/{manifest.id}")
+    with pytest.raises(StoreError, match="expected an object-store URL"):
+        StoreLayout(tmp_path, data_url="/not/a/url")

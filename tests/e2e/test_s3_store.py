@@ -219,6 +219,13 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     manifest, _ = load_dataset(dataset_dir)
     assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
         (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
+    # The dataset is in the bucket too (manifest last), and a trainer can read it and its episodes from there alone.
+    from model.data import ChunkDataset, EpisodeSource
+
+    in_bucket = f"{url}/datasets/{manifest.id}"
+    assert load_dataset(in_bucket)[0] == manifest
+    from_bucket = ChunkDataset(in_bucket, "all", chunk_size=4, image_size=(32, 48), source=EpisodeSource())
+    assert from_bucket.paths[0].startswith(f"{url}/raw/rig3/") and from_bucket[0]["images"].shape == (1, 3, 32, 48)
 
     # Training reads the frames from the bucket ($ALOHA_STORE is the bucket, as in a training pod); the bundle is
     # deployed under the local root ...
