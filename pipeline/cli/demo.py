@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from assets_store import StoreLayout
-from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution
+from hardware.cli.common import StoreOption as StoreOpt, console, fail, layout as store_layout, parse_resolution
 from hardware.sim.gl import select_gl_backend
 from pipeline.demo import DEMO_ROBOT, DemoOptions
 
@@ -55,7 +55,7 @@ def demo(
 
     from pipeline.demo import demo_seeds, materialize, record_demo_session, summarize
 
-    layout = StoreLayout.at(store)
+    layout = store_layout(store)  # an object-store root: one error line (the demo records locally)
     opts = DemoOptions(
         episodes=episodes,
         placements=placements,

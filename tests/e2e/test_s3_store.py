@@ -247,3 +247,15 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     assert pulled.exit_code == 0, pulled.output
     assert verify_bundle(dest) == verify_bundle(deployed)
     assert "promoted on:" in pulled.output and "unknown" not in pulled.output.split("promoted on:")[1].split("\n")[0]
+
+
+def test_verbs_that_need_a_local_store_refuse_an_object_store_root_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    app = build_app()
+    for args in (["episodes", "list"], ["ui"], ["replay", "s1/0"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "error: store root s3://robot-data/aloha: an object-store URL" in " ".join(result.output.split())
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # no local folder named `s3:`
