@@ -89,8 +89,9 @@ class RemoteStore:
             return {}
         out = {}
         for key, info in found.items():
-            if info.get("type", "file") == "file":
-                out[PurePosixPath(key).relative_to(prefix).as_posix()] = int(info.get("size") or 0)
+            rel = PurePosixPath(key).relative_to(prefix).as_posix()
+            if info.get("type", "file") == "file" and rel != ".":  # "." : `prefix` is itself an object
+                out[rel] = int(info.get("size") or 0)
         return out
 
     def sha256(self, key: str) -> str:

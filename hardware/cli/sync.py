@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+from assets_store.errors import StoreError
+from assets_store.names import validate_name
+from assets_store.remote import RemoteStore, url_scheme
+from assets_store.sync import sync_session
 from hardware.cli.common import StoreOption, console, existing_layout, fail, os_error_text
 
 
@@ -17,11 +21,6 @@ def sync(
 ) -> None:
     """Upload every file of a finalized session, verify each one's sha256 in the store, then upload the finalized
     marker. Run again after an interruption: files already there with the same hash are not uploaded again."""
-    from assets_store.errors import StoreError
-    from assets_store.names import validate_name
-    from assets_store.remote import RemoteStore, url_scheme
-    from assets_store.sync import sync_session
-
     if url_scheme(to) is None:
         fail(f"--to must be a URL (s3://bucket/prefix, gs://..., az://..., file:///path, memory://...), got {to!r}", 2)
     lay = existing_layout(store)

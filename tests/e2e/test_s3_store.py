@@ -259,3 +259,5 @@ def test_verbs_that_need_a_local_store_refuse_an_object_store_root_in_one_line(t
         assert "error: store root s3://robot-data/aloha: an object-store URL" in " ".join(result.output.split())
         assert result.exception is None or isinstance(result.exception, SystemExit)
     assert list(tmp_path.iterdir()) == []  # no local folder named `s3:`
+    plain = runner.invoke(app, ["sync", "s1", "--to", str(tmp_path / "bucket")])
+    assert plain.exit_code == 2 and "error: --to must be a URL" in " ".join(plain.output.split())
