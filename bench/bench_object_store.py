@@ -11,7 +11,7 @@ One dataset of recorded-like episodes (JPEG frames, one chunk per frame) is read
 Loopback S3 has no network latency: a real bucket adds tens of milliseconds per fetch, which only widens the gap the
 cache closes. Needs the `dev` extra (moto[server], s3fs).
 
-    python bench/bench_object_store.py [--episodes 4] [--steps 40] [--samples 120] [--hw 240x320]
+    python bench/bench_object_store.py [--episodes 4] [--steps 40] [--samples 120] [--hw 240x320] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the loopback S3 server the tests use
@@ -59,6 +60,9 @@ def make_store(root: Path, episodes: int, steps: int, hw: tuple[int, int], cams:
     return write_dataset(layout, m, dataset_stats(parts))
 
 
+ROWS = ("local disk", "S3, no cache", "S3, cache cold", "S3, cache warm")
+
+
 def samples_per_s(ds: ChunkDataset, order: list[int]) -> float:
     t = time.perf_counter()
     for i in order:
@@ -73,7 +77,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=120)
     ap.add_argument("--cams", type=int, default=2)
     ap.add_argument("--hw", default="240x320")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    torch.set_num_threads(1)  # as in a DataLoader worker (model.data._worker_init); steadier on a shared machine
     hw = tuple(int(x) for x in args.hw.split("x"))
     work = Path(tempfile.mkdtemp(prefix="bench_object_store_"))
     dataset_dir = make_store(work / "store", args.episodes, args.steps, hw, args.cams)
@@ -88,16 +94,20 @@ def main() -> None:
         local = ChunkDataset(dataset_dir, "all", source=EpisodeSource(), **kw)
         order = np.random.default_rng(1).permutation(len(local))[: args.samples].tolist()
         samples_per_s(local, order)  # warm-up (torch kernels, page cache, open readers), not measured
-        rows = [("local disk", samples_per_s(local, order))]
-        rows.append(("S3, no cache", samples_per_s(ChunkDataset(dataset_dir, "all", source=EpisodeSource(url), **kw),
-                                                  order)))
-        cached = ChunkDataset(dataset_dir, "all", source=EpisodeSource(url, work / "cache", 1 << 30), **kw)
-        rows.append(("S3, cache cold", samples_per_s(cached, order)))
-        rows.append(("S3, cache warm", samples_per_s(cached, order)))
-        rows.append(("local disk again", samples_per_s(local, order)))  # did the machine's load drift meanwhile?
+        # Interleaved rounds, median per row: a shared machine's load drifts; each round's cache starts empty.
+        rates: dict[str, list[float]] = {name: [] for name in ROWS}
+        for r in range(args.rounds):
+            rates["local disk"].append(samples_per_s(local, order))
+            remote = ChunkDataset(dataset_dir, "all", source=EpisodeSource(url), **kw)
+            rates["S3, no cache"].append(samples_per_s(remote, order))
+            cached = ChunkDataset(dataset_dir, "all", source=EpisodeSource(url, work / f"cache-{r}", 1 << 30), **kw)
+            rates["S3, cache cold"].append(samples_per_s(cached, order))
+            rates["S3, cache warm"].append(samples_per_s(cached, order))
+        rows = [(name, float(np.median(rates[name]))) for name in ROWS]
     print(f"{args.episodes} episodes x {args.steps} steps, {args.cams} cameras {hw[0]}x{hw[1]} JPEG, "
           f"{args.samples} random samples resized to {image_size[0]}x{image_size[1]}; sync of "
-          f"{len(report.uploaded)} files ({report.bytes_uploaded / 1e6:.1f} MB) took {sync_s:.1f} s")
+          f"{len(report.uploaded)} files ({report.bytes_uploaded / 1e6:.1f} MB) took {sync_s:.1f} s; median of "
+          f"{args.rounds} interleaved rounds ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print(f"| {'read from':<16} | {'samples/s':>9} | {'vs local':>8} |")
     print(f"|{'-' * 18}|{'-' * 11}|{'-' * 10}|")
     for name, rate in rows:
