@@ -18,6 +18,8 @@ from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
 from assets_store.remote import RemoteStore
 from assets_store.stats import NormStats, stats_from_json, stats_to_json
 
+# Beside a dataset the pipeline built from an object store (not part of the dataset: its id does not change).
+EPISODES_AT = "episodes_at.json"
 MANIFEST_SCHEMA = "aloha-dataset"
 MANIFEST_VERSION = 1
 
@@ -123,11 +125,25 @@ def write_dataset(layout: StoreLayout, manifest: DatasetManifest, stats: dict[st
     write_json_atomic(out / "stats.json", stats_to_json(stats))
     write_json_atomic(out / "manifest.json", manifest.to_json())
     if layout.data_url:
+        write_json_atomic(out / EPISODES_AT, {"store_url": layout.data_url})
         remote = RemoteStore.at(layout.data_url)
         key = remote.dataset_key(manifest.id)
         for name in ("stats.json", "manifest.json"):
             remote.fs.pipe_file(f"{key}/{name}", (out / name).read_bytes())  # one PUT each: whole or absent
     return out
+
+
+def dataset_episodes_url(dataset_dir: str | Path) -> str | None:
+    """The object-store root a dataset's episodes are read from: the store of a dataset opened by its URL
+    (<store URL>/datasets/<id>), or the one recorded beside a local dataset built from a bucket; None: its own store."""
+    if is_remote_root(str(dataset_dir)):
+        return str(dataset_dir).rstrip("/").rsplit("/", 2)[0]
+    try:
+        return json.loads((Path(dataset_dir) / EPISODES_AT).read_text())["store_url"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{Path(dataset_dir) / EPISODES_AT}: expected {{\"store_url\": URL}} ({exc})") from None
 
 
 def load_dataset(path: str | Path) -> tuple[DatasetManifest, dict[str, NormStats]]:

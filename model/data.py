@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from assets_store import EpisodeReader, StoreLayout
-from assets_store.dataset import load_dataset
+from assets_store.dataset import dataset_episodes_url, load_dataset
 from assets_store.layout import STORE_ENV, is_remote_root
 from assets_store.remote import RemoteStore
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
@@ -119,18 +119,17 @@ class EpisodeSource:
 
     @classmethod
     def from_env(cls) -> "EpisodeSource":
-        """$ALOHA_STORE when it is an object-store URL (as in a training pod), with $ALOHA_CHUNK_CACHE (a directory)
-        and $ALOHA_CHUNK_CACHE_BYTES; otherwise the dataset's own store."""
+        """$ALOHA_STORE when it is an object-store URL (as in a training pod), else the store the dataset names (see
+        `assets_store.dataset.dataset_episodes_url`); the cache from $ALOHA_CHUNK_CACHE (a directory) and
+        $ALOHA_CHUNK_CACHE_BYTES."""
         url = os.environ.get(STORE_ENV, "")
-        if not is_remote_root(url):
-            return cls()
         cache = os.environ.get(CACHE_DIR_ENV)
         size = os.environ.get(CACHE_BYTES_ENV) or DEFAULT_CACHE_BYTES
         try:
             size = int(size)
         except ValueError:
             raise ValueError(f"${CACHE_BYTES_ENV}: expected a number of bytes, got {size!r}") from None
-        return cls(url, Path(cache) if cache else None, size)
+        return cls(url if is_remote_root(url) else None, Path(cache) if cache else None, size)
 
 
 class ChunkDataset(Dataset):
@@ -147,7 +146,7 @@ class ChunkDataset(Dataset):
         max_open_episodes: int | None = None,  # None: one reader per episode (a few KB each, no open files)
         source: EpisodeSource | None = None,  # None: EpisodeSource.from_env()
     ):
-        # A dataset directory, or its URL in an object store (<store URL>/datasets/<id>: episodes then come from there).
+        # A dataset directory, or its URL in an object store (<store URL>/datasets/<id>).
         remote_dataset = is_remote_root(str(dataset_dir))
         self.dataset_dir = str(dataset_dir).rstrip("/") if remote_dataset else Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
@@ -158,8 +157,8 @@ class ChunkDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
         source = EpisodeSource.from_env() if source is None else source
-        if remote_dataset and not source.store_url:
-            source = replace(source, store_url=self.dataset_dir.rsplit("/", 2)[0])
+        if not source.store_url and (url := dataset_episodes_url(self.dataset_dir)):
+            source = replace(source, store_url=url)
         if source.store_url:
             remote = RemoteStore.at(source.store_url)
             self.paths = [remote.episode_url(r.session, r.episode) for r in refs]

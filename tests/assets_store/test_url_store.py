@@ -165,7 +165,8 @@ def test_an_episode_reads_the_same_from_the_object_store(layout, remote):
 
 
 def test_a_dataset_goes_to_the_object_store_manifest_last_and_loads_from_there(layout, tmp_path):
-    from assets_store.dataset import build_manifest, episode_content_hash, load_dataset, write_dataset
+    from assets_store.dataset import (build_manifest, dataset_episodes_url, episode_content_hash, load_dataset,
+                                      write_dataset)
     from assets_store.stats import dataset_stats, episode_partial_stats
 
     path = write_synthetic_episode(layout, "s1", steps=6)
@@ -180,6 +181,9 @@ def test_a_dataset_goes_to_the_object_store_manifest_last_and_loads_from_there(l
     key = remote.dataset_key(manifest.id)
     assert set(remote.files(key)) == {"manifest.json", "stats.json"}
     assert load_dataset(f"{url}/datasets/{manifest.id}")[0] == manifest
+    # Where a trainer reads the episodes: recorded beside the local copy (outside the manifest: same dataset id).
+    assert dataset_episodes_url(out) == url == dataset_episodes_url(f"{url}/datasets/{manifest.id}")
+    assert dataset_episodes_url(write_dataset(layout, manifest, stats)) is None
     remote.fs.rm_file(f"{key}/manifest.json")  # what a crash between the two writes leaves
     with pytest.raises(StoreError, match="expected a dataset directory with manifest.json"):
         load_dataset(f"{url}/datasets/{manifest.id}")

@@ -227,14 +227,12 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     from_bucket = ChunkDataset(in_bucket, "all", chunk_size=4, image_size=(32, 48), source=EpisodeSource())
     assert from_bucket.paths[0].startswith(f"{url}/raw/rig3/") and from_bucket[0]["images"].shape == (1, 3, 32, 48)
 
-    # Training reads the frames from the bucket ($ALOHA_STORE is the bucket, as in a training pod); the bundle is
+    # Training reads the frames from the bucket (the local dataset records where its episodes are); the bundle is
     # deployed under the local root ...
     from pipeline.jobs import TRAIN_JOB
     from pipeline_kit import install_mlflow_db, migrated_mlflow_db, tiny_run_config
 
     install_mlflow_db(migrated_mlflow_db(tmp_path_factory), StoreLayout(local))
-    monkeypatch.setenv("ALOHA_STORE", url)
-    defs = build_definitions()
     trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config())
     assert trained.success
     assert metadata(trained, "act_policy")["steps"] == 2
@@ -243,6 +241,7 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     assert verify_bundle(deployed)["dataset_id"] == manifest.id
     # ... and in the bucket, where a robot pulls it with every hash verified.
     dest = tmp_path / "robot" / "policy"
+    monkeypatch.setenv("ALOHA_STORE", url)
     pulled = runner.invoke(build_app(), ["pull", "--to", str(dest)])  # the store: $ALOHA_STORE, the bucket
     assert pulled.exit_code == 0, pulled.output
     assert verify_bundle(dest) == verify_bundle(deployed)
