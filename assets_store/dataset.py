@@ -14,9 +14,12 @@ from typing import Any
 
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
-from assets_store.layout import COMPLETE_MARKER, StoreLayout
+from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
+from assets_store.remote import RemoteStore
 from assets_store.stats import NormStats, stats_from_json, stats_to_json
 
+# Beside a dataset the pipeline built from an object store (not part of the dataset: its id does not change).
+EPISODES_AT = "episodes_at.json"
 MANIFEST_SCHEMA = "aloha-dataset"
 MANIFEST_VERSION = 1
 
@@ -114,20 +117,47 @@ def build_manifest(
 
 
 def write_dataset(layout: StoreLayout, manifest: DatasetManifest, stats: dict[str, NormStats]) -> Path:
-    """datasets/<id>/{manifest.json, stats.json}; same id = same content, so rewriting is harmless."""
+    """datasets/<id>/{manifest.json, stats.json}; same id = same content, so rewriting is harmless. With an
+    object-store `data_url` the dataset is also put there, manifest last: a dataset without its manifest is not one
+    (`load_dataset` refuses it), so a crash midway leaves nothing a reader takes for a dataset."""
     out = layout.dataset_dir(manifest.id)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "stats.json", stats_to_json(stats))
     write_json_atomic(out / "manifest.json", manifest.to_json())
+    if layout.data_url:
+        write_json_atomic(out / EPISODES_AT, {"store_url": layout.data_url})
+        remote = RemoteStore.at(layout.data_url)
+        key = remote.dataset_key(manifest.id)
+        for name in ("stats.json", "manifest.json"):
+            remote.fs.pipe_file(f"{key}/{name}", (out / name).read_bytes())  # one PUT each: whole or absent
     return out
 
 
-def load_dataset(path: Path) -> tuple[DatasetManifest, dict[str, NormStats]]:
-    """Load a dataset directory (datasets/<id>) written by `write_dataset`."""
-    path = Path(path)
+def dataset_episodes_url(dataset_dir: str | Path) -> str | None:
+    """The object-store root a dataset's episodes are read from: the store of a dataset opened by its URL
+    (<store URL>/datasets/<id>), or the one recorded beside a local dataset built from a bucket; None: its own store."""
+    if is_remote_root(str(dataset_dir)):
+        return str(dataset_dir).rstrip("/").rsplit("/", 2)[0]
     try:
-        manifest = DatasetManifest.from_json(json.loads((path / "manifest.json").read_text()), str(path / "manifest.json"))
-        stats = stats_from_json(json.loads((path / "stats.json").read_text()))
+        return json.loads((Path(dataset_dir) / EPISODES_AT).read_text())["store_url"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{Path(dataset_dir) / EPISODES_AT}: expected {{\"store_url\": URL}} ({exc})") from None
+
+
+def load_dataset(path: str | Path) -> tuple[DatasetManifest, dict[str, NormStats]]:
+    """Load a dataset directory (datasets/<id>) written by `write_dataset`, or its URL in an object store."""
+    if is_remote_root(str(path)):
+        remote = RemoteStore.at(str(path))
+        read = lambda name: remote.fs.cat_file(remote.key(name)).decode()  # noqa: E731
+        path = str(path).rstrip("/")
+    else:
+        path = Path(path)
+        read = lambda name: (path / name).read_text()  # noqa: E731
+    try:
+        manifest = DatasetManifest.from_json(json.loads(read("manifest.json")), f"{path}/manifest.json")
+        stats = stats_from_json(json.loads(read("stats.json")))
     except FileNotFoundError as exc:
         raise StoreError(f"{path}: expected a dataset directory with manifest.json and stats.json ({exc})") from None
     return manifest, stats

@@ -19,25 +19,43 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
-from zarr.storage import LocalStore
+from zarr.storage import FsspecStore, LocalStore
 
 from assets_store import schema as S
 from assets_store.codec import CODEC_NAME, decode_jpeg
 from assets_store.errors import EpisodeError
+from assets_store.layout import is_remote_root, url_scheme
 from assets_store.schema import EpisodeHeader, parse_header
 
 LOWDIM_REQUIRED = (S.QPOS, S.ACTION, S.TIMESTAMPS)
 LOWDIM_OPTIONAL = (S.QVEL, S.EFFORT)
 
 
-def read_root_attrs(path: Path) -> dict:
+def episode_location(path: str | os.PathLike) -> tuple[Path | str, Any, str]:
+    """(the episode as messages name it, its fsspec filesystem or None on local disk, its path inside that
+    filesystem). An object-store URL (s3://..., memory://...) is read through fsspec; anything else is a local path."""
+    if not isinstance(path, (str, Path)):  # a UPath (StoreLayout with a data_url): its str() is its URL
+        path = str(path)
+    if is_remote_root(path):
+        url = str(path).rstrip("/")
+        fs, key = fsspec.core.url_to_fs(url)
+        return url, fs, key.rstrip("/")
+    if url_scheme(path):
+        path = str(path).split("://", 1)[1]
+    local = Path(path)
+    return local, None, str(local)
+
+
+def read_root_attrs(path: str | os.PathLike) -> dict:
     """The episode's group attributes straight from zarr.json: cheap, for indexes and checks (not yet type-checked:
     `schema.parse_header` does that)."""
-    meta_file = Path(path) / "zarr.json"
+    path, fs, key = episode_location(path)
     try:
-        meta = json.loads(meta_file.read_text())
+        raw = (path / "zarr.json").read_bytes() if fs is None else fs.cat_file(f"{key}/zarr.json")
+        meta = json.loads(raw.decode())
     except FileNotFoundError:
         raise EpisodeError(path, "zarr.json", "expected a Zarr v3 group; the file is missing") from None
     except OSError as exc:
@@ -78,9 +96,10 @@ class EpisodeArrays:
     """
 
     def __init__(self, path: str | os.PathLike, attrs: dict | None = None):
-        self.path = Path(path)
+        self.path, fs, _ = episode_location(path)
         self.attrs: dict = read_root_attrs(self.path) if attrs is None else attrs
-        self._group = zarr.open_group(store=LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
+        store = LocalStore(self.path, read_only=True) if fs is None else FsspecStore.from_url(self.path, read_only=True)
+        self._group = zarr.open_group(store=store, mode="r", zarr_format=3)
         self._data: dict[str, np.ndarray | None] = {}
 
     @cached_property
@@ -144,8 +163,9 @@ _CHUNK_SLACK = 1 << 20
 
 class EpisodeReader:
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_dir():
+        """`path`: an episode directory, or its URL in an object store (read through fsspec and Zarr's FsspecStore)."""
+        self.path, self._fs, key = episode_location(path)
+        if self._fs is None and not self.path.is_dir():
             what = "it does not exist" if not self.path.exists() else "found something else (a file?)"
             raise EpisodeError(self.path, "episode", f"expected an episode directory; {what}")
         self.attrs = read_root_attrs(self.path)
@@ -164,7 +184,7 @@ class EpisodeReader:
         self.qvel: np.ndarray | None = lowdim[S.QVEL]
         self.effort: np.ndarray | None = lowdim[S.EFFORT]
         self._images = {cam.name: self._image_array(cam) for cam in self.info.cameras}
-        self._chunk_base = {cam: f"{self.path}/{S.image_array(cam)}/c" for cam in self._images}
+        self._chunk_base = {cam: f"{key}/{S.image_array(cam)}/c" for cam in self._images}
 
     def __repr__(self) -> str:
         return f"EpisodeReader({str(self.path)!r}, steps={self.num_steps}, cameras={self.camera_names})"
@@ -186,22 +206,30 @@ class EpisodeReader:
         arr, fast = self._camera(camera)
         t = self._step(t)
         if fast:
-            data = self.frame_bytes(camera, t)
-            try:
-                image = decode_jpeg(data, arr.shape[1:])
-            except Exception as exc:
-                raise EpisodeError(
-                    self.path, S.image_array(camera), f"step {t}: expected a JPEG frame, chunk is corrupt ({exc})"
-                ) from None
-            if image.shape != arr.shape[1:]:
-                raise EpisodeError(
-                    self.path, S.image_array(camera), f"step {t}: expected shape {arr.shape[1:]}, decoded {image.shape}"
-                )
-            return image
+            return self.decode_frame(camera, t, self.frame_bytes(camera, t))
         try:
             return arr[t]
         except Exception as exc:
             raise EpisodeError(self.path, S.image_array(camera), f"step {t}: cannot read frame ({exc})") from None
+
+    def has_frame_chunks(self, camera: str) -> bool:
+        """Whether `frame_bytes` serves this camera (our layout: one JPEG per chunk file)."""
+        return self._camera(camera)[1]
+
+    def decode_frame(self, camera: str, t: int, data: bytes) -> np.ndarray:
+        """The (H, W, 3) frame that `frame_bytes(camera, t)` returned (perhaps from a cache), decoded and checked."""
+        arr, _ = self._camera(camera)
+        try:
+            image = decode_jpeg(data, arr.shape[1:])
+        except Exception as exc:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"step {t}: expected a JPEG frame, chunk is corrupt ({exc})"
+            ) from None
+        if image.shape != arr.shape[1:]:
+            raise EpisodeError(
+                self.path, S.image_array(camera), f"step {t}: expected shape {arr.shape[1:]}, decoded {image.shape}"
+            )
+        return image
 
     def frame_bytes(self, camera: str, t: int) -> bytes:
         """The stored JPEG bytes of one frame (our layout only), e.g. to hand to a decoder in another process."""
@@ -210,8 +238,11 @@ class EpisodeReader:
         chunk = f"{self._chunk_base[camera]}/{t}/0/0/0"  # string paths: pathlib costs more than the read here
         limit = _max_jpeg_bytes(self.info.camera(camera))
         try:
-            with open(chunk, "rb") as f:
-                data = f.read(limit + 1)
+            if self._fs is None:
+                with open(chunk, "rb") as f:
+                    data = f.read(limit + 1)
+            else:
+                data = self._fs.cat_file(chunk, start=0, end=limit + 1)
         except FileNotFoundError:
             raise EpisodeError(
                 self.path, S.image_array(camera), f"step {t}: expected a frame chunk at {chunk}; it is missing"

@@ -112,6 +112,8 @@ def _relative(filename: str | None, episode: Path) -> str:
     """The file an OSError names, relative to its episode where it lies inside it."""
     if not filename:
         return "files"
+    if not isinstance(episode, Path):  # an episode in an object store: the filesystem's key names the file
+        return str(filename)
     path = Path(filename)
     return str(path.relative_to(episode)) if path.is_relative_to(episode) else str(path)
 

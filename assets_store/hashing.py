@@ -24,13 +24,14 @@ def file_sha256(path: Path) -> str:
 
 def directory_sha256(path: Path, skip: tuple[str, ...] = ()) -> str:
     """Hash of every file's relative path and bytes, in sorted order: same content, same hash."""
-    root = Path(path)
+    root = path if hasattr(path, "rglob") else Path(path)  # a local path or a UPath in an object store
     h = hashlib.sha256()
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip)
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.name not in skip),
+                   key=lambda p: p.relative_to(root).parts)  # pathlib's own order, for a UPath as well
     for p in files:
-        rel = p.relative_to(root).as_posix()
+        rel = "/".join(p.relative_to(root).parts)
         h.update(rel.encode() + b"\0")
-        with open(p, "rb") as f:
+        with p.open("rb") as f:
             while block := f.read(_BLOCK):
                 h.update(block)
         h.update(b"\0")

@@ -9,6 +9,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from upath import UPath
+
+from assets_store.errors import StoreError
 from assets_store.names import validate_name
 
 STORE_ENV = "ALOHA_STORE"
@@ -30,15 +33,42 @@ CHAMPION = "champion"
 DEFAULT_MODEL_NAME = "aloha-act"  # the registered model (and deploy folder) when none is named
 
 
+_URL_ROOT = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")
+LOCAL_SCHEMES = ("file", "local")
+
+
+def url_scheme(root: str | os.PathLike | None) -> str | None:
+    """The scheme of a store root given as a URL (`s3`, `file`, ...), None for a plain path."""
+    m = _URL_ROOT.match(root) if isinstance(root, str) else None
+    return m.group(1).lower() if m else None
+
+
+def is_remote_root(root: str | os.PathLike | None) -> bool:
+    """A URL other than `file://`: an object store (or fsspec's in-memory filesystem), read through fsspec."""
+    return url_scheme(root) not in (None, *LOCAL_SCHEMES)
+
+
+
 def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
-    """`--store` wins, then $ALOHA_STORE, then ./.aloha_store; always absolute so subprocesses agree."""
+    """`--store` wins, then $ALOHA_STORE, then ./.aloha_store; always absolute so subprocesses agree.
+
+    A `file://` URL is its local path. Any other URL is an object store (`assets_store.remote`): refused here with
+    a clear error instead of becoming a local folder named `s3:`."""
     if explicit:
-        root = Path(explicit)
+        root = str(explicit)
     elif os.environ.get(STORE_ENV):
-        root = Path(os.environ[STORE_ENV])
+        root = os.environ[STORE_ENV]
     else:
-        root = Path.cwd() / DEFAULT_STORE_DIRNAME
-    return root.expanduser().resolve()
+        root = str(Path.cwd() / DEFAULT_STORE_DIRNAME)
+    scheme = url_scheme(root)
+    if scheme in LOCAL_SCHEMES:
+        root = _URL_ROOT.match(root).group(2)
+    elif scheme:
+        raise StoreError(
+            f"store root {root}: an object-store URL; this command works on a local store (record locally, then "
+            "`aloha sync SESSION --to URL`; `aloha pull --store URL` reads a bundle from it)"
+        )
+    return Path(root).expanduser().resolve()
 
 
 # ---------------------------------------------------------------------------------------------- episode names
@@ -108,10 +138,19 @@ def _session(session: str) -> str:
 
 @dataclass(frozen=True)
 class StoreLayout:
+    """Every path of a store. `root` is a local directory. With `data_url` (an object-store root, see
+    `assets_store.remote`) the recordings (`raw/`) are read from there, as `UPath`s, and everything else (the
+    pipeline's reports, datasets, runs, deployments, Dagster and MLflow) stays under `root`: only the data moves."""
+
     root: Path
+    data_url: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        if self.data_url is not None:
+            if not is_remote_root(self.data_url):
+                raise StoreError(f"data_url {self.data_url}: expected an object-store URL (s3://..., memory://...)")
+            object.__setattr__(self, "data_url", self.data_url.rstrip("/"))
 
     @classmethod
     def at(cls, explicit: str | os.PathLike | None = None) -> "StoreLayout":
@@ -125,7 +164,8 @@ class StoreLayout:
     # -------------------------------------------------------------------------- recordings
     @property
     def raw_dir(self) -> Path:
-        return self.root / "raw"
+        """Recordings; a `UPath` in the object store when the layout has a `data_url`."""
+        return UPath(self.data_url) / "raw" if self.data_url else self.root / "raw"
 
     def session_dir(self, session: str) -> Path:
         return self.raw_dir / _session(session)

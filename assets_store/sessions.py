@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from upath import UPath
+
 from assets_store.episode_reader import read_root_attrs
 from assets_store.errors import StoreError
 from assets_store.layout import FINALIZED_MARKER, StoreLayout, parse_episode_dirname
@@ -51,15 +53,27 @@ class EpisodeSummary:
         return self.header.count("dropped_frames")
 
 
-def episode_dirs(session_dir: Path) -> list[tuple[int, Path]]:
+def _children(directory: Path | UPath) -> list[tuple[str, Path | UPath, bool]]:
+    """(name, path, is a directory) of each entry: local (one scandir) or in an object store (a `UPath` listing)."""
+    if isinstance(directory, UPath):
+        return [(p.name, p, p.is_dir()) for p in directory.iterdir()]
+    with os.scandir(directory) as entries:
+        return [(e.name, Path(e.path), e.is_dir()) for e in entries]
+
+
+def _as_path(path: str | os.PathLike | UPath) -> Path | UPath:
+    return path if isinstance(path, UPath) else Path(path)
+
+
+def episode_dirs(session_dir: Path | UPath) -> list[tuple[int, Path | UPath]]:
     if not session_dir.is_dir():
         return []
     out = []
-    for entry in os.scandir(session_dir):
-        index = parse_episode_dirname(entry.name)
-        if index is not None and entry.is_dir():
-            out.append((index, Path(entry.path)))
-    return sorted(out)
+    for name, path, is_dir in _children(session_dir):
+        index = parse_episode_dirname(name)
+        if index is not None and is_dir:
+            out.append((index, path))
+    return sorted(out, key=lambda item: item[0])
 
 
 def next_episode_index(session_dir: Path) -> int:
@@ -93,7 +107,7 @@ class SessionIndex:
 def _raw_dirs(layout: StoreLayout) -> list[str]:
     if not layout.raw_dir.is_dir():
         return []
-    return sorted(e.name for e in os.scandir(layout.raw_dir) if e.is_dir() and not e.name.startswith("."))
+    return sorted(name for name, _, is_dir in _children(layout.raw_dir) if is_dir and not name.startswith("."))
 
 
 def _invalid_name(name: str) -> str:
@@ -114,8 +128,8 @@ def foreign_session_dirs(layout: StoreLayout) -> list[tuple[Path, str]]:
     return [(layout.raw_dir / name, why) for name in _raw_dirs(layout) if (why := _invalid_name(name))]
 
 
-def is_session_finalized(session_dir: Path) -> bool:
-    return (Path(session_dir) / FINALIZED_MARKER).is_file()
+def is_session_finalized(session_dir: Path | UPath) -> bool:
+    return (_as_path(session_dir) / FINALIZED_MARKER).is_file()
 
 
 def finalize_session(layout: StoreLayout, session: str, info: dict[str, Any] | None = None) -> Path:
@@ -134,9 +148,9 @@ def finalize_session(layout: StoreLayout, session: str, info: dict[str, Any] | N
     return marker
 
 
-def read_finalized_marker(session_dir: Path) -> dict[str, Any] | None:
+def read_finalized_marker(session_dir: Path | UPath) -> dict[str, Any] | None:
     """The marker's content, None when the session is not finalized; StoreError when it is unreadable."""
-    marker = Path(session_dir) / FINALIZED_MARKER
+    marker = _as_path(session_dir) / FINALIZED_MARKER
     if not marker.is_file():
         return None
     try:
@@ -168,31 +182,32 @@ def session_entries(layout: StoreLayout, session: str, *, deep: bool = True) -> 
 
     A finalized session's episodes are exactly those its marker lists: one listed but missing, one added later, and a
     file where a directory should be are problems. So is a symbolic link that leads out of the store, for the episode
-    directory or (with `deep`, which walks every file) anything inside it. StoreError for a session-level problem
-    (unreadable marker, session directory outside the store).
+    directory or (with `deep`, which walks every file) anything inside it (an object store has no links). StoreError
+    for a session-level problem (unreadable marker, session directory outside the store).
     """
     sdir = layout.session_dir(session)
     root = layout.root
-    if not _inside(sdir, root):
+    local = not isinstance(sdir, UPath)
+    if local and not _inside(sdir, root):
         raise StoreError(f"{sdir}: expected a session directory inside the store, it leads to {os.path.realpath(sdir)}")
     marker = read_finalized_marker(sdir)
     listed = set(marker["episodes"]) if marker is not None else None
     on_disk = set()
     if sdir.is_dir():
-        on_disk = {e.name for e in os.scandir(sdir) if parse_episode_dirname(e.name) is not None}
+        on_disk = {name for name, _, _ in _children(sdir) if parse_episode_dirname(name) is not None}
     out = []
     for name in sorted(on_disk | (listed or set()), key=lambda n: parse_episode_dirname(n)):
         path = sdir / name
         problem = ""
         if name not in on_disk:
             problem = f"listed in {FINALIZED_MARKER} but missing from the session"
-        elif path.is_symlink() and not _inside(path, root):
+        elif local and path.is_symlink() and not _inside(path, root):
             problem = f"a symbolic link to {os.path.realpath(path)}, outside the store"
         elif not path.is_dir():
             problem = "expected an episode directory, found a file" if path.is_file() else "expected an episode directory"
         elif listed is not None and name not in listed:
             problem = f"not listed in {FINALIZED_MARKER}: added after the session was finalized"
-        elif deep:
+        elif deep and local:
             problem = _link_out_of(path, root)
         note = f"listed in {FINALIZED_MARKER}" if listed is not None else "session not finalized yet"
         out.append(SessionEntry(name, path, problem, "" if problem else note))

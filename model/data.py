@@ -8,8 +8,13 @@ and the sampler alone decides the order (exact resume, DDP sharding).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import uuid
 from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,7 +22,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from assets_store import EpisodeReader, StoreLayout
-from assets_store.dataset import load_dataset
+from assets_store.dataset import dataset_episodes_url, load_dataset
+from assets_store.layout import STORE_ENV, is_remote_root
+from assets_store.remote import RemoteStore
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
 from model.base_actions import smooth_base_actions
 
@@ -35,6 +42,97 @@ def resize_uint8(frame: np.ndarray | torch.Tensor, size: tuple[int, int]) -> tor
     return y.round_().clamp_(0, 255).to(torch.uint8)
 
 
+CACHE_DIR_ENV = "ALOHA_CHUNK_CACHE"  # a node-local directory for frame chunks read from an object store
+CACHE_BYTES_ENV = "ALOHA_CHUNK_CACHE_BYTES"
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+class ChunkCache:
+    """A bounded node-local cache of frame chunks read from an object store: one file per chunk under `directory`,
+    at most `max_bytes` in all as this process sees it (least recently read out first). Episodes are immutable, so
+    a chunk's key (episode content hash, camera, step) never goes stale. Files are written under a temporary name and
+    renamed, so DataLoader workers sharing the directory never read half a chunk; each worker bounds what it added.
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_bytes: int = DEFAULT_CACHE_BYTES):
+        if int(max_bytes) <= 0:
+            raise ValueError(f"chunk cache size must be > 0 bytes, got {max_bytes}")
+        self.dir = Path(directory)
+        self.max_bytes = int(max_bytes)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        found = sorted((e for e in os.scandir(self.dir) if e.is_file() and not e.name.startswith(".")),
+                       key=lambda e: e.stat().st_mtime)
+        self._index: OrderedDict[str, int] = OrderedDict((e.name, e.stat().st_size) for e in found)
+        self._total = sum(self._index.values())
+        self.hits = self.misses = 0
+        self._evict()
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def get(self, key: str, fetch: Callable[[], bytes]) -> bytes:
+        name = hashlib.sha256(key.encode()).hexdigest()
+        path = self.dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # never cached, or evicted (perhaps by another worker)
+            self._forget(name)
+        else:
+            self.hits += 1
+            if name not in self._index:
+                self._add(name, len(data))
+            self._index.move_to_end(name)
+            return data
+        data = fetch()
+        self.misses += 1
+        if len(data) <= self.max_bytes:
+            tmp = self.dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            self._forget(name)
+            self._add(name, len(data))
+            self._evict()
+        return data
+
+    def _add(self, name: str, size: int) -> None:
+        self._index[name] = size
+        self._total += size
+
+    def _forget(self, name: str) -> None:
+        self._total -= self._index.pop(name, 0)
+
+    def _evict(self) -> None:
+        while self._total > self.max_bytes and self._index:
+            name, size = self._index.popitem(last=False)
+            self._total -= size
+            (self.dir / name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class EpisodeSource:
+    """Where a dataset's episodes are read: the dataset's own store (None), or an object-store root URL, with a
+    node-local chunk cache. The manifest and statistics stay with the dataset directory."""
+
+    store_url: str | None = None
+    cache_dir: Path | None = None
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+
+    @classmethod
+    def from_env(cls) -> "EpisodeSource":
+        """$ALOHA_STORE when it is an object-store URL (as in a training pod), else the store the dataset names (see
+        `assets_store.dataset.dataset_episodes_url`); the cache from $ALOHA_CHUNK_CACHE (a directory) and
+        $ALOHA_CHUNK_CACHE_BYTES."""
+        url = os.environ.get(STORE_ENV, "")
+        cache = os.environ.get(CACHE_DIR_ENV)
+        size = os.environ.get(CACHE_BYTES_ENV) or DEFAULT_CACHE_BYTES
+        try:
+            size = int(size)
+        except ValueError:
+            raise ValueError(f"${CACHE_BYTES_ENV}: expected a number of bytes, got {size!r}") from None
+        return cls(url if is_remote_root(url) else None, Path(cache) if cache else None, size)
+
+
 class ChunkDataset(Dataset):
     """Samples of one split. Item: images (N, 3, H, W) uint8, qpos (J,), actions (k, A), is_pad (k,) bool."""
 
@@ -48,19 +146,33 @@ class ChunkDataset(Dataset):
         camera_names: list[str] | None = None,
         max_open_episodes: int | None = None,  # None: one reader per episode (a few KB each, no open files)
         base_smoothing_window: int = 1,  # Mobile ALOHA: smooth recorded base velocities (model.base_actions)
+        source: EpisodeSource | None = None,  # None: EpisodeSource.from_env()
     ):
-        self.dataset_dir = Path(dataset_dir)
+        # A dataset directory, or its URL in an object store (<store URL>/datasets/<id>).
+        remote_dataset = is_remote_root(str(dataset_dir))
+        self.dataset_dir = str(dataset_dir).rstrip("/") if remote_dataset else Path(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
         self.stats = {k: floored(v) for k, v in stats.items()}
-        self.layout = StoreLayout.of_dataset(self.dataset_dir)
         refs = {"train": self.manifest.train, "val": self.manifest.val, "all": self.manifest.episodes}[split]
         self.split = split
         self.chunk_size = int(chunk_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
-        self.paths = [str(r.path(self.layout)) for r in refs]
+        source = EpisodeSource.from_env() if source is None else source
+        if not source.store_url and (url := dataset_episodes_url(self.dataset_dir)):
+            source = replace(source, store_url=url)
+        if source.store_url:
+            remote = RemoteStore.at(source.store_url)
+            self.paths = [remote.episode_url(r.session, r.episode) for r in refs]
+        else:
+            layout = StoreLayout.of_dataset(self.dataset_dir)
+            self.paths = [str(r.path(layout)) for r in refs]
+        self.hashes = [r.content_hash for r in refs]
+        self.source = source
+        self._cache: ChunkCache | None = None
         self.max_open = max_open_episodes or max(1, len(self.paths))
         self._readers: OrderedDict[int, EpisodeReader] = OrderedDict()
+        self._pid = os.getpid()  # whose readers `_readers` holds
 
         qpos, action, lengths, tasks = [], [], [], set()
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
@@ -92,6 +204,8 @@ class ChunkDataset(Dataset):
         return ep, int(index - self.starts[ep])
 
     def _reader(self, ep: int) -> EpisodeReader:
+        if self._pid != os.getpid():  # a forked DataLoader worker: object-store clients are not fork-safe
+            self._readers, self._cache, self._pid = OrderedDict(), None, os.getpid()
         r = self._readers.pop(ep, None)
         if r is None:
             r = EpisodeReader(self.paths[ep])
@@ -114,12 +228,21 @@ class ChunkDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, t, qpos, actions, is_pad = self.lowdim(int(index))
         r = self._reader(ep)
-        images = torch.stack([resize_uint8(r.frame(cam, t), self.image_size) for cam in self.camera_names])
+        images = torch.stack([resize_uint8(self._frame(ep, r, cam, t), self.image_size) for cam in self.camera_names])
         return {"images": images, "qpos": qpos, "actions": actions, "is_pad": is_pad}
 
-    def __getstate__(self):  # workers open their own readers
+    def _frame(self, ep: int, r: EpisodeReader, cam: str, t: int) -> np.ndarray:
+        if self.source.cache_dir is None or not r.has_frame_chunks(cam):
+            return r.frame(cam, t)
+        if self._cache is None:  # opened in the process that reads (each DataLoader worker its own)
+            self._cache = ChunkCache(self.source.cache_dir, self.source.cache_bytes)
+        data = self._cache.get(f"{self.hashes[ep]}/{cam}/{t}", lambda: r.frame_bytes(cam, t))
+        return r.decode_frame(cam, t, data)
+
+    def __getstate__(self):  # workers open their own readers and cache index
         d = dict(self.__dict__)
         d["_readers"] = OrderedDict()
+        d["_cache"] = None
         return d
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from assets_store.bundle import MANIFEST, copy_bundle, existing_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME, StoreLayout
+from assets_store.remote import RemoteStore
 from pipeline.promotion import Decision, Scores, promotion_record
 
 
@@ -25,6 +26,33 @@ def deploy_source(layout: StoreLayout, name: str, version: str) -> Path:
     return path
 
 
+def download_deployed(remote: RemoteStore, name: str, version: str, into: Path) -> tuple[Path, dict[str, Any] | None]:
+    """Download the deployed bundle and its promotion record from an object store into the local directory `into`
+    (checked by the caller with `verify_bundle`: the manifest's hashes decide, not the transfer)."""
+    remote.refresh()
+    key = remote.deploy_key(name, version)
+    files = remote.files(key)
+    if not files:
+        deployed = remote.files(str(PurePosixPath(key).parent))
+        have = sorted({rel.split("/")[0] for rel in deployed if "/" in rel and not rel.startswith(".")})
+        raise StoreError(
+            f"{remote.url_of(key)}: no deployed bundle {name!r} {version}"
+            + (f"; deployed: {have}" if have else "; nothing is deployed in this store")
+        )
+    local = into / "bundle"
+    for rel in files:
+        if rel.startswith(".") or ".." in PurePosixPath(rel).parts:
+            continue
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        remote.fs.get_file(f"{key}/{rel}", str(local / rel))
+    record_key = remote.promotion_record_key(name, version)
+    record = None
+    if remote.fs.exists(record_key):
+        remote.fs.get_file(record_key, str(into / "promotion.json"))
+        record = read_promotion_record(into / "promotion.json")
+    return local, record
+
+
 def check_destination(dest: Path, *, force: bool) -> None:
     """`dest` may receive a bundle: new, empty, or (with `force`) a bundle pulled before. Anything else is refused
     before a byte moves: pull never removes a file it did not write."""
@@ -37,7 +65,7 @@ def check_destination(dest: Path, *, force: bool) -> None:
 
 
 def pull_bundle(
-    layout: StoreLayout,
+    layout: StoreLayout | RemoteStore,
     dest: Path,
     *,
     name: str = DEFAULT_MODEL_NAME,
@@ -52,6 +80,14 @@ def pull_bundle(
     if source not in ("deploy", "mlflow"):
         raise ValueError(f"unknown source {source!r}; expected 'deploy' or 'mlflow'")
     check_destination(dest, force=force)
+    if isinstance(layout, RemoteStore):
+        if source != "deploy":
+            raise StoreError(f"{layout.url}: an object-store root serves --from deploy; for mlflow give --tracking-uri "
+                             "with a local --store")
+        with tempfile.TemporaryDirectory(prefix=".pull-", dir=dest.parent if dest.parent.exists() else None) as tmp:
+            local, record = download_deployed(layout, name, version, Path(tmp))
+            manifest = copy_bundle(local, dest)  # verifies every sha256 of the download, then of the copy
+        return {**manifest, "promotion": record}
     if source == "deploy":
         manifest = copy_bundle(deploy_source(layout, name, version), dest)
         return {**manifest, "promotion": read_promotion_record(layout.promotion_record_path(name, version))}

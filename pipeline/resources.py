@@ -6,6 +6,8 @@ the Dagster steps and the training code agree; both can point elsewhere through 
 
 
 import contextlib
+import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -13,22 +15,49 @@ from typing import Any, Iterator, Optional
 from dagster import ConfigurableResource
 
 from assets_store import StoreLayout
-from assets_store.layout import DEFAULT_MODEL_NAME
+from assets_store.bundle import copy_bundle
+from assets_store.hashing import write_json_atomic
+from assets_store.layout import DEFAULT_MODEL_NAME, DEFAULT_STORE_DIRNAME
+from assets_store.remote import RemoteStore, store_root_url
+from assets_store.sync import publish_bundle
 from pipeline.instance import REPO_ROOT
 
+
+
+LOCAL_ROOT_ENV = "ALOHA_LOCAL_STORE"
 
 
 class StoreResource(ConfigurableResource):
     """The episode store. `root` empty: $ALOHA_STORE, else ./.aloha_store (resolved when a step runs).
 
-    Every path under it comes from `layout` (`assets_store.layout.StoreLayout`).
+    Every path under it comes from `layout` (`assets_store.layout.StoreLayout`). A `root` that is an object-store URL
+    (s3://...) holds the recordings, synced there by `aloha sync`; the pipeline's own files (reports, datasets, runs,
+    deployments, the embedded Dagster and MLflow) then live under `local_root`.
     """
 
     root: Optional[str] = None
+    # with an object-store root: empty means $ALOHA_LOCAL_STORE, else ./.aloha_store
+    local_root: Optional[str] = None
 
     @property
     def layout(self) -> StoreLayout:
-        return StoreLayout.at(self.root)
+        url = store_root_url(self.root)
+        if url is None:
+            return StoreLayout.at(self.root)
+        local = self.local_root or os.environ.get(LOCAL_ROOT_ENV) or str(os.path.join(os.getcwd(), DEFAULT_STORE_DIRNAME))
+        return StoreLayout(local, data_url=url)
+
+    def deploy_bundle(self, bundle_dir: Path, name: str, version: str | int, record: dict[str, Any]) -> None:
+        """Put the verified bundle and its promotion record at <store>/deploy/<name>/<version> (replaced atomically);
+        with an object-store root, in the bucket as well (manifest last), where robots `aloha pull --store URL`."""
+        layout = self.layout
+        copy_bundle(bundle_dir, layout.deploy_path(name, version))
+        write_json_atomic(layout.promotion_record_path(name, version), record)
+        if layout.data_url:
+            remote = RemoteStore.at(layout.data_url)
+            publish_bundle(bundle_dir, remote, remote.deploy_key(name, version))
+            body = json.dumps(record, indent=2, sort_keys=True).encode()
+            remote.fs.pipe_file(remote.promotion_record_key(name, version), body)  # one PUT: old or new, never half
 
 
 class MlflowResource(ConfigurableResource):

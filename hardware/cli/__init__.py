@@ -1,4 +1,4 @@
-"""The robot and store verbs of the `aloha` command line (record, replay, view, teleop, rollout, episodes, HDF5).
+"""The robot and store verbs of the `aloha` command line (record, replay, view, teleop, rollout, episodes, HDF5, sync).
 
 `register(app)` adds every one of them; the app itself is assembled at the top of the import graph, in
 `pipeline.cli.app`, which also adds the pipeline's verbs.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from hardware.cli import calibrate, episodes, hdf5, record, replay, rollout, teleop, view
+from hardware.cli import calibrate, episodes, hdf5, record, replay, rollout, sync, teleop, view
 
 
 def register(app: typer.Typer) -> None:
     # The order `aloha --help` lists them in.
-    for module in (episodes, hdf5, record, replay, view, teleop, calibrate, rollout):
+    for module in (episodes, hdf5, record, replay, view, teleop, calibrate, rollout, sync):
         module.register(app)

@@ -30,7 +30,10 @@ LeaderArmsConfigOption = Annotated[
 
 
 def layout(store: Optional[Path]) -> StoreLayout:
-    return StoreLayout.at(store)
+    try:
+        return StoreLayout.at(store)
+    except StoreError as exc:  # an object-store URL where a local store is needed
+        fail(str(exc), 2)
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":

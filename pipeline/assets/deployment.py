@@ -9,8 +9,8 @@ from typing import Any, Optional
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from assets_store.bundle import MANIFEST, copy_bundle, verify_bundle
-from assets_store.hashing import file_sha256, write_json_atomic
+from assets_store.bundle import MANIFEST, verify_bundle
+from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.lineage import upstream
@@ -100,8 +100,7 @@ def deployed_policy(
         record = promotion_record(version.version, scores, decision, mlflow_run_id=run_id, dataset_id=tags["dataset_id"],
                                   evaluated_in_dagster_run=ev.run_id, promoted_at=time.time())
         for leaf in (version.version, CHAMPION):
-            copy_bundle(bundle_dir, store.layout.deploy_path(name, leaf))
-            write_json_atomic(store.layout.promotion_record_path(name, leaf), record)
+            store.deploy_bundle(bundle_dir, name, leaf, record)
         client.set_registered_model_alias(name, CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "promotion", "promoted" if decision.promote else "rejected")
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)

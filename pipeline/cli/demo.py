@@ -14,7 +14,7 @@ from rich.table import Table
 
 from assets_store import StoreLayout
 from assets_store.layout import CHAMPION
-from hardware.cli.common import StoreOption as StoreOpt, console, fail, parse_resolution, session_to_record
+from hardware.cli.common import StoreOption as StoreOpt, console, fail, layout as store_layout, parse_resolution, session_to_record
 from hardware.sim.gl import select_gl_backend
 from pipeline.demo import DEMO_ROBOT, DemoOptions
 
@@ -56,7 +56,7 @@ def demo(
 
     from pipeline.demo import demo_seeds, materialize, record_demo_session, summarize
 
-    layout = StoreLayout.at(store)
+    layout = store_layout(store)  # an object-store root: one error line (the demo records locally)
     session = session or time.strftime("demo-%Y%m%d-%H%M%S")
     session_to_record(layout, session)  # a bad name, an unwritable store, a finalized session: one line, no work
     opts = DemoOptions(

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from assets_store import StoreLayout
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
-from hardware.cli.common import StoreOption as StoreOpt, console, fail, os_error_text
+from assets_store.remote import open_store
+from hardware.cli.common import console, fail, os_error_text
 from pipeline.promotion import describe_record
 
 
@@ -22,7 +22,9 @@ def pull(
     source: Annotated[str, typer.Option("--from", help="deploy (<store>/deploy) or mlflow (the registry).")] = "deploy",
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI (default: the store's).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a bundle pulled to --to before.")] = False,
-    store: StoreOpt = None,
+    store: Annotated[Optional[str], typer.Option(
+        "--store", help="Store root, a path or an object-store URL such as s3://robot-data/aloha (default: "
+                        "$ALOHA_STORE, else ./.aloha_store).", show_default=False)] = None,
 ) -> None:
     """Fetch a policy bundle and verify the sha256 of every file; a mismatch is refused. Never removes a file it
     did not write: a --to holding anything but an earlier bundle is refused."""
@@ -33,8 +35,8 @@ def pull(
         fail(f"--from must be 'deploy' or 'mlflow', got {source!r}", 2)
     if version != CHAMPION and not version.isdigit():
         fail(f"--version must be a number or '{CHAMPION}', got {version!r}", 2)
-    layout = StoreLayout.at(store)
     try:
+        layout = open_store(store)
         with console.status(f"pulling {name}@{version} from {source}"):
             manifest = pull_bundle(layout, to, name=name, version=version, source=source, tracking_uri=tracking_uri,
                                    force=force)

@@ -13,8 +13,7 @@ from typing import Annotated, Sequence
 
 import typer
 
-from assets_store import StoreLayout
-from hardware.cli.common import check_writable, console, StoreOption as StoreOpt
+from hardware.cli.common import StoreOption as StoreOpt, check_writable, console, layout as store_layout
 
 # What stops `aloha ui`: Ctrl-C, `kill PID`, and the terminal (or SSH session) going away.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -31,7 +30,7 @@ def ui(
     SIGHUP stop it with its webserver and daemon."""
     from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
 
-    layout = StoreLayout.at(store)
+    layout = store_layout(store)  # an object-store root: one error line (the UI needs a local store)
     check_writable(layout.root, "store")  # Dagster's and MLflow's state live under it
     env = dagster_env(layout)
     dagster = Path(sys.executable).with_name("dagster")

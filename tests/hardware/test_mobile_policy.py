@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from assets_store.stats import NormStats
 from model.act import ACT

@@ -12,7 +12,6 @@ from assets_store import EpisodeReader
 from assets_store.checks import CHECKS
 from hardware.aloha.teleop import LeaderArms
 from hardware.base import frames as F
-from hardware.base.tracer import BaseFault
 from hardware.recorder import EpisodeFailed, RecordConfig, record_session
 from hardware.registry import RobotOptions, make_robot
 from pipeline_kit import check_one

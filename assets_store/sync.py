@@ -1,0 +1,135 @@
+"""Upload a finalized session from a local store to an object store, its finalized marker last.
+
+Recorders write locally (a 50 Hz loop never waits on the network); this copies what they committed. Every file is
+hashed back from the object store after upload and compared with the local file. A sync that stops midway (killed,
+network gone) leaves no marker, so the pipeline's sensor does not see the session; run again and it skips each file
+the store already holds with the same sha256, uploading only the rest, then the marker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from assets_store.bundle import MANIFEST, verify_bundle
+from assets_store.errors import StoreError
+from assets_store.hashing import file_sha256
+from assets_store.layout import FINALIZED_MARKER, StoreLayout
+from assets_store.remote import RemoteStore
+from assets_store.sessions import read_finalized_marker, session_entries
+
+
+@dataclass
+class SyncReport:
+    session: str
+    url: str  # the session's URL in the object store
+    uploaded: list[str] = field(default_factory=list)  # paths relative to the session directory
+    skipped: list[str] = field(default_factory=list)  # already there with the same sha256
+    bytes_uploaded: int = 0
+
+
+def session_files(layout: StoreLayout, session: str) -> list[str]:
+    """The files a finalized session consists of, relative to its directory, the marker excluded: every file of the
+    episodes its marker lists and the session's own visible files (hidden temporaries are a writer's, not data).
+    StoreError when the session is not finalized or is not what its marker says."""
+    sdir = layout.session_dir(session)
+    if not sdir.is_dir():
+        raise StoreError(f"{sdir}: no such session")
+    if read_finalized_marker(sdir) is None:
+        raise StoreError(
+            f"{sdir}: not finalized ({FINALIZED_MARKER} is missing); only a finished recording is synced"
+        )
+    bad = [f"{e.name}: {e.problem}" for e in session_entries(layout, session) if e.problem]
+    if bad:
+        raise StoreError(f"{sdir}: the session is not what its {FINALIZED_MARKER} says: " + "; ".join(bad))
+    out = []
+    for path in sorted(sdir.rglob("*")):
+        rel = path.relative_to(sdir)
+        if path.is_file() and rel.as_posix() != FINALIZED_MARKER and not any(p.startswith(".") for p in rel.parts):
+            out.append(rel.as_posix())
+    return out
+
+
+def sync_session(
+    layout: StoreLayout,
+    session: str,
+    remote: RemoteStore,
+    *,
+    on_file: Callable[[str, bool], None] | None = None,
+    batch_bytes: int = 64 << 20,
+) -> SyncReport:
+    """Upload `session` to `remote` (see the module docstring). `on_file(rel, uploaded)` is called after each file is
+    verified in place. StoreError (nothing uploaded) for a session that is not finalized, is not what its marker
+    says, or is already in the store with a different marker; StoreError naming the file for a hash mismatch."""
+    sdir = layout.session_dir(session)
+    files = session_files(layout, session)
+    dest = remote.session_key(session)
+    report = SyncReport(session, remote.url_of(dest))
+    marker = sdir / FINALIZED_MARKER
+    remote.refresh()
+    held = remote.files(dest)
+    if FINALIZED_MARKER in held:
+        if remote.sha256(f"{dest}/{FINALIZED_MARKER}") != file_sha256(marker):
+            raise StoreError(
+                f"{report.url}: the store already holds a finalized session of this name with another "
+                f"{FINALIZED_MARKER}; nothing was uploaded (a finalized session is never replaced)"
+            )
+    local_sha = {rel: file_sha256(sdir / rel) for rel in files}
+
+    # What is already there with the same size is hashed back; a match is kept, anything else uploaded again.
+    candidates = [rel for rel in files if held.get(rel) == (sdir / rel).stat().st_size]
+    keys = {f"{dest}/{rel}": rel for rel in candidates}
+    sizes = {key: held[rel] for key, rel in keys.items()}
+    same = {keys[k] for k, digest in remote.sha256_many(list(keys), batch_bytes, sizes) if digest == local_sha[keys[k]]}
+    for rel in files:
+        if rel in same:
+            report.skipped.append(rel)
+            if on_file:
+                on_file(rel, False)
+    todo = [rel for rel in files if rel not in same]
+    for rel in todo:
+        _upload_verified(remote, sdir / rel, f"{dest}/{rel}", local_sha[rel])
+        report.uploaded.append(rel)
+        report.bytes_uploaded += (sdir / rel).stat().st_size
+        if on_file:
+            on_file(rel, True)
+    # Last: the marker makes the session visible, and only now is everything it lists in place.
+    if FINALIZED_MARKER not in held:
+        # Through a hidden name and one move: on a filesystem without atomic puts the marker never shows half-written.
+        tmp = f"{dest}/.{FINALIZED_MARKER}.tmp-{uuid.uuid4().hex[:8]}"
+        _upload_verified(remote, marker, tmp, file_sha256(marker))
+        remote.fs.mv(tmp, f"{dest}/{FINALIZED_MARKER}")
+        report.uploaded.append(FINALIZED_MARKER)
+        report.bytes_uploaded += marker.stat().st_size
+    else:
+        report.skipped.append(FINALIZED_MARKER)
+    return report
+
+
+def _upload_verified(remote: RemoteStore, local: Path, key: str, digest: str) -> None:
+    remote.fs.put_file(str(local), key)
+    got = remote.sha256(key)
+    if got != digest:
+        raise StoreError(
+            f"{remote.url_of(key)}: sha256 after upload is {got}, expected {digest} (the local {local}); "
+            "run the sync again"
+        )
+
+
+def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
+    """Put the verified bundle `src` at `key` of an object store. Its manifest is the bundle's visibility: an old
+    manifest at `key` is removed first, then every file is uploaded and verified, and the new manifest goes last, so
+    a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one."""
+    manifest = verify_bundle(src)
+    remote.refresh()
+    if remote.fs.exists(f"{key}/{MANIFEST}"):
+        remote.fs.rm_file(f"{key}/{MANIFEST}")
+    for name in sorted(manifest["files"]):
+        _upload_verified(remote, Path(src) / name, f"{key}/{name}", manifest["files"][name])
+    stale = set(remote.files(key)) - set(manifest["files"]) - {MANIFEST}
+    for rel in sorted(stale):  # files of the bundle this one replaces (never the manifest's own files)
+        remote.fs.rm_file(f"{key}/{rel}")
+    _upload_verified(remote, Path(src) / MANIFEST, f"{key}/{MANIFEST}", file_sha256(Path(src) / MANIFEST))
+    return manifest

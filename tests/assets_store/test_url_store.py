@@ -1,0 +1,191 @@
+"""A store root that is a URL: `file://` is a local path, other URLs are object stores reached through fsspec.
+
+The store's own round trips (sync a session, publish a bundle) on `memory://` and `file://` roots; the S3 protocol
+itself is exercised in tests/e2e/test_s3_store.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+
+import numpy as np
+
+from assets_store import EpisodeReader, StoreError, StoreLayout, finalize_session
+from assets_store.bundle import MANIFEST, seal_bundle
+from assets_store.hashing import file_sha256
+from assets_store.layout import FINALIZED_MARKER, resolve_store_root
+from assets_store.remote import RemoteStore, is_remote_root, open_store
+from assets_store.sync import publish_bundle, session_files, sync_session
+from assets_store.synthetic import write_synthetic_episode
+
+
+@pytest.fixture(params=["memory", "file"])
+def remote(request, tmp_path) -> RemoteStore:
+    if request.param == "memory":
+        url = f"memory://bucket-{uuid.uuid4().hex[:8]}/aloha"
+    else:
+        url = (tmp_path / "bucket" / "aloha").as_uri()
+    return RemoteStore.at(url)
+
+
+def _session(layout: StoreLayout, name: str = "s1", episodes: int = 2) -> str:
+    for i in range(episodes):
+        write_synthetic_episode(layout, name, steps=6, seed=i)
+    finalize_session(layout, name)
+    return name
+
+
+def test_file_url_root_is_the_local_path_and_object_store_urls_are_not_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_store_root((tmp_path / "st").as_uri()) == tmp_path / "st"
+    assert isinstance(open_store((tmp_path / "st").as_uri()), StoreLayout)
+    with pytest.raises(StoreError, match=r"s3://robot-data/aloha: an object-store URL"):
+        StoreLayout.at("s3://robot-data/aloha")
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    with pytest.raises(StoreError, match="object-store URL"):
+        StoreLayout.at()
+    assert not (tmp_path / "s3:").exists()  # the old behaviour: a local folder named `s3:`
+    assert is_remote_root("memory://x") and is_remote_root("s3://b/p")
+    assert not is_remote_root("file:///x") and not is_remote_root("/x")
+    assert isinstance(open_store("memory://b/aloha"), RemoteStore)
+
+
+def test_sync_uploads_every_file_verified_with_the_marker_last(layout, remote):
+    session = _session(layout)
+    seen: list[str] = []
+    report = sync_session(layout, session, remote, on_file=lambda rel, up: seen.append(rel))
+    files = session_files(layout, session)
+    assert report.uploaded == [*files, FINALIZED_MARKER] and report.skipped == []
+    assert seen == files  # every file verified before the marker went up
+    sdir = layout.session_dir(session)
+    dest = remote.session_key(session)
+    assert set(remote.files(dest)) == {*files, FINALIZED_MARKER}
+    for rel in [*files, FINALIZED_MARKER]:
+        assert remote.sha256(f"{dest}/{rel}") == file_sha256(sdir / rel)
+    assert remote.is_session_finalized(session)
+
+    again = sync_session(layout, session, remote)
+    assert again.uploaded == [] and again.skipped == [*files, FINALIZED_MARKER]
+
+
+def test_an_interrupted_sync_resumes_and_the_session_is_visible_only_once_complete(layout, remote):
+    session = _session(layout)
+    files = session_files(layout, session)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_three(rel, uploaded):  # called once a file is uploaded and verified
+        done.append(rel)
+        if len(done) == 3:
+            raise Killed
+
+    done: list[str] = []
+    with pytest.raises(Killed):
+        sync_session(layout, session, remote, on_file=die_after_three)
+    assert not remote.is_session_finalized(session)
+    dest = remote.session_key(session)
+    # A file damaged in the store (same size, other bytes) is found by its hash and uploaded again.
+    damaged = files[-1]
+    size = (layout.session_dir(session) / damaged).stat().st_size
+    remote.fs.pipe_file(f"{dest}/{damaged}", b"x" * size)
+
+    report = sync_session(layout, session, remote)
+    assert sorted(report.skipped) == sorted(done)  # not uploaded again
+    assert sorted(report.uploaded) == sorted([*(set(files) - set(done)), FINALIZED_MARKER])
+    assert damaged in report.uploaded
+    assert remote.is_session_finalized(session)
+    assert remote.sha256(f"{dest}/{damaged}") == file_sha256(layout.session_dir(session) / damaged)
+
+
+def test_sync_refuses_an_unfinalized_session_and_a_different_one_of_the_same_name(layout, remote):
+    write_synthetic_episode(layout, "open", steps=6)
+    with pytest.raises(StoreError, match=rf"open: not finalized \({FINALIZED_MARKER} is missing\)"):
+        sync_session(layout, "open", remote)
+    assert remote.files(remote.session_key("open")) == {}
+
+    session = _session(layout)
+    sync_session(layout, session, remote)
+    other = StoreLayout(layout.root.parent / "other")
+    _session(other, session, episodes=1)
+    with pytest.raises(StoreError, match="already holds a finalized session of this name"):
+        sync_session(other, session, remote)
+
+
+def test_sync_refuses_a_session_that_is_not_what_its_marker_says(layout, remote):
+    session = _session(layout)
+    marker = layout.session_dir(session) / FINALIZED_MARKER
+    body = json.loads(marker.read_text())
+    body["episodes"].append("episode_000009.zarr")
+    marker.write_text(json.dumps(body))
+    with pytest.raises(StoreError, match=r"episode_000009.zarr: listed in .* but missing"):
+        sync_session(layout, session, remote)
+    assert remote.files(remote.session_key(session)) == {}
+
+
+def test_publish_bundle_replaces_a_bundle_manifest_last(tmp_path, remote):
+    def bundle(path, weights: bytes, extra: str | None = None):
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(weights)
+        (path / "config.json").write_text("{}")
+        (path / "stats.json").write_text("{}")
+        if extra:
+            (path / extra).write_text("x")
+        seal_bundle(path, dataset_id=weights.decode())
+        return path
+
+    key = remote.deploy_key("aloha-act", "champion")
+    first = publish_bundle(bundle(tmp_path / "a", b"one", extra="notes.txt"), remote, key)
+    assert set(remote.files(key)) == {*first["files"], MANIFEST}
+    second = publish_bundle(bundle(tmp_path / "b", b"two"), remote, key)
+    assert set(remote.files(key)) == {*second["files"], MANIFEST}  # the old bundle's extra file is gone
+    assert json.loads(remote.fs.cat_file(f"{key}/{MANIFEST}"))["dataset_id"] == "two"
+
+
+def test_an_episode_reads_the_same_from_the_object_store(layout, remote):
+    session = _session(layout, episodes=1)
+    sync_session(layout, session, remote)
+    local = EpisodeReader(layout.episode_path(session, 0))
+    url = remote.episode_url(session, "episode_000000.zarr")
+    there = EpisodeReader(url)
+    assert str(there.path) == url.removeprefix("file://") and there.info == local.info  # file:// is a local path
+    for name in ("qpos", "action", "timestamps"):
+        np.testing.assert_array_equal(getattr(there, name), getattr(local, name))
+    cam = local.camera_names[0]
+    assert there.frame_bytes(cam, 3) == local.frame_bytes(cam, 3)
+    np.testing.assert_array_equal(there.frame(cam, 3), local.frame(cam, 3))
+    np.testing.assert_array_equal(there.frame_info(cam), local.frame_info(cam))
+    remote.fs.rm_file(f"{remote.session_key(session)}/episode_000000.zarr/observations/images/{cam}/c/2/0/0/0")
+    with pytest.raises(StoreError, match=rf"{re.escape(str(there.path))}: observations/images/{cam}: step 2: expected a"):
+        there.frame(cam, 2)
+
+
+def test_a_dataset_goes_to_the_object_store_manifest_last_and_loads_from_there(layout, tmp_path):
+    from assets_store.dataset import (build_manifest, dataset_episodes_url, episode_content_hash, load_dataset,
+                                      write_dataset)
+    from assets_store.stats import dataset_stats, episode_partial_stats
+
+    path = write_synthetic_episode(layout, "s1", steps=6)
+    r = EpisodeReader(path)
+    manifest = build_manifest([("s1", path.name, episode_content_hash(path), len(r))], val_fraction=0.0)
+    stats = dataset_stats([episode_partial_stats(r.qpos, r.action)])
+    url = f"memory://bucket-{uuid.uuid4().hex[:8]}/aloha"
+    hybrid = StoreLayout(tmp_path / "local", data_url=url)
+    out = write_dataset(hybrid, manifest, stats)
+    assert out.is_relative_to(tmp_path / "local")  # the local copy the pipeline keeps
+    remote = RemoteStore.at(url)
+    key = remote.dataset_key(manifest.id)
+    assert set(remote.files(key)) == {"manifest.json", "stats.json"}
+    assert load_dataset(f"{url}/datasets/{manifest.id}")[0] == manifest
+    # Where a trainer reads the episodes: recorded beside the local copy (outside the manifest: same dataset id).
+    assert dataset_episodes_url(out) == url == dataset_episodes_url(f"{url}/datasets/{manifest.id}")
+    assert dataset_episodes_url(write_dataset(layout, manifest, stats)) is None
+    remote.fs.rm_file(f"{key}/manifest.json")  # what a crash between the two writes leaves
+    with pytest.raises(StoreError, match="expected a dataset directory with manifest.json"):
+        load_dataset(f"{url}/datasets/{manifest.id}")
+    with pytest.raises(StoreError, match="expected an object-store URL"):
+        StoreLayout(tmp_path, data_url="/not/a/url")

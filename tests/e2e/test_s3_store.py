@@ -1,0 +1,262 @@
+"""The store on a real S3 protocol: an S3-compatible server (moto in server mode) on 127.0.0.1, started here as a
+subprocess and stopped by its PID, reached through the real s3fs / fsspec / Zarr stack.
+
+A recorded session is synced (`aloha sync`, one run killed midway and resumed), its episodes read back from the
+bucket, a few training steps read their frames from the bucket through the node-local chunk cache, and a deployed
+bundle is pulled from the bucket (`aloha pull --store s3://...`) with every hash verified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from assets_store import EpisodeReader, StoreLayout, finalize_session
+from assets_store.bundle import seal_bundle, verify_bundle
+from assets_store.dataset import build_manifest, episode_content_hash, write_dataset
+from assets_store.layout import CHAMPION, FINALIZED_MARKER
+from assets_store.remote import RemoteStore
+from assets_store.stats import dataset_stats, episode_partial_stats
+from assets_store.sync import publish_bundle, session_files
+from assets_store.synthetic import write_synthetic_episode
+from pipeline.cli.app import build_app
+from s3_kit import loopback_s3
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "robot-data"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """The S3 server's URL root for this module; the AWS_* variables point every client (and child) at it."""
+    with loopback_s3(tmp_path_factory.mktemp("moto") / "server.log", BUCKET) as env:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            yield f"s3://{BUCKET}"
+
+
+def _record(layout: StoreLayout, session: str, episodes: int = 2, steps: int = 12) -> list[Path]:
+    paths = [write_synthetic_episode(layout, session, steps=steps, seed=i, joints=3) for i in range(episodes)]
+    finalize_session(layout, session)
+    return paths
+
+
+def test_a_sync_killed_midway_resumes_and_the_session_appears_only_once_complete(layout, s3, tmp_path):
+    _record(layout, "rig1")
+    url = f"{s3}/killed"
+    remote = RemoteStore.at(url)
+    # A real `aloha sync` process, killed (SIGKILL) right after its fourth file is uploaded and verified.
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from assets_store import StoreLayout
+        from assets_store.remote import RemoteStore
+        from assets_store.sync import sync_session
+        done = []
+        def on_file(rel, uploaded):
+            done.append(rel)
+            print(rel, flush=True)
+            if len(done) == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+        sync_session(StoreLayout({str(layout.root)!r}), "rig1", RemoteStore.at({url!r}), on_file=on_file)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    uploaded_before = proc.stdout.split()
+    assert len(uploaded_before) == 4
+    remote.refresh()
+    assert not remote.is_session_finalized("rig1")  # the sensor cannot see a half-uploaded session
+
+    app = build_app()
+    result = runner.invoke(app, ["sync", "rig1", "--to", url, "--store", str(layout.root)])
+    assert result.exit_code == 0, result.output
+    files = session_files(layout, "rig1")
+    assert f"{len(files) - 4 + 1} files uploaded" in result.output and "4 already there" in result.output
+    remote.refresh()
+    assert remote.is_session_finalized("rig1")
+    held = remote.files(remote.session_key("rig1"))
+    assert set(held) == {*files, FINALIZED_MARKER}
+
+    again = runner.invoke(app, ["sync", "rig1", "--to", url, "--store", str(layout.root)])
+    assert again.exit_code == 0 and "0 files uploaded" in again.output
+
+
+def test_sync_refuses_a_session_that_is_not_finalized(layout, s3):
+    write_synthetic_episode(layout, "open", steps=4, joints=3)
+    result = runner.invoke(build_app(), ["sync", "open", "--to", f"{s3}/refused", "--store", str(layout.root)])
+    assert result.exit_code == 1
+    assert f"error: {layout.session_dir('open')}: not finalized" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert RemoteStore.at(f"{s3}/refused").files(f"{BUCKET}/refused") == {}
+
+
+def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(layout, s3, tmp_path, monkeypatch):
+    from model.config import ACTConfig, TrainConfig
+    from model.data import ChunkDataset, EpisodeSource, make_loader
+    from model.train import train
+
+    paths = _record(layout, "rig2", episodes=2, steps=16)
+    refs, partials = [], []
+    for p in paths:
+        r = EpisodeReader(p)
+        partials.append(episode_partial_stats(r.qpos, r.action))
+        refs.append(("rig2", p.name, episode_content_hash(p), len(r)))
+    cams = EpisodeReader(paths[0]).camera_names
+    manifest = build_manifest(refs, val_fraction=0.5, robot="tiny", fps=50.0, joint_names=["a", "b", "c"],
+                              camera_names=cams)
+    dataset_dir = write_dataset(layout, manifest, dataset_stats(partials))
+    url = f"{s3}/train"
+    assert runner.invoke(build_app(), ["sync", "rig2", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    local_frames = EpisodeReader(paths[0]).frames(cams[0])
+    # The episodes now exist only in the bucket: every read below goes over S3.
+    layout.session_dir("rig2").rename(tmp_path / "moved-away")
+
+    cache_dir = tmp_path / "chunk-cache"
+    monkeypatch.setenv("ALOHA_STORE", url)
+    monkeypatch.setenv("ALOHA_CHUNK_CACHE", str(cache_dir))
+    source = EpisodeSource.from_env()
+    assert source.store_url == url and source.cache_dir == cache_dir
+    ds = ChunkDataset(dataset_dir, "all", chunk_size=4, image_size=(32, 48))
+    assert all(p.startswith(f"{url}/raw/rig2/") for p in ds.paths)
+    ds[0]
+    ds[0]
+    assert (ds._cache.misses, ds._cache.hits) == (1, 1) and ds._cache.total_bytes > 0
+    first = ds._reader(0)
+    np.testing.assert_array_equal(first.frame(cams[0], 0), local_frames[0])
+    # DataLoader worker processes (forked) open their own S3 clients, readers and cache index.
+    batches = list(make_loader(ds, 8, num_workers=2, persistent=False))
+    assert sum(len(b["qpos"]) for b in batches) == 8 * (len(ds) // 8)
+
+    act = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
+                    chunk_size=4, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=3,
+                    action_dim=3, camera_names=cams, recommended_lr=1e-3, kl_weight=1.0)
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lr_backbone=1e-3, val_every=3, val_batches=1,
+                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0)
+    result = train(dataset_dir, tmp_path / "run", act, cfg)
+    assert result.steps == 3 and np.isfinite(result.final_train_loss)
+    cached = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
+    assert cached  # the trainer's frames came through the node-local cache
+
+
+def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
+    bundle = tmp_path / "built"
+    bundle.mkdir()
+    (bundle / "model.safetensors").write_bytes(b"weights" * 100)
+    (bundle / "config.json").write_text(json.dumps({"robot": "sim"}))
+    (bundle / "stats.json").write_text("{}")
+    seal_bundle(bundle, dataset_id="ds1", mlflow_run_id="run1")
+    url = f"{s3}/deployed"
+    remote = RemoteStore.at(url)
+    publish_bundle(bundle, remote, remote.deploy_key("aloha-act", CHAMPION))
+
+    app = build_app()
+    dest = tmp_path / "robot" / "policy"
+    result = runner.invoke(app, ["pull", "--store", url, "--to", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert verify_bundle(dest)["dataset_id"] == "ds1"
+    assert "ok dataset ds1, MLflow run run1" in result.output
+
+    # A file altered in the bucket: refused, and the bundle pulled before is untouched.
+    remote.fs.pipe_file(f"{remote.deploy_key('aloha-act', CHAMPION)}/model.safetensors", b"tampered")
+    again = runner.invoke(app, ["pull", "--store", url, "--to", str(dest), "--force"])
+    assert again.exit_code == 1
+    assert "model.safetensors: sha256 mismatch" in " ".join(again.output.split())
+    assert (dest / "model.safetensors").read_bytes() == b"weights" * 100
+
+    missing = runner.invoke(app, ["pull", "--store", url, "--to", str(tmp_path / "other"), "--version", "7"])
+    assert missing.exit_code == 1 and "no deployed bundle 'aloha-act' 7" in " ".join(missing.output.split())
+
+
+def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, tmp_path_factory, monkeypatch):
+    from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
+
+    from assets_store.dataset import load_dataset
+    from pipeline.definitions import build_definitions
+    from pipeline.resources import StoreResource
+    from pipeline.sensors import finalized_sessions_sensor
+    from pipeline_kit import corrupt_frame, ingest, make_session, metadata
+
+    paths = make_session(layout, "rig3", 3)
+    corrupt_frame(paths[1])
+    hashes = {p.name: episode_content_hash(p) for p in paths}
+    url = f"{s3}/pipeline"
+    local = tmp_path / "pipeline-local"
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(local))  # reports, datasets, Dagster and MLflow stay local
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
+    assert isinstance(finalized_sessions_sensor(context), SkipReason)  # nothing in the bucket yet
+
+    assert runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    layout.session_dir("rig3").rename(tmp_path / "moved-away")  # from now on the episodes exist only in the bucket
+    result = finalized_sessions_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["rig3"]
+
+    defs = build_definitions(store_root=url)
+    ingested = ingest(defs, instance, "rig3")
+    assert ingested.success
+    validated = metadata(ingested, "validated_episodes")
+    assert validated["episodes_kept"] == 2 and validated["episodes_quarantined"] == 1
+    assert "episode_000001.zarr" in validated["quarantine_reasons"]
+    record = json.loads((local / "quarantine" / "rig3" / "episode_000001.zarr.json").read_text())
+    assert any(r.startswith("frames_decodable:") and "step 3" in r for r in record["reasons"])
+
+    built = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[AssetKey("dataset")])
+    assert built.success
+    dataset_dir = Path(metadata(built, "dataset")["dataset_dir"])
+    assert dataset_dir.is_relative_to(local)
+    manifest, _ = load_dataset(dataset_dir)
+    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
+        (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
+    # The dataset is in the bucket too (manifest last), and a trainer can read it and its episodes from there alone.
+    from model.data import ChunkDataset, EpisodeSource
+
+    in_bucket = f"{url}/datasets/{manifest.id}"
+    assert load_dataset(in_bucket)[0] == manifest
+    from_bucket = ChunkDataset(in_bucket, "all", chunk_size=4, image_size=(32, 48), source=EpisodeSource())
+    assert from_bucket.paths[0].startswith(f"{url}/raw/rig3/") and from_bucket[0]["images"].shape == (1, 3, 32, 48)
+
+    # Training reads the frames from the bucket (the local dataset records where its episodes are); the bundle is
+    # deployed under the local root ...
+    from pipeline.jobs import TRAIN_JOB
+    from pipeline_kit import install_mlflow_db, migrated_mlflow_db, tiny_run_config
+
+    install_mlflow_db(migrated_mlflow_db(tmp_path_factory), StoreLayout(local))
+    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config())
+    assert trained.success
+    assert metadata(trained, "act_policy")["steps"] == 2
+    assert metadata(trained, "deployed_policy")["promoted"] is True
+    deployed = StoreLayout(local).deploy_path("aloha-act", CHAMPION)
+    assert verify_bundle(deployed)["dataset_id"] == manifest.id
+    # ... and in the bucket, where a robot pulls it with every hash verified.
+    dest = tmp_path / "robot" / "policy"
+    monkeypatch.setenv("ALOHA_STORE", url)
+    pulled = runner.invoke(build_app(), ["pull", "--to", str(dest)])  # the store: $ALOHA_STORE, the bucket
+    assert pulled.exit_code == 0, pulled.output
+    assert verify_bundle(dest) == verify_bundle(deployed)
+    assert "promoted on:" in pulled.output and "unknown" not in pulled.output.split("promoted on:")[1].split("\n")[0]
+
+
+def test_verbs_that_need_a_local_store_refuse_an_object_store_root_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    app = build_app()
+    for args in (["episodes", "list"], ["ui"], ["replay", "s1/0"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "error: store root s3://robot-data/aloha: an object-store URL" in " ".join(result.output.split())
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # no local folder named `s3:`
+    plain = runner.invoke(app, ["sync", "s1", "--to", str(tmp_path / "bucket")])
+    assert plain.exit_code == 2 and "error: --to must be a URL" in " ".join(plain.output.split())
