@@ -69,7 +69,7 @@ def test_a_deleted_chunk_of_numbers_fails_the_episode_instead_of_reading_zeros(l
     (path,) = make_session(layout, "s1", 1)
     shutil.rmtree(path / "action" / "c")
     report = check_one(layout, "s1", path)
-    assert not report.passed and "expected every chunk on disk" in " ".join(report.reasons)
+    assert not report.passed and "expected every chunk in the store" in " ".join(report.reasons)
 
 
 def test_a_link_inside_a_bundle_is_refused(bundle, tmp_path):
