@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from hardware.base.emulator import TracerEmulator
 from hardware.base.tracer import TracerBase
 from hardware.loop import FixedRateLoop
 from hardware.registry import RobotOptions, make_robot
+from metrics_table import print_metrics
 
 _channels = itertools.count()
 
@@ -116,12 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as store:
         rows = bench_round_trip(args.seconds) + bench_mobile_loop(args.seconds, Path(store))
-    width = max(len(k) for k, _ in rows)
-    print(f"\nmobile base bench ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
-    print(f"{'metric':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_metrics("mobile base bench", rows)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from hardware.cameras import Camera, SoftwareSource, SyntheticFeeder, match_by_t
 from hardware.dynamixel import Arm, ArmSpec
 from hardware.dynamixel.emulator import ServoEmulator
 from hardware.loop import FixedRateLoop
+from metrics_table import print_metrics  # bench/ is on sys.path when a bench script runs
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -135,12 +136,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     rows = bench_arms(args.seconds) + bench_cameras(args.seconds)
-    width = max(len(k) for k, _ in rows)
-    print(f"\nhardware bench ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
-    print(f"{'metric':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_metrics("hardware bench", rows)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from hardware.aloha.teleop import LeaderArms
 from hardware.dynamixel import CalibrationError, ServoHardwareError
 from hardware.dynamixel.emulator import ServoEmulator
 from hardware.loop import FixedRateLoop
-from proc_kit import default_signals
+from proc_kit import default_signals, signal_and_collect
 
 REPO = Path(__file__).resolve().parents[2]
 FOLLOWERS = ("left_follower", "right_follower")
@@ -240,12 +240,10 @@ def test_torque_released_on_signal(tmp_path, bare_emulator, signum):
             time.sleep(0.05)
         assert all(torque_of(bare_emulator, "left_follower")) and all(torque_of(bare_emulator, "right_follower"))
         time.sleep(0.3)  # a few teleop steps
-        proc.send_signal(signum)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except BaseException:
+        proc.kill()
+        raise
+    out = signal_and_collect(proc, signum)
     for bus in FOLLOWERS:
         assert not any(torque_of(bare_emulator, bus)), (bus, out)
     if signum == signal.SIGINT:

@@ -20,7 +20,7 @@ from hardware.base.emulator import TracerEmulator
 from hardware.base.tracer import BaseFault, TracerBase, limit_command
 from hardware.base.wheels import base_velocity, wheel_units_to_rad_s
 from hardware.base.config import WheelEncoderConfig
-from proc_kit import default_signals
+from proc_kit import default_signals, signal_and_collect
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -169,12 +169,10 @@ def test_base_left_stopped_on_signal(tmp_path, signum):
                             stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
     try:
         assert proc.stdout.readline().strip() == "driving"
-        proc.send_signal(signum)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except BaseException:
+        proc.kill()
+        raise
+    out = signal_and_collect(proc, signum)
     assert "last command (0.0, 0.0)" in out, out
 
 
