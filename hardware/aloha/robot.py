@@ -95,7 +95,7 @@ class AlohaRobot(Robot):
         return {
             "base": {"kind": base.kind, "interface": base.interface, "channel": base.channel,
                      "velocity_source": base.velocity_source, "driven": self.base_driven,
-                     "rollout_delay_steps": base.rollout_delay_steps, "smoothing_window": base.smoothing_window},
+                     "rollout_delay_steps": base.rollout_delay_steps},
             "base_limits": [base.max_linear_vel, base.max_angular_vel],  # validation checks recordings against these
         }
 

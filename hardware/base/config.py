@@ -65,10 +65,8 @@ class BaseConfig(_Strict):
     wheel_encoders: WheelEncoderConfig = Field(default_factory=WheelEncoderConfig)
     frames: TracerFrameIds = Field(default_factory=TracerFrameIds)
     # The recipe (act-plus-plus): base actions play this many steps later in a chunk than arm actions at rollout
-    # (BASE_DELAY = 13), and recorded base velocities are smoothed by a centred moving average of this many steps
-    # for training (5; 1 = none).
+    # (BASE_DELAY = 13). Smoothing recorded velocities is a training setting (TrainConfig.base_smoothing_window).
     rollout_delay_steps: int = Field(13, ge=0)
-    smoothing_window: int = Field(5, ge=1)
 
     @property
     def limits(self) -> tuple[float, float]:
