@@ -124,11 +124,15 @@ def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
     a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one."""
     manifest = verify_bundle(src)
     remote.refresh()
-    if remote.fs.exists(f"{key}/{MANIFEST}"):
+    held = set(remote.files(key))
+    if held and MANIFEST not in held:  # not a bundle of ours: its files are someone else's, never removed
+        raise StoreError(f"{remote.url_of(key)}: holds files but no bundle manifest; refusing to replace them "
+                         "(nothing was changed)")
+    if held:
         remote.fs.rm_file(f"{key}/{MANIFEST}")
     for name in sorted(manifest["files"]):
         _upload_verified(remote, Path(src) / name, f"{key}/{name}", manifest["files"][name])
-    stale = set(remote.files(key)) - set(manifest["files"]) - {MANIFEST}
+    stale = held - set(manifest["files"]) - {MANIFEST}
     for rel in sorted(stale):  # files of the bundle this one replaces (never the manifest's own files)
         remote.fs.rm_file(f"{key}/{rel}")
     _upload_verified(remote, Path(src) / MANIFEST, f"{key}/{MANIFEST}", file_sha256(Path(src) / MANIFEST))

@@ -145,6 +145,13 @@ def test_publish_bundle_replaces_a_bundle_manifest_last(tmp_path, remote):
     assert set(remote.files(key)) == {*second["files"], MANIFEST}  # the old bundle's extra file is gone
     assert json.loads(remote.fs.cat_file(f"{key}/{MANIFEST}"))["dataset_id"] == "two"
 
+    # Files under the key that are not a bundle of ours are someone else's: refused, nothing removed.
+    theirs = remote.deploy_key("aloha-act", 7)
+    remote.fs.pipe_file(f"{theirs}/notes.txt", b"a user's file")
+    with pytest.raises(StoreError, match="no bundle manifest"):
+        publish_bundle(bundle(tmp_path / "c", b"three"), remote, theirs)
+    assert remote.fs.cat_file(f"{theirs}/notes.txt") == b"a user's file" and set(remote.files(theirs)) == {"notes.txt"}
+
 
 def test_an_episode_reads_the_same_from_the_object_store(layout, remote):
     session = _session(layout, episodes=1)
