@@ -20,6 +20,7 @@ LEADER_AMPLITUDE = 350
 # A pty hop goes through kernel workqueues: on a loaded machine replies can take tens of ms (a U2D2 at 1 ms
 # latency answers in ~2 ms), so emulated buses wait longer before calling a servo silent.
 EMULATED_TIMEOUT_MARGIN_MS = 50.0
+EMULATED_RETRIES = 3
 
 
 def servo_setups(spec: ArmSpec) -> list[ServoSetup]:
@@ -80,7 +81,9 @@ def emulated_spec(spec: ArmSpec, port: str) -> ArmSpec:
     """An arm spec pointed at an emulator pty, with the longer reply timeout of a pty."""
     from dataclasses import replace
 
-    return replace(spec, port=port, timeout_margin_ms=max(spec.timeout_margin_ms, EMULATED_TIMEOUT_MARGIN_MS))
+    # Every retry granted: a pty stalled by a loaded machine is not a silent servo (a dry run is not real time).
+    return replace(spec, port=port, timeout_margin_ms=max(spec.timeout_margin_ms, EMULATED_TIMEOUT_MARGIN_MS),
+                   retries=max(spec.retries, EMULATED_RETRIES), min_retries=max(spec.retries, EMULATED_RETRIES))
 
 
 WHEELS_BUS = "wheels"

@@ -60,6 +60,7 @@ class ArmSpec:
     baudrate: int = 1_000_000
     on_fault: Literal["hold", "torque_off"] = "hold"
     retries: int = 2
+    min_retries: int = 1  # retries granted even past the control period's deadline
     latency_ms: float = 1.0
     timeout_margin_ms: float = 2.0
     profile_velocity: int = 0  # 0 = as fast as possible (0.229 rpm units)
@@ -89,7 +90,8 @@ class Arm:
     def __init__(self, spec: ArmSpec, calibration: ArmCalibration | None = None, *, bus: DynamixelBus | None = None):
         self.spec = spec
         self.calibration = calibration
-        self.bus = bus or DynamixelBus(spec.port, spec.baudrate, retries=spec.retries, latency_ms=spec.latency_ms,
+        self.bus = bus or DynamixelBus(spec.port, spec.baudrate, retries=spec.retries, min_retries=spec.min_retries,
+                                       latency_ms=spec.latency_ms,
                                        timeout_margin_ms=spec.timeout_margin_ms, sysfs_root=spec.sysfs_root)
         self.models: dict[int, ModelSpec] = {i: model(j.model) for j in spec.joints for i in j.ids}
         self._joint_of = {i: j.name for j in spec.joints for i in j.ids}
