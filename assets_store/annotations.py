@@ -21,6 +21,7 @@ from assets_store.layout import StoreLayout, episode_dirname, parse_episode_dirn
 LABELS = ("success", "failure")
 ACTIONS = ("label", "exclude", "include")
 MAX_REASON_CHARS = 1000
+MAX_LOG_BYTES = 64 << 20  # ~300k lines: far beyond any lab's curation, checked before the log is read
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ def read_annotations(layout: StoreLayout, session: str) -> SessionAnnotations:
     path = layout.annotations_path(session)
     out = SessionAnnotations(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_LOG_BYTES:
+            raise StoreError(f"{path}: annotation log of {size} bytes, expected at most {MAX_LOG_BYTES}")
         data = path.read_bytes()
     except FileNotFoundError:
         return out

@@ -144,3 +144,16 @@ def test_manifest_records_the_annotations_and_its_id_follows_them(layout, sessio
     assert [e.episode for e in manifest().episodes] == ["episode_000000.zarr"]
     annotate(layout, session, 2, "include", by="ana")
     assert [e.episode for e in manifest().episodes] == ["episode_000000.zarr", "episode_000002.zarr"]
+
+
+def test_an_oversized_or_unreadable_log_is_one_named_error(layout, session, monkeypatch):
+    import assets_store.annotations as annotations
+
+    annotate(layout, session, 0, "label", by="ana", label="success")
+    monkeypatch.setattr(annotations, "MAX_LOG_BYTES", 10)
+    with pytest.raises(annotations.StoreError, match=r"s1\.annotations\.jsonl: annotation log of \d+ bytes, "
+                                                     r"expected at most 10"):
+        read_annotations(layout, session)
+    res = cli("episodes", "list", "--store", str(layout.root))
+    assert res.exit_code == 0 and "expected at most 10" in " ".join(res.output.split())  # the episodes still listed
+    assert "episode_000002.zarr" in res.output
