@@ -1,6 +1,7 @@
 """Datasets: a manifest of episodes (content hashes, train/val split) plus merged normalization statistics.
 
-The id is a hash of the manifest: the same episodes with the same content and split give the same id.
+The id is a hash of the manifest: the same episodes with the same content and split give the same id. Session
+annotations (labels, exclusions) that affected a dataset are part of its manifest, so they change its id too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets_store.annotations import SessionAnnotations
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
 from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
@@ -53,6 +55,9 @@ class DatasetManifest:
     action_names: list[str] = field(default_factory=list)
     camera_names: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
+    # "<session>/<episode>" -> {"label": ..., "excluded": reason}: the annotations that decided what is in; empty
+    # (and then absent from the JSON, so the ids of unannotated datasets stay what they were) when none did.
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -75,6 +80,8 @@ class DatasetManifest:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["episodes"] = [asdict(e) for e in self.episodes]
+        if not d["annotations"]:
+            del d["annotations"]
         d["schema"] = MANIFEST_SCHEMA
         d["schema_version"] = MANIFEST_VERSION
         d["id"] = canonical_hash({k: v for k, v in d.items() if k != "id"})[:16]
@@ -102,6 +109,26 @@ def assign_splits(keys_and_hashes: list[tuple[str, str]], val_fraction: float) -
     order = sorted(keys_and_hashes, key=lambda kh: hashlib.sha256(f"{kh[0]}:{kh[1]}".encode()).hexdigest())
     val = {k for k, _ in order[:n_val]}
     return {k: ("val" if k in val else "train") for k, _ in keys_and_hashes}
+
+
+def curate(
+    episodes: list[tuple[str, str]],  # (session, episode dir name)
+    annotations: dict[str, SessionAnnotations],  # by session
+    *,
+    keep_failed: bool = False,
+) -> tuple[set[tuple[str, str]], dict[str, dict[str, str]]]:
+    """Which episodes a dataset keeps, and the annotations that touched them (for its manifest): excluded ones are
+    out, those labelled failure are out unless `keep_failed`; the rest are in."""
+    kept, record = set(), {}
+    for session, episode in episodes:
+        log = annotations.get(session)
+        now = log.of(episode) if log is not None else None
+        if now is not None and now.to_json():
+            record[f"{session}/{episode}"] = now.to_json()
+        if now is not None and (now.excluded or (now.label == "failure" and not keep_failed)):
+            continue
+        kept.add((session, episode))
+    return kept, record
 
 
 def build_manifest(

@@ -181,6 +181,11 @@ class StoreLayout:
         path = self.episode_path(*parsed)
         return path if path.is_dir() else None
 
+    def annotations_path(self, session: str) -> Path:
+        """The session's append-only annotation log (labels, exclusions): beside the session directory, never in
+        it (a finalized session is immutable), and always under the local root, even when recordings are in a bucket."""
+        return self.root / "raw" / f"{_session(session)}.annotations.jsonl"
+
     @property
     def calibration_dir(self) -> Path:
         return self.root / "calibration"

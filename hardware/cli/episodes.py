@@ -1,8 +1,11 @@
-"""`aloha episodes list|show|check|doctor`: look at the store, check a session the way the pipeline will, and run
-crash recovery. Every bad episode or directory is a row with its error; the rest are still shown."""
+"""`aloha episodes list|show|check|doctor|label|exclude|include`: look at the store, check a session the way the
+pipeline will, run crash recovery, and curate episodes after recording (an append-only annotation log beside the
+session; datasets honour it). Every bad episode or directory is a row with its error; the rest are still shown."""
 
 from __future__ import annotations
 
+import getpass
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -10,14 +13,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from assets_store import EpisodeError, EpisodeReader, StoreError, list_sessions, validate_name
+from assets_store.annotations import LABELS, SessionAnnotations, annotate, read_annotations
 from assets_store.checks import CheckSettings
 from assets_store.episode_report import check_entry
+from assets_store.layout import parse_episode_ref
 from assets_store.recovery import sweep_store
 from assets_store.sessions import EpisodeSummary, foreign_session_dirs, is_session_finalized, session_entries
-from hardware.cli.common import StoreOption, console, existing_layout, fail, resolve_episode
+from hardware.cli.common import StoreOption, console, existing_layout, fail, os_error_text, resolve_episode
 
-LIST_COLUMNS = ("session", "episode", "status", "steps", "seconds", "fps", "cameras", "dropped", "late")
+LIST_COLUMNS = ("session", "episode", "status", "steps", "seconds", "fps", "cameras", "dropped", "late", "label",
+                "excluded")
 NUMERIC = ("steps", "seconds", "fps", "dropped", "late")
+
+ByOption = Annotated[Optional[str], typer.Option("--by", help="Who annotates (default: $USER).", show_default=False)]
 
 
 def _session_name(session: str) -> str:
@@ -57,6 +65,13 @@ def register(app: typer.Typer) -> None:
         for s in sessions:
             label = s + (" (finalized)" if is_session_finalized(lay.session_dir(s)) else "")
             try:
+                notes = read_annotations(lay, s)
+            except StoreError as exc:
+                notes = SessionAnnotations(lay.annotations_path(s))
+                problems.add_row(s, "", escape(str(exc)))
+            for problem in notes.problems:  # one bad log line; the rest of the log is still shown
+                problems.add_row(s, "", escape(problem))
+            try:
                 entries = session_entries(lay, s, deep=False)  # deep (every file) is for check and doctor
             except StoreError as exc:
                 problem_row(label, s, "", str(exc))
@@ -72,6 +87,7 @@ def register(app: typer.Typer) -> None:
                     table.add_row(
                         label, e.name, escape(e.header.status), str(e.num_steps), f"{e.duration_s:.1f}", f"{e.fps:g}",
                         ",".join(e.cameras), str(e.dropped_frames), str(e.header.count("late_steps")),
+                        notes.of(e.name).label or "", escape(notes.of(e.name).excluded or ""),
                     )
                 label = ""
         for path, why in foreign:
@@ -150,6 +166,39 @@ def register(app: typer.Typer) -> None:
         if failed:
             raise typer.Exit(1)
 
+    @episodes.command("label")
+    def label_cmd(
+        episode: Annotated[str, typer.Argument(help="SESSION/N or SESSION/episode_NNNNNN.zarr.")],
+        label: Annotated[str, typer.Argument(help=f"One of: {', '.join(LABELS)}.", show_default=False)],
+        by: ByOption = None,
+        store: StoreOption = None,
+    ) -> None:
+        """Label an episode success or failure (datasets leave failures out unless their run keeps them)."""
+        if label not in LABELS:
+            fail(f"label: expected one of {', '.join(LABELS)}, got {label!r}")
+        _annotate(store, episode, "label", by, label=label)
+
+    @episodes.command("exclude")
+    def exclude_cmd(
+        episode: Annotated[str, typer.Argument(help="SESSION/N or SESSION/episode_NNNNNN.zarr.")],
+        reason: Annotated[str, typer.Option("--reason", help="Why it is left out of datasets (required).")] = "",
+        by: ByOption = None,
+        store: StoreOption = None,
+    ) -> None:
+        """Leave an episode out of every dataset built from now on (`include` undoes it)."""
+        if not reason.strip():
+            fail("--reason: expected why the episode is excluded (non-empty text)")
+        _annotate(store, episode, "exclude", by, reason=reason)
+
+    @episodes.command("include")
+    def include_cmd(
+        episode: Annotated[str, typer.Argument(help="SESSION/N or SESSION/episode_NNNNNN.zarr.")],
+        by: ByOption = None,
+        store: StoreOption = None,
+    ) -> None:
+        """Undo an exclusion: datasets built from now on take the episode again (its label still applies)."""
+        _annotate(store, episode, "include", by)
+
     @episodes.command("doctor")
     def doctor_cmd(store: StoreOption = None) -> None:
         """Clean up after crashed writers: recover finished episodes, remove partial ones. Reports each action, and
@@ -172,6 +221,38 @@ def register(app: typer.Typer) -> None:
         for s in list_sessions(lay):
             if not is_session_finalized(lay.session_dir(s)):
                 console.print(f"note: session {s!r} is not finalized (still recording, or interrupted)")
+
+
+def _annotate(store, ref: str, action: str, by: Optional[str], **what) -> None:
+    """Append one annotation for an existing episode; a bad reference or field is one error line, nothing written."""
+    lay = existing_layout(store)
+    parsed = parse_episode_ref(ref)
+    if parsed is None:
+        fail(f"episode {ref!r}: expected SESSION/N or SESSION/episode_NNNNNN.zarr")
+    session, index = parsed
+    try:
+        found = lay.find_episode(ref)
+    except StoreError as exc:
+        fail(str(exc))
+    if found is None:
+        fail(f"no episode {ref!r} in store {lay.root}")
+    who = by if by is not None else (os.environ.get("USER") or _login_name())
+    try:
+        entry = annotate(lay, session, index, action, by=who, **what)
+    except StoreError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"annotation log {lay.annotations_path(session)}: {os_error_text(exc)}")
+    detail = entry.label or (f"excluded: {entry.reason}" if entry.reason else "included")
+    console.print(f"{escape(session)}/{entry.episode}: {escape(detail)} (by {escape(entry.by)}, logged in "
+                  f"{escape(str(lay.annotations_path(session)))})", soft_wrap=True)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no $USER, $LOGNAME nor passwd entry: `--by` is then required
+        return ""
 
 
 def _rate(dt) -> str:

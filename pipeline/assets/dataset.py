@@ -1,5 +1,8 @@
 """dataset: every validated session merged into one manifest + normalization statistics; id = manifest hash.
 
+Session annotations (`aloha episodes label|exclude`) decide what is in: excluded episodes are out, episodes labelled
+failure are out unless the run keeps them; the manifest records the annotations that applied, so they change the id.
+
 Statistics come from the per-episode partial sums cached by validation, so adding a session costs O(episodes)
 arithmetic and never re-reads the episodes of earlier sessions.
 """
@@ -10,7 +13,9 @@ from typing import Optional
 
 from dagster import AssetExecutionContext, AutomationCondition, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
-from assets_store.dataset import build_manifest, write_dataset
+from assets_store.annotations import read_annotations
+from assets_store.dataset import build_manifest, curate, write_dataset
+from assets_store.errors import StoreError
 from assets_store.stats import PartialStats, dataset_stats
 from pipeline.assets.ingest import validated_episodes
 from pipeline.partitions import SESSIONS
@@ -34,6 +39,7 @@ class DatasetConfig(Config):
     val_fraction: float = 0.1
     robot: Optional[str] = None  # keep only this robot's episodes; required when sessions mix robots
     sessions: list[str] = []  # empty: every session validated so far
+    keep_failed_demos: bool = False  # keep episodes labelled failure in the sessions' annotation logs
 
 
 @asset(
@@ -50,24 +56,34 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
     if not sessions:
         raise Failure("no validated session yet: record a session, finalize it and run the ingest job")
 
-    rows, partials, per_session = [], [], {}
+    summaries = {s: json.loads(layout.session_summary_path(s).read_text()) for s in sorted(sessions)}
+    logs, log_problems = {}, []
+    for session in summaries:
+        try:
+            logs[session] = read_annotations(layout, session)
+        except StoreError as exc:  # an unreadable log: that session's annotations cannot be honoured
+            raise Failure(str(exc)) from None
+        log_problems += logs[session].problems
+    for problem in log_problems:  # one bad line is named; the rest of its log still applies
+        context.log.warning(f"annotation log: {problem}")
+    candidates = [(s, ep) for s, summary in summaries.items() for ep in summary["episodes"]
+                  if not config.robot or ep["robot"] == config.robot]
+    kept, curation = curate([(s, ep["episode"]) for s, ep in candidates], logs, keep_failed=config.keep_failed_demos)
+
+    rows, partials, per_session = [], [], {s: 0 for s in summaries}
     meta_of: dict[str, dict] = {}
-    for session in sorted(sessions):
-        summary = json.loads(layout.session_summary_path(session).read_text())
-        count = 0
-        for ep in summary["episodes"]:
-            if config.robot and ep["robot"] != config.robot:
-                continue
+    for session, ep in candidates:
+        if (session, ep["episode"]) in kept:
             rows.append((session, ep["episode"], ep["content_hash"], ep["num_steps"]))
             partials.append({k: PartialStats.from_dict(v) for k, v in ep["partial_stats"].items()})
             meta_of.setdefault(
                 json.dumps([ep["robot"], ep["joint_names"], ep["action_names"], ep["camera_names"], ep["fps"]]),
                 ep,
             )
-            count += 1
-        per_session[session] = count
+            per_session[session] += 1
     if not rows:
-        raise Failure(f"no episodes match robot={config.robot!r} in sessions {sessions}")
+        raise Failure(f"no episodes match robot={config.robot!r} in sessions {sessions}"
+                      + (f" once annotations apply ({len(curation)} annotated)" if curation else ""))
     if len(meta_of) > 1:
         kinds = sorted({(m["robot"], tuple(m["camera_names"])) for m in meta_of.values()})
         raise Failure(
@@ -82,6 +98,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         joint_names=list(ref["joint_names"]),
         action_names=list(ref["action_names"]),
         camera_names=list(ref["camera_names"]),
+        annotations=curation,
     )
     stats = dataset_stats(partials)
     out = write_dataset(layout, manifest, stats)
@@ -104,6 +121,9 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             "sessions": MetadataValue.json(per_session),
             "cameras": ", ".join(manifest.camera_names),
             "qpos_stats": MetadataValue.md(stats_md),
+            "episodes_left_out": len(candidates) - len(rows),
+            "annotations": MetadataValue.json(curation),
+            "annotation_problems": MetadataValue.json(log_problems),
         },
         data_version=DataVersion(manifest.id),
     )
