@@ -40,6 +40,12 @@ def ensemble_weights(n: int, k: float) -> np.ndarray:
     return w / w.sum()
 
 
+def ensemble(preds: list[np.ndarray], k: float) -> np.ndarray:
+    """The weighted average of predictions for one step, oldest first (`ensemble_weights`)."""
+    w = ensemble_weights(len(preds), k)
+    return (w[:, None] * np.stack(preds)).sum(0)
+
+
 class TemporalEnsembler:
     """Keeps the chunks still covering future steps; `push` a chunk predicted at step t, `pop` the action for t."""
 
@@ -53,14 +59,18 @@ class TemporalEnsembler:
     def push(self, step: int, chunk: np.ndarray) -> None:
         self.chunks.append((step, np.asarray(chunk, dtype=np.float64)))
 
-    def pop(self, step: int) -> np.ndarray:
+    def covering(self, step: int) -> list[np.ndarray]:
+        """Every prediction for `step`, oldest first: chunk started at s contributes its (step - s)-th action, so a
+        chunk pushed k steps after its observation starts at its k-th action. Chunks that ended are dropped."""
         while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= step:
             self.chunks.popleft()  # no longer covers this step
-        preds = [c[step - s] for s, c in self.chunks if s <= step < s + len(c)]  # oldest first
+        return [c[step - s] for s, c in self.chunks if s <= step < s + len(c)]
+
+    def pop(self, step: int) -> np.ndarray:
+        preds = self.covering(step)
         if not preds:
             raise RuntimeError(f"no prediction covers step {step}")
-        w = ensemble_weights(len(preds), self.k)
-        return (w[:, None] * np.stack(preds)).sum(0)
+        return ensemble(preds, self.k)
 
 
 @contextlib.contextmanager
