@@ -70,6 +70,9 @@ def rollout(
     fallback: Annotated[str, typer.Option(
         "--fallback", help="With --async, a step no chunk covers: 'hold' the last action, or 'stop' the episode.")
     ] = "hold",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
+    ] = "torch",
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -104,8 +107,8 @@ def rollout(
     bundle = resolve_policy(store, policy, name)
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
     try:  # the weights loaded are the bytes whose hashes matched the manifest
-        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every)
-    except (StoreError, ValueError) as exc:
+        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
+    except (StoreError, ValueError, ImportError) as exc:  # ImportError: --backend onnx without onnxruntime
         fail(str(exc))
     manifest = pol.manifest
     other = pol.trained_for_other(robot, task or task_of(robot))
@@ -131,6 +134,7 @@ def rollout(
             f"policy {bundle} (dataset {manifest.get('dataset_id') or '?'}) on {robot}: {episodes} episode(s), "
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
+            + (f", backend {backend}" if backend != "torch" else "")
         )
         report = run_rollouts(
             bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,

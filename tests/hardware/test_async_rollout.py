@@ -154,11 +154,11 @@ def test_cli_async_rollout_prints_the_loop_metrics(bundle, tmp_path):
 
     out = tmp_path / "report.json"
     args = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--max-steps", "10", "--async",
-            "--fallback", "stop", "--json", str(out), "--store", str(tmp_path / "store")]
+            "--backend", "onnx", "--fallback", "stop", "--json", str(out), "--store", str(tmp_path / "store")]
     res = CliRunner().invoke(build_app(), args)
     assert res.exit_code == 0, res.output
     assert "loop period ms p50/p99" in res.output and "chunk age at use" in res.output
-    assert "fallback steps (stop)" in res.output
+    assert "fallback steps (stop)" in res.output and "backend onnx" in res.output
     report = json.loads(out.read_text())
     assert report["inference"] == "async" and report["episodes"][0]["steps"] >= 1
 
