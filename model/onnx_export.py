@@ -44,7 +44,9 @@ def export_onnx(model: ACT, path: Path, cameras: int, image_size: tuple[int, int
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice, see the module doc
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks frozen: the graph is batch-1, fixed size
-        torch.onnx.export(InferenceForward(model), (q, imgs), str(path), dynamo=False, opset_version=OPSET,
+        # eval() on the wrapper too: afterwards the exporter restores the wrapper's mode recursively, and a fresh
+        # module is in training mode, which would switch the model's dropout on for PyTorch inference.
+        torch.onnx.export(InferenceForward(model).eval(), (q, imgs), str(path), dynamo=False, opset_version=OPSET,
                           input_names=list(INPUTS), output_names=[OUTPUT])
     return Path(path)
 

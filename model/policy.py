@@ -133,7 +133,7 @@ class Policy:
         self._q_mean, self._q_std = (torch.tensor(x, dtype=torch.float32) for x in (q.mean, q.std))
         self._a_mean, self._a_std = a.mean.astype(np.float64), a.std.astype(np.float64)
         # (1, J), (1, N, 3, H, W) -> (1, chunk, A) normalized actions, z = 0
-        self._forward = InferenceForward(self.model) if backend == "torch" else onnx_forward(
+        self._forward = InferenceForward(self.model).eval() if backend == "torch" else onnx_forward(
             self.model, len(self.camera_names), self.image_size)
         self.reset()
 

@@ -45,3 +45,24 @@ def test_unknown_backend_and_onnx_off_the_cpu_are_refused(bundle):
         Policy.from_bundle(bundle, backend="tensorrt")
     with pytest.raises(ValueError, match="backend 'onnx' runs on the CPU"):
         Policy.from_bundle(bundle, device="meta", backend="onnx")
+
+
+def test_export_leaves_the_model_in_eval_mode():
+    import torch
+
+    from model.act import ACT
+    from model.config import ACTConfig
+    from model.onnx_export import InferenceForward, onnx_forward
+
+    torch.manual_seed(0)  # dropout 0.1: a model left in training mode by the export would differ by O(1)
+    cfg = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=2, vae_enc_layers=1, dec_layers=1,
+                    chunk_size=10, dropout=0.1, pretrained_backbone=False, backbone_norm="group", state_dim=14,
+                    action_dim=14, camera_names=["top"])
+    model = ACT(cfg).eval()
+    q, imgs = torch.randn(1, 14), torch.rand(1, 1, 3, *POLICY_HW)
+    forward = onnx_forward(model, cameras=1, image_size=POLICY_HW)
+    assert not model.training  # the exporter restores the mode it found: the model is still in eval mode
+    with torch.inference_mode():
+        expected = InferenceForward(model).eval()(q, imgs)
+    got = forward(q, imgs)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4, rtol=0)
