@@ -130,6 +130,7 @@ def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
     seed = heldout_seeds(1)[0]
     sync = run_rollouts(robot, policy, [seed], num_steps=8, realtime=True)
     assert sync.late_steps == 8  # in the loop, a 60 ms policy overruns every 20 ms step
+    assert sync.inference == "sync" and sync.period_ms.p50 >= 60.0 and sync.fallback_steps == 0
 
     report = run_rollouts(robot, policy, [seed], num_steps=50, async_inference=AsyncInference("hold"))
     episode = report.episodes[0]
