@@ -6,7 +6,9 @@
     report.summary.rate, report.latency_ms.p99
 
 `aloha rollout`, the pipeline's `policy_evaluation` and the simulator's scripted-demo checks all run here, and
-`success_summary` is the one place a success rate is computed. Before the first step a policy is checked against
+`success_summary` is the one place a success rate is computed. `async_inference=AsyncInference(...)` runs the
+policy beside the loop instead of inside it (`hardware.async_policy`): the loop then runs in real time, since on a
+virtual clock inference would take no loop time at all. Before the first step a policy is checked against
 the robot (`check_compatible`): a policy trained on other cameras or other joints is refused, never driven.
 """
 
@@ -19,8 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hardware.async_policy import AsyncInference, AsyncPolicyTeleoperator
 from hardware.interfaces import Observation, Robot, Teleoperator
-from hardware.loop import Percentiles, StepRecord, run_episode
+from hardware.loop import FixedRateLoop, Percentiles, StepRecord, VirtualClock, run_episode
 from hardware.registry import RobotOptions, make_robot
 from hardware.visualize import side_by_side, write_mp4
 
@@ -74,6 +77,7 @@ class RolloutEpisode:
     seconds: float
     late_steps: int
     video: str | None = None
+    fallback_steps: int = 0  # asynchronous inference: steps no chunk covered (the fallback was taken)
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,19 @@ def success_summary(episodes: Sequence[RolloutEpisode]) -> SuccessSummary:
 class RolloutReport:
     robot: str
     episodes: list[RolloutEpisode] = field(default_factory=list)
-    latency_ms: Percentiles = field(default_factory=Percentiles)
+    latency_ms: Percentiles = field(default_factory=Percentiles)  # inference (synchronous: the whole policy call)
     max_reward: float | None = None
+    inference: str = "sync"  # or "async"
+    period_ms: Percentiles = field(default_factory=Percentiles)  # loop start-to-start periods, every episode
+    chunk_age_steps: Percentiles = field(default_factory=Percentiles)  # async: steps from observation to use
+
+    @property
+    def late_steps(self) -> int:
+        return sum(e.late_steps for e in self.episodes)
+
+    @property
+    def fallback_steps(self) -> int:
+        return sum(e.fallback_steps for e in self.episodes)
 
     @property
     def summary(self) -> SuccessSummary:
@@ -119,6 +134,11 @@ class RolloutReport:
             "success_rate": self.success_rate,
             "max_reward": self.max_reward,
             "latency_ms": self.latency_ms.__dict__,
+            "inference": self.inference,
+            "period_ms": self.period_ms.__dict__,
+            "late_steps": self.late_steps,
+            "fallback_steps": self.fallback_steps,
+            "chunk_age_steps": self.chunk_age_steps.__dict__,
             "episodes": [e.__dict__ for e in self.episodes],
         }
 
@@ -166,28 +186,35 @@ def run_rollouts(
     stop_on_success: bool = True,
     video_dir: Path | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
+    async_inference: AsyncInference | None = None,
 ) -> RolloutReport:
     """One episode per seed, driven by a policy (checked against the robot first) or by any Teleoperator.
 
     Simulators run on a virtual 50 Hz clock unless `realtime`; real robots always in real time. `stop_on_success`
     ends an episode once the maximum reward is reached (ACT's success: later steps change nothing).
     """
+    teleop: _Timed | AsyncPolicyTeleoperator
     if isinstance(driver, Teleoperator):
+        if async_inference is not None:
+            raise ValueError("asynchronous inference needs a policy, not a teleoperator")
         teleop = _Timed(driver)
     else:
         check_compatible(driver, robot)  # before connecting: a mismatched policy never gets near the motors
         apply_base_delay(driver, robot)
-        teleop = _Timed(PolicyTeleoperator(driver))
+        teleop = (_Timed(PolicyTeleoperator(driver)) if async_inference is None
+                  else AsyncPolicyTeleoperator(driver, async_inference))
     simulated = bool(getattr(robot, "simulated", False))
     realtime = (not simulated) if realtime is None else (realtime or not simulated)
-    report = RolloutReport(robot=robot.name)
+    realtime = realtime or async_inference is not None
+    report = RolloutReport(robot=robot.name, inference="sync" if async_inference is None else "async")
+    periods: list[np.ndarray] = []
     robot.connect()
     try:
         report.max_reward = robot.max_reward()
         teleop.connect()
         for i, seed in enumerate(seeds):
             episode = _run_one(robot, teleop, seed, num_steps, realtime, stop_on_success,
-                               None if video_dir is None else video_path(video_dir, i, seed))
+                               None if video_dir is None else video_path(video_dir, i, seed), periods)
             report.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)
@@ -195,11 +222,14 @@ def run_rollouts(
         teleop.disconnect()
         robot.disconnect()
     report.latency_ms = Percentiles.of(np.asarray(teleop.latencies_s) * 1e3)
+    report.period_ms = Percentiles.of(np.concatenate(periods) * 1e3 if periods else np.empty(0))
+    if isinstance(teleop, AsyncPolicyTeleoperator):
+        report.chunk_age_steps = Percentiles.of(np.asarray(teleop.ages, dtype=np.float64))
     return report
 
 
 def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: int, realtime: bool,
-             stop_on_success: bool, video: Path | None) -> RolloutEpisode:
+             stop_on_success: bool, video: Path | None, periods: list[np.ndarray]) -> RolloutEpisode:
     frames: list[np.ndarray] = []
 
     def on_step(rec: StepRecord) -> None:
@@ -207,13 +237,17 @@ def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: in
             frames.append(side_by_side(list(rec.observation.images.values())))
 
     start = time.perf_counter()
-    run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, realtime=realtime, on_step=on_step,
-                      stop_on_success=stop_on_success)
+    # Our own loop, so the periods of every episode can make one distribution.
+    loop = FixedRateLoop(robot.fps, None if realtime else VirtualClock(start=time.monotonic()))
+    run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, on_step=on_step, loop=loop,
+                      stop_on_success=stop_on_success, should_stop=getattr(teleop, "should_stop", None))
+    periods.append(np.diff([t.start for t in loop.timings]))
     stop_base = getattr(robot, "stop_base", None)  # Mobile ALOHA: no command timeout between episodes
     if stop_base is not None:
         stop_base()
     episode = RolloutEpisode(seed=seed, success=run.success, max_reward=run.max_reward, steps=run.steps,
-                             seconds=time.perf_counter() - start, late_steps=run.report.late_steps)
+                             seconds=time.perf_counter() - start, late_steps=run.report.late_steps,
+                             fallback_steps=getattr(teleop, "fallback_steps", 0))
     if video is not None and frames:
         episode.video = str(write_mp4(video, frames, robot.fps))
     return episode

@@ -9,6 +9,11 @@ Two ways to serve a chunk: open loop (query the model every `query_every` steps 
 ensembling (query every step; the action for step t averages every chunk that predicted t with weights exp(-k*i),
 i = 0 the OLDEST prediction, as in the ACT reference; k = 0.01 by default).
 
+Inference backends: `torch` (the model itself) or `onnx` (the same weights exported to ONNX and run by ONNX Runtime on
+the CPU, `model.onnx_export`; the bundle stays the source of truth). `predict_chunk` is the one forward either way;
+the asynchronous rollout (`hardware.async_policy`) calls `served_chunk` for an observation taken at step t and aligns
+the chunk to t itself.
+
 Mobile ALOHA: with `base_delay` d > 0 every served chunk takes its base columns d steps later than its arm columns
 (`model.base_actions.delay_base_actions`; chunks become k - d long), in both ways of serving.
 """
@@ -32,12 +37,21 @@ from model.act import ACT
 from model.base_actions import base_columns, delay_base_actions
 from model.config import ACTConfig
 from model.data import floored, resize_uint8
+from model.onnx_export import InferenceForward, onnx_forward
+
+BACKENDS = ("torch", "onnx")
 
 
 def ensemble_weights(n: int, k: float) -> np.ndarray:
     """Normalized weights of n predictions ordered oldest first: exp(-k * i)."""
     w = np.exp(-k * np.arange(n, dtype=np.float64))
     return w / w.sum()
+
+
+def ensemble(preds: list[np.ndarray], k: float) -> np.ndarray:
+    """The weighted average of predictions for one step, oldest first (`ensemble_weights`)."""
+    w = ensemble_weights(len(preds), k)
+    return (w[:, None] * np.stack(preds)).sum(0)
 
 
 class TemporalEnsembler:
@@ -53,14 +67,18 @@ class TemporalEnsembler:
     def push(self, step: int, chunk: np.ndarray) -> None:
         self.chunks.append((step, np.asarray(chunk, dtype=np.float64)))
 
-    def pop(self, step: int) -> np.ndarray:
+    def covering(self, step: int) -> list[np.ndarray]:
+        """Every prediction for `step`, oldest first: chunk started at s contributes its (step - s)-th action, so a
+        chunk pushed k steps after its observation starts at its k-th action. Chunks that ended are dropped."""
         while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= step:
             self.chunks.popleft()  # no longer covers this step
-        preds = [c[step - s] for s, c in self.chunks if s <= step < s + len(c)]  # oldest first
+        return [c[step - s] for s, c in self.chunks if s <= step < s + len(c)]
+
+    def pop(self, step: int) -> np.ndarray:
+        preds = self.covering(step)
         if not preds:
             raise RuntimeError(f"no prediction covers step {step}")
-        w = ensemble_weights(len(preds), self.k)
-        return (w[:, None] * np.stack(preds)).sum(0)
+        return ensemble(preds, self.k)
 
 
 @contextlib.contextmanager
@@ -76,9 +94,15 @@ def _bundle_file(bundle_dir: Path, name: str) -> Iterator[None]:
 
 class Policy:
     def __init__(self, model: ACT, config: dict, stats: dict, *, device: str = "cpu",
-                 temporal_ensemble_k: float | None = 0.01, query_every: int = 1, base_delay: int = 0):
+                 temporal_ensemble_k: float | None = 0.01, query_every: int = 1, base_delay: int = 0,
+                 backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "onnx" and torch.device(device).type != "cpu":
+            raise ValueError(f"backend 'onnx' runs on the CPU; got device {device!r}")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self.backend = backend
         self.config = config
         self.manifest: dict = {}  # the bundle's verified manifest (from_bundle)
         self.cfg: ACTConfig = model.cfg
@@ -108,6 +132,9 @@ class Policy:
         q, a = self.stats["qpos"], self.stats["action"]
         self._q_mean, self._q_std = (torch.tensor(x, dtype=torch.float32) for x in (q.mean, q.std))
         self._a_mean, self._a_std = a.mean.astype(np.float64), a.std.astype(np.float64)
+        # (1, J), (1, N, 3, H, W) -> (1, chunk, A) normalized actions, z = 0
+        self._forward = InferenceForward(self.model).eval() if backend == "torch" else onnx_forward(
+            self.model, len(self.camera_names), self.image_size)
         self.reset()
 
     # ------------------------------------------------------------------ loading
@@ -127,7 +154,7 @@ class Policy:
 
     @classmethod
     def from_bundle(cls, bundle_dir: Path, device: str = "cpu", temporal_ensemble_k: float | None = 0.01,
-                    query_every: int = 1) -> "Policy":
+                    query_every: int = 1, backend: str = "torch") -> "Policy":
         """Load a bundle from the very bytes whose sha256 matched its manifest (always verified)."""
         bundle_dir = Path(bundle_dir)
         manifest, files = read_verified_bundle(bundle_dir)
@@ -146,7 +173,7 @@ class Policy:
         with _bundle_file(bundle_dir, WEIGHTS):
             model.load_state_dict(load_safetensors(files[WEIGHTS]), strict=True)
         policy = cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k,
-                     query_every=query_every)  # a ValueError here is the caller's arguments, not the bundle
+                     query_every=query_every, backend=backend)  # a ValueError here is the caller's arguments, not the bundle
         policy.manifest = manifest
         return policy
 
@@ -195,7 +222,7 @@ class Policy:
     def predict_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
         """(chunk, A) actions in robot units for the current observation (z = 0)."""
         q, imgs = self._inputs(qpos, images)
-        a_hat, _, _ = self.model(q, imgs)
+        a_hat = self._forward(q, imgs)
         return a_hat[0].double().cpu().numpy() * self._a_std + self._a_mean
 
     def served_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:

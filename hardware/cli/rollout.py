@@ -64,6 +64,15 @@ def rollout(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing videos of the same names and the --json file.")
     ] = False,
+    asynchronous: Annotated[bool, typer.Option(
+        "--async", help="Run the policy beside the 50 Hz loop (in real time): the loop never waits for inference.")
+    ] = False,
+    fallback: Annotated[str, typer.Option(
+        "--fallback", help="With --async, a step no chunk covers: 'hold' the last action, or 'stop' the episode.")
+    ] = "hold",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
+    ] = "torch",
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -75,8 +84,15 @@ def rollout(
         from hardware.sim.gl import select_gl_backend
 
         select_gl_backend()  # before the policy's torch/triton and MuJoCo are imported
+    from hardware.async_policy import FALLBACKS, AsyncInference
     from hardware.rollout import IncompatiblePolicy, make_robot_for_policy, run_rollouts, video_path
     from model.policy import Policy
+
+    if fallback not in FALLBACKS:
+        fail(f"--fallback {fallback!r}: expected one of {list(FALLBACKS)}", 2)
+    if asynchronous and query_every != 1:
+        fail("--query-every: with --async the policy is queried as often as inference allows; leave it at 1", 2)
+    async_inference = AsyncInference(fallback) if asynchronous else None  # type: ignore[arg-type]
 
     if seed is None and simulated:
         from hardware.sim import heldout_seeds
@@ -91,8 +107,8 @@ def rollout(
     bundle = resolve_policy(store, policy, name)
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
     try:  # the weights loaded are the bytes whose hashes matched the manifest
-        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every)
-    except (StoreError, ValueError) as exc:
+        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
+    except (StoreError, ValueError, ImportError) as exc:  # ImportError: --backend onnx without onnxruntime
         fail(str(exc))
     manifest = pol.manifest
     other = pol.trained_for_other(robot, task or task_of(robot))
@@ -117,9 +133,12 @@ def rollout(
         console.print(
             f"policy {bundle} (dataset {manifest.get('dataset_id') or '?'}) on {robot}: {episodes} episode(s), "
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
+            + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
+            + (f", backend {backend}" if backend != "torch" else "")
         )
         report = run_rollouts(
-            bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode
+            bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
+            async_inference=async_inference,
         )
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
@@ -135,7 +154,12 @@ def rollout(
                   else f"{summary.rate:.0%} ({summary.successes}/{summary.episodes})")
     lat = report.latency_ms
     table.add_row("latency ms p50/p90/p99/max", f"{lat.p50:.1f} / {lat.p90:.1f} / {lat.p99:.1f} / {lat.max:.1f}")
-    table.add_row("late steps", str(sum(e.late_steps for e in report.episodes)))
+    table.add_row("loop period ms p50/p99", f"{report.period_ms.p50:.1f} / {report.period_ms.p99:.1f}")
+    table.add_row("late steps", str(report.late_steps))
+    if asynchronous:
+        age = report.chunk_age_steps
+        table.add_row("chunk age at use, steps p50/p99/max", f"{age.p50:.0f} / {age.p99:.0f} / {age.max:.0f}")
+        table.add_row(f"fallback steps ({fallback})", str(report.fallback_steps))
     console.print(table)
     if json_out is not None:
         try:

@@ -109,6 +109,8 @@ def policy_evaluation(
                 "temporal_ensemble_k": config.temporal_ensemble_k if config.temporal_ensemble_k is not None else -1.0,
                 "latency_ms_p50": report.latency_ms.p50,
                 "latency_ms_p99": report.latency_ms.p99,
+                "loop_period_ms_p99": report.period_ms.p99,
+                "late_steps": report.late_steps,
                 "primary_metric": "success_rate",
             }
         )

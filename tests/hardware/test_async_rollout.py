@@ -1,0 +1,167 @@
+"""Asynchronous inference: chunk alignment by observation step, fallback on gaps, and a sim rollout whose policy is
+slower than the control period while the loop keeps 50 Hz."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bundle_kit import POLICY_HW, tiny_sim_bundle
+from hardware.async_policy import AsyncInference, AsyncPolicyTeleoperator, ChunkAligner
+from hardware.interfaces import Observation
+
+L = 4  # chunk length of the hand-computed examples
+
+
+def _chunk(first: float) -> np.ndarray:
+    return (first + np.arange(L, dtype=np.float64))[:, None]  # (L, 1): actions first, first+1, ...
+
+
+def test_alignment_by_observation_step_by_hand():
+    # Chunk A from the observation of step 0 covers steps 0..3; B from step 2 arrives at step 3 (one step late) and
+    # covers 2..5; nothing covers step 6; C from step 5 arrives at step 7 (two steps late) and serves its 2nd action.
+    newest = ChunkAligner(k=None)  # no ensembling: the newest covering chunk serves
+    ens = ChunkAligner(k=float(np.log(2.0)))  # weights 1, 1/2 -> 2/3, 1/3 (oldest first)
+    got_newest, got_ens = [], []
+    arrivals = {0: [(0, _chunk(0.0))], 3: [(2, _chunk(20.0))], 7: [(5, _chunk(50.0))]}
+    for step in range(9):
+        for aligner, got in ((newest, got_newest), (ens, got_ens)):
+            for obs_step, chunk in arrivals.get(step, []):
+                aligner.add(obs_step, chunk)
+            a = aligner.action(step)
+            got.append(None if a is None else round(float(a[0]), 6))
+    #                 step: 0    1    2    3     4     5     6     7     8
+    assert got_newest == [0.0, 1.0, 2.0, 21.0, 22.0, 23.0, None, 52.0, 53.0]
+    # step 3: A[3] = 3 and B[1] = 21 -> 2/3*3 + 1/3*21 = 9; steps 4, 5: B alone (A ended at 3)
+    assert got_ens == [0.0, 1.0, 2.0, 9.0, 22.0, 23.0, None, 52.0, 53.0]
+    assert ens.age(8) == 3  # the newest chunk's observation was taken at step 5
+    with pytest.raises(ValueError, match="arrived after"):
+        ens.add(4, _chunk(0.0))  # older than one already aligned
+
+
+class GatedPolicy:
+    """A chunk of L actions obs.qpos[0]*100 + i; every inference after the first waits for `gate`."""
+
+    temporal_ensemble_k = None
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.waiting = threading.Event()  # set once an inference waits at the gate
+        self.calls: list[float] = []
+
+    def reset(self) -> None:
+        pass
+
+    def served_chunk(self, qpos, images):
+        self.calls.append(float(qpos[0]))
+        if len(self.calls) > 1:
+            self.waiting.set()
+            assert self.gate.wait(30), "test gate never opened"
+        return (qpos[0] * 100 + np.arange(L, dtype=np.float64))[:, None]
+
+
+class StepRobot:
+    """Only what the runner asks of a robot: an observation whose qpos[0] is the step it was taken at."""
+
+    def observe(self) -> Observation:
+        return Observation(qpos=np.zeros(1, np.float32))
+
+
+def _obs(step: int) -> Observation:
+    return Observation(qpos=np.array([step], np.float32))
+
+
+@pytest.mark.parametrize("fallback", ["hold", "stop"])
+def test_runner_falls_back_on_a_gap_then_aligns_a_late_chunk(fallback):
+    policy = GatedPolicy()
+    runner = AsyncPolicyTeleoperator(policy, AsyncInference(fallback))
+    try:
+        runner.start_episode(StepRobot())  # the first chunk (observation 0) before the loop: steps 0..3
+        actions = [float(runner.next_action(_obs(t))[0]) for t in range(2)]
+        assert policy.waiting.wait(30)  # the worker took the observation of step 1 and is stuck on it
+        actions += [float(runner.next_action(_obs(t))[0]) for t in range(2, L)]
+        assert actions == [0.0, 1.0, 2.0, 3.0] and runner.fallback_steps == 0 and not runner.should_stop()
+        # Inference is stuck on the observation of step 1: step 4 is covered by nothing -> fallback, counted.
+        assert float(runner.next_action(_obs(L))[0]) == 3.0  # the last action, held
+        assert runner.fallback_steps == 1 and runner.should_stop() is (fallback == "stop")
+        policy.gate.set()
+        assert runner.wait_idle(30)
+        assert policy.calls == [0.0, 1.0, 4.0]  # step 1, then the newest waiting observation (2 and 3 dropped)
+        # Chunk of observation 1 covers 1..4 (ended); chunk of observation 4 used at step 5 starts at its 1st action.
+        assert float(runner.next_action(_obs(L + 1))[0]) == 401.0
+        assert runner.ages == [0, 1, 2, 3, 1] and runner.fallback_steps == 1
+    finally:
+        runner.disconnect()
+
+
+class Slow:
+    """A policy whose every inference takes `delay` seconds longer (the injected latency)."""
+
+    def __init__(self, policy, delay: float):
+        self._policy, self._delay = policy, delay
+
+    def __getattr__(self, name):
+        return getattr(self._policy, name)
+
+    def served_chunk(self, qpos, images):
+        time.sleep(self._delay)
+        return self._policy.served_chunk(qpos, images)
+
+    def act(self, qpos, images):
+        time.sleep(self._delay)
+        return self._policy.act(qpos, images)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_sim_bundle(tmp_path_factory.mktemp("bundle") / "b", ["top"], robot="sim-transfer-cube")
+
+
+def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
+    from hardware.rollout import make_robot_for_policy, run_rollouts
+    from hardware.sim import heldout_seeds
+    from model.policy import Policy
+
+    policy = Slow(Policy.from_bundle(bundle, temporal_ensemble_k=0.01), delay=0.06)
+    robot = make_robot_for_policy("sim-transfer-cube", policy, resolution=POLICY_HW)
+    seed = heldout_seeds(1)[0]
+    sync = run_rollouts(robot, policy, [seed], num_steps=8, realtime=True)
+    assert sync.late_steps == 8  # in the loop, a 60 ms policy overruns every 20 ms step
+    assert sync.inference == "sync" and sync.period_ms.p50 >= 60.0 and sync.fallback_steps == 0
+
+    report = run_rollouts(robot, policy, [seed], num_steps=50, async_inference=AsyncInference("hold"))
+    episode = report.episodes[0]
+    assert report.inference == "async" and episode.steps == 50
+    # The loop's own count: beside the loop the same policy leaves (nearly) every step on time. The bounds leave
+    # room for the shared test machine's load spikes; inline, every step was late.
+    assert report.late_steps <= 10
+    # A 10-action chunk outlasts a 60 ms inference with ~3 steps to spare; load spikes may eat a few of them.
+    assert report.fallback_steps <= 10
+    assert report.latency_ms.p50 >= 60.0  # the worker's inference time, the injected delay included
+    assert report.chunk_age_steps.p50 >= 1 and report.period_ms.p50 > 0
+    d = report.to_dict()
+    assert {"period_ms", "late_steps", "fallback_steps", "chunk_age_steps", "inference"} <= set(d)
+
+
+def test_cli_async_rollout_prints_the_loop_metrics(bundle, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import build_app
+
+    out = tmp_path / "report.json"
+    args = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--max-steps", "10", "--async",
+            "--backend", "onnx", "--fallback", "stop", "--json", str(out), "--store", str(tmp_path / "store")]
+    res = CliRunner().invoke(build_app(), args)
+    assert res.exit_code == 0, res.output
+    assert "loop period ms p50/p99" in res.output and "chunk age at use" in res.output
+    assert "fallback steps (stop)" in res.output and "backend onnx" in res.output
+    report = json.loads(out.read_text())
+    assert report["inference"] == "async" and report["episodes"][0]["steps"] >= 1
+
+    bad = CliRunner().invoke(build_app(), args[:-4] + ["--fallback", "wait", "--store", str(tmp_path / "store")])
+    assert bad.exit_code == 2 and "--fallback 'wait'" in bad.output
