@@ -7,7 +7,7 @@ import numpy as np
 POLICY_HW = (32, 32)  # the tiny policy's input size; a simulator renders at it
 
 
-def tiny_sim_bundle(path, cameras, robot=""):
+def tiny_sim_bundle(path, cameras, robot="", chunk_size: int = 10):
     """A sealed bundle of an untrained ACT for the simulator's joints (fast, deterministic, never succeeds)."""
     import torch
 
@@ -19,7 +19,7 @@ def tiny_sim_bundle(path, cameras, robot=""):
 
     torch.manual_seed(0)
     cfg = ACTConfig(hidden_dim=32, dim_feedforward=64, nheads=2, enc_layers=1, vae_enc_layers=1, dec_layers=1,
-                    chunk_size=10, dropout=0.0, pretrained_backbone=False, backbone_norm="group",
+                    chunk_size=chunk_size, dropout=0.0, pretrained_backbone=False, backbone_norm="group",
                     state_dim=14, action_dim=14, camera_names=list(cameras))
     unit = NormStats(np.zeros(14), np.full(14, 0.1), -np.ones(14), np.ones(14), 1)
     return to_bundle(ACT(cfg), {"qpos": unit, "action": unit}, path, joint_names=list(C.JOINT_NAMES),

@@ -117,7 +117,8 @@ class Slow:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return tiny_sim_bundle(tmp_path_factory.mktemp("bundle") / "b", ["top"], robot="sim-transfer-cube")
+    # 40 actions per chunk: a 60 ms inference leaves ~37 steps of slack, so only the loop's own timing is measured
+    return tiny_sim_bundle(tmp_path_factory.mktemp("bundle") / "b", ["top"], robot="sim-transfer-cube", chunk_size=40)
 
 
 def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
@@ -138,8 +139,8 @@ def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
     # The loop's own count: beside the loop the same policy leaves (nearly) every step on time. The bounds leave
     # room for the shared test machine's load spikes; inline, every step was late.
     assert report.late_steps <= 10
-    # A 10-action chunk outlasts a 60 ms inference with ~3 steps to spare; load spikes may eat a few of them.
-    assert report.fallback_steps <= 10
+    # A 40-action chunk outlasts a 60 ms inference by far: no step falls back even under load spikes.
+    assert report.fallback_steps == 0
     assert report.latency_ms.p50 >= 60.0  # the worker's inference time, the injected delay included
     assert report.chunk_age_steps.p50 >= 1 and report.period_ms.p50 > 0
     d = report.to_dict()
