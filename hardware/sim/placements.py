@@ -148,6 +148,8 @@ def describe_seeds(seeds: list[int]) -> str:
     """'12..21' for a run of consecutive seeds, else the list: what `aloha record` prints."""
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}..{seeds[-1]}"
+    if len(seeds) > 8:  # covering seeds are scattered: a line, not a screenful (each episode stores its seed)
+        return ", ".join(map(str, seeds[:6])) + f", ... ({len(seeds)} seeds)"
     return ", ".join(map(str, seeds))
 
 

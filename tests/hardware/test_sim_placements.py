@@ -125,3 +125,10 @@ def test_the_demo_records_unused_seeds_and_a_fresh_store_gets_the_measured_set(l
     assert not set(second) & set(fresh[:3]) and "3 seed(s) already recorded" in note
     assert demo_seeds(layout, DemoOptions(episodes=3, placements="random"))[0] == sorted(
         set(range(6)) - set(fresh[:3]))[:3]
+
+
+def test_the_seed_line_stays_one_line():
+    from hardware.sim.placements import describe_seeds
+
+    assert describe_seeds([3, 4, 5, 6]) == "3..6" and describe_seeds([2, 4, 5]) == "2, 4, 5"
+    assert describe_seeds(list(range(0, 100, 2))) == "0, 2, 4, 6, 8, 10, ... (50 seeds)"
