@@ -29,6 +29,10 @@ def parse_episode_list(text: str) -> list[int]:
     return out
 
 
+def missing_extra(exc: ImportError) -> str:
+    return f"LeRobot datasets need PyAV and pyarrow ({exc}): pip install -e '.[lerobot]'"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("import-lerobot")
     def import_cmd(
@@ -61,6 +65,8 @@ def register(app: typer.Typer) -> None:
                                         on_episode_done=lambda i: progress.advance(task))
             except (StoreError, OSError) as exc:
                 fail(str(exc))
+            except ImportError as exc:
+                fail(missing_extra(exc))
         for index, episode in result.episodes:
             console.print(f"imported episode {index} -> {episode}")
         console.print(f"{len(result.episodes)} episode(s) imported into finalized session {session!r} in {lay.root}")
@@ -93,4 +99,6 @@ def register(app: typer.Typer) -> None:
             written = export_lerobot(episodes, out, overwrite=overwrite)
         except (StoreError, OSError) as exc:
             fail(str(exc))
+        except ImportError as exc:
+            fail(missing_extra(exc))
         console.print(f"exported {len(episodes)} episode(s) -> {written}")
