@@ -139,8 +139,13 @@ class LeRobotDataset:
         ds.episodes = ds._read_episodes()
         return ds
 
-    def _inside(self, relative: str, what: str) -> Path:
-        """A path the metadata names, refused when it leads out of the dataset."""
+    def _inside(self, what: str, **fields: Any) -> Path:
+        """The path info.json's template `what` gives for `fields`, refused when it leads out of the dataset."""
+        try:
+            relative = self.info[what].format(**fields)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise StoreError(f"{self.root / INFO}: {what}: expected a template of {sorted(fields)}, got "
+                             f"{self.info[what]!r:.80} ({type(exc).__name__}: {exc})") from None
         path = (self.root / relative).resolve()
         if Path(relative).is_absolute() or not path.is_relative_to(self.root):
             raise StoreError(f"{self.root / INFO}: {what}: {relative!r} leads out of the dataset; refusing it")
@@ -184,17 +189,15 @@ class LeRobotDataset:
 
         index = whole(EPISODE_INDEX)
         length = whole("length", 1, S.MAX_STEPS)
-        data = self._inside(self.info["data_path"].format(
-            chunk_index=whole("data/chunk_index"), file_index=whole("data/file_index")), "data_path")
+        data = self._inside("data_path", chunk_index=whole("data/chunk_index"), file_index=whole("data/file_index"))
         videos = {}
         for cam, key in keys.items():
             start, end = (row.get(f"videos/{key}/{c}") for c in ("from_timestamp", "to_timestamp"))
             if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (start, end)) or not 0 <= start <= end:
                 raise StoreError(f"{path}: videos/{key}/from_timestamp: episode {index}: expected 0 <= from_timestamp "
                                  f"<= to_timestamp, got {start!r} and {end!r}")
-            video = self._inside(self.info["video_path"].format(
-                video_key=key, chunk_index=whole(f"videos/{key}/chunk_index"),
-                file_index=whole(f"videos/{key}/file_index")), "video_path")
+            video = self._inside("video_path", video_key=key, chunk_index=whole(f"videos/{key}/chunk_index"),
+                                 file_index=whole(f"videos/{key}/file_index"))
             videos[cam] = VideoSpan(video, float(start), float(end))
         tasks = row.get("tasks") or []
         task = tasks[0] if isinstance(tasks, list) and tasks and isinstance(tasks[0], str) else ""

@@ -197,6 +197,8 @@ MALFORMED = {
                     "info.json: features.observation.images.top.shape: expected RGB frames of at most 4096"),
     "path escape": (dict(info_changes=[_set(["data_path"], "../../elsewhere/{chunk_index}-{file_index}.parquet")]),
                     "info.json: data_path: '../../elsewhere/0-0.parquet' leads out of the dataset"),
+    "bad template": (dict(info_changes=[_set(["video_path"], "videos/{camera}.mp4")]),
+                     "info.json: video_path: expected a template of ['chunk_index', 'file_index', 'video_key']"),
 }
 
 
