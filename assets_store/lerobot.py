@@ -56,7 +56,8 @@ CHUNKS_SIZE = 1000  # files per chunk directory
 
 STATE, ACTION, VELOCITY, EFFORT = "observation.state", "action", "observation.velocity", "observation.effort"
 IMAGES_PREFIX = "observation.images."
-TIMESTAMP, FRAME_INDEX, EPISODE_INDEX, INDEX, TASK_INDEX = "timestamp", "frame_index", "episode_index", "index", "task_index"
+TIMESTAMP, FRAME_INDEX, EPISODE_INDEX = "timestamp", "frame_index", "episode_index"
+INDEX, TASK_INDEX = "index", "task_index"
 
 MAX_META_BYTES = 64 << 20  # info.json is a few kB; a larger one is not a dataset's metadata
 MAX_FILE_ROWS = 20 * S.MAX_STEPS  # rows of one data parquet (several episodes share a file)
@@ -156,7 +157,8 @@ class LeRobotDataset:
 
         files = sorted((self.root / EPISODES_DIR).glob("chunk-*/file-*.parquet"))
         if not files:
-            raise StoreError(f"{self.root / EPISODES_DIR}: expected chunk-*/file-*.parquet episode metadata, found none")
+            raise StoreError(f"{self.root / EPISODES_DIR}: expected chunk-*/file-*.parquet episode metadata, "
+                             "found none")
         keys = {cam: camera_key(cam) for cam in self.cameras}
         need = [EPISODE_INDEX, "length", "data/chunk_index", "data/file_index"] + [
             f"videos/{key}/{col}" for key in keys.values()
@@ -397,7 +399,8 @@ class _VideoCursor:
                 ends = "has no frames" if self.cur is None else f"ends at {self.cur.time:.3f} s"
                 raise StoreError(f"{self.path}: {self.key}: the video is shorter than its episode: it {ends}, the "
                                  f"episode needs a frame at {t:.3f} s")
-            raise StoreError(f"{self.path}: {self.key}: no frame at {t:.3f} s (the nearest is at {self.cur.time:.3f} s)")
+            raise StoreError(f"{self.path}: {self.key}: no frame at {t:.3f} s (the nearest is at "
+                             f"{self.cur.time:.3f} s)")
         return self.cur.to_ndarray(format="rgb24")
 
     def close(self) -> None:
@@ -432,8 +435,9 @@ def import_lerobot(
     chosen = sorted(ds.episodes) if episodes is None else list(episodes)
     unknown = [i for i in chosen if i not in ds.episodes]
     if unknown or not chosen:
-        raise StoreError(f"{ds.root / EPISODES_DIR}: {EPISODE_INDEX}: no episode {unknown[0] if unknown else '(none chosen)'}"
-                         f"; the dataset has {_ranges(sorted(ds.episodes))}")
+        which = unknown[0] if unknown else "(none chosen)"
+        raise StoreError(f"{ds.root / EPISODES_DIR}: {EPISODE_INDEX}: no episode {which}; the dataset has "
+                         f"{_ranges(sorted(ds.episodes))}")
     layout.root.mkdir(parents=True, exist_ok=True)
     staging = StoreLayout(layout.root / temp_dirname(f"lerobot-import-{session}"))
     try:
@@ -504,8 +508,8 @@ def export_lerobot(episodes: list[Path], out: str | os.PathLike, *, overwrite: b
                                    ("action_names", r.info.action_names, first.info.action_names),
                                    ("cameras", _camera_sizes(r), _camera_sizes(first)), ("fps", r.fps, first.fps)):
             if mine != theirs:
-                raise EpisodeError(r.path, f"attrs.{what}", f"expected {theirs!r} as {first.path.name} (one dataset has "
-                                                            f"one set of features), got {mine!r}")
+                raise EpisodeError(r.path, f"attrs.{what}", f"expected {theirs!r} as {first.path.name} (one "
+                                                            f"dataset has one set of features), got {mine!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:

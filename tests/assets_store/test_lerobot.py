@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from assets_store import EpisodeReader, SessionIndex, StoreError, is_session_finalized
+from assets_store import (CameraSpec, EpisodeInfo, EpisodeReader, EpisodeWriter, SessionIndex, StoreError,
+                          is_session_finalized)
 from assets_store.lerobot import export_lerobot, import_lerobot
 from pipeline.cli.app import build_app
 
@@ -173,6 +174,13 @@ def test_export_and_reimport_round_trip(layout, tmp_path):
     assert json.loads((out / "meta" / "info.json").read_text())["total_episodes"] == EPISODES
     export_lerobot(episodes[:1], out, overwrite=True)
     assert json.loads((out / "meta" / "info.json").read_text())["total_episodes"] == 1
+
+    other = EpisodeInfo(robot="aloha", joint_names=["a", "b"], fps=FPS, cameras=[CameraSpec("top", H, W)])
+    with EpisodeWriter(layout, "other", other) as w:
+        w.add_step(np.zeros(2), np.zeros(2), 0.0, images={"top": picture(0, 0, 0)})
+    with pytest.raises(StoreError, match="attrs.joint_names: expected"):  # one dataset, one set of features
+        export_lerobot([episodes[0], w.final_path], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
 
 
 def _set(path, value):
