@@ -81,6 +81,19 @@ class ACTConfig(BaseModel):
     loss_normalization: Literal["valid", "all"] = Field("valid", description=(
         "valid: the L1 sum divided by the number of unpadded elements (LeRobot today); all: by every element "
         "including padding (the original code)."))
+    # training-time image augmentation (model/augment.py): never applied at inference
+    augment: bool = Field(False, description=(
+        "Augment training images on the training device: random resized crop, small rotation, colour jitter, drawn "
+        "per camera and sample (model/augment.py). Never applied at inference."))
+    augment_crop_scale: float = Field(0.9, gt=0.0, le=1.0, description=(
+        "Augmentation: smallest fraction of the image area a random crop keeps (aspect kept); 1 = no crop."))
+    augment_rotation_deg: float = Field(5.0, ge=0.0, le=180.0, description=(
+        "Augmentation: largest rotation in degrees, either way; 0 = none."))
+    augment_brightness: float = Field(0.3, ge=0.0, description="Augmentation: colour jitter of brightness (0 = none).")
+    augment_contrast: float = Field(0.4, ge=0.0, description="Augmentation: colour jitter of contrast (0 = none).")
+    augment_saturation: float = Field(0.5, ge=0.0, description="Augmentation: colour jitter of saturation (0 = none).")
+    augment_hue: float = Field(0.0, ge=0.0, le=0.5, description="Augmentation: colour jitter of hue, at most 0.5 "
+                                                                "(0 = none).")
     # data-dependent, filled by the trainer from the dataset
     state_dim: int = Field(14, description="Joint positions per step (from the dataset).")
     action_dim: int = Field(14, description="Action dimensions per step (from the dataset).")

@@ -27,6 +27,7 @@ from assets_store.errors import StoreError
 from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
+from model.augment import ImageAugment, make_augment
 from model.backbone import load_pretrained_into, resolve_pretrained
 from model.callbacks import RichProgressCallback, TrainCallback
 from model.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
@@ -277,6 +278,7 @@ class Trainer:
     meta: dict[str, Any]
     stats_json: dict[str, Any]
     callbacks: Sequence[TrainCallback]
+    augment: ImageAugment | None = None  # training images only: validation and inference never see it
     last_loss: float = math.nan
     _validated_at: int = -1
     _checkpointed_at: int = -1
@@ -324,6 +326,8 @@ class Trainer:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         b = batch_to(batch, self.device)
+        if self.augment is not None:
+            b["images"] = self.augment(b["images"])
         losses = compute_loss(self.ddp_model, b, self.act_cfg, self.cfg.bf16)
         self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -478,7 +482,7 @@ def train(
             "val_split": data.val_split, "resumed": progress.step > 0,
         })
     trainer = Trainer(model, ddp_model, opt, sched, data, act_cfg, cfg, info, device, progress, clock, out_dir, meta,
-                      stats_to_json(train_ds.stats), callbacks)
+                      stats_to_json(train_ds.stats), callbacks, make_augment(act_cfg, cfg.image_size))
     result = trainer.run()
     for cb in callbacks:
         cb.on_end(result)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from hardware.cli import calibrate, episodes, hdf5, record, replay, rollout, sync, teleop, view
+from hardware.cli import calibrate, episodes, hdf5, lerobot, record, replay, rollout, sync, teleop, view
 
 
 def register(app: typer.Typer) -> None:
     # The order `aloha --help` lists them in.
-    for module in (episodes, hdf5, record, replay, view, teleop, calibrate, rollout, sync):
+    for module in (episodes, hdf5, lerobot, record, replay, view, teleop, calibrate, rollout, sync):
         module.register(app)
