@@ -12,6 +12,7 @@ import json
 from typing import Optional
 
 from dagster import AssetExecutionContext, AutomationCondition, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.annotations import read_annotations
 from assets_store.dataset import build_manifest, curate, write_dataset
@@ -36,10 +37,14 @@ DATASET_AUTOMATION = (
 
 
 class DatasetConfig(Config):
-    val_fraction: float = 0.1
-    robot: Optional[str] = None  # keep only this robot's episodes; required when sessions mix robots
-    sessions: list[str] = []  # empty: every session validated so far
-    keep_failed_demos: bool = False  # keep episodes labelled failure in the sessions' annotation logs
+    """Which validated episodes the dataset holds, and how they split into training and validation."""
+
+    val_fraction: float = Field(0.1, description="Share of the episodes held out for validation (at least one where there are two or more; 0: none).")
+    robot: Optional[str] = Field(None, description=(
+        "Keep only this robot's episodes; required when sessions mix robots. Empty: the one robot recorded."))
+    sessions: list[str] = Field([], description="Sessions to include. Empty: every session validated so far.")
+    keep_failed_demos: bool = Field(False, description=(
+        "Keep episodes labelled failure in the sessions' annotation logs (excluded episodes stay out)."))
 
 
 @asset(

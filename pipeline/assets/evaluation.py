@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.dataset import load_dataset
 from assets_store.episode_reader import read_root_attrs
@@ -22,12 +23,17 @@ EVALUATION_GROUP = "evaluation"
 
 
 class EvaluationConfig(Config):
-    episodes: int = 50  # held-out seeds, disjoint from the recording seeds
-    episode_len: Optional[int] = None  # None: the robot's (ACT's 400; the mobile sim drives first: 650)
-    temporal_ensemble_k: Optional[float] = 0.01  # None: execute each chunk open loop
-    query_every: int = 1
-    seed_offset: int = 0
-    closed_loop: bool = True  # False: validation loss only
+    """Closed-loop evaluation of the trained policy on the simulator (validation loss is always reported)."""
+
+    episodes: int = Field(50, description="Held-out seeds to roll out, disjoint from the recording seeds.")
+    episode_len: Optional[int] = Field(None, description=(
+        "Control steps per rollout. Empty: the robot's own (ACT's 400; the mobile sim drives first: 650)."))
+    temporal_ensemble_k: Optional[float] = Field(0.01, description=(
+        "k of the temporal-ensembling weights exp(-k i). Empty or negative: execute each chunk open loop."))
+    query_every: int = Field(1, description=(
+        "Control steps between policy queries; above 1 only with temporal ensembling off."))
+    seed_offset: int = Field(0, description="Start this many seeds into the held-out range (evaluate another slice).")
+    closed_loop: bool = Field(True, description="Roll out on the simulator; false: validation loss only.")
 
 
 def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, int] | None:

@@ -24,6 +24,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from pydantic import Field
 
 from assets_store import EpisodeReader, StoreError, is_session_finalized
 from assets_store.checks import CHECK_DESCRIPTIONS, CHECKS, CheckSettings
@@ -44,16 +45,24 @@ _DEFAULTS = CheckSettings()  # the same bar `aloha episodes check` applies
 class ValidationConfig(Config):
     """Tolerances of the episode checks (changing them re-validates every episode of the session)."""
 
-    rate_tolerance: float = _DEFAULTS.rate_tolerance
-    max_late_ratio: float = _DEFAULTS.max_late_ratio
-    joint_margin: float = _DEFAULTS.joint_margin
-    max_dropped_ratio: float = _DEFAULTS.max_dropped_ratio
-    decode_stride: int = _DEFAULTS.decode_stride
-    keep_failed_demos: bool = _DEFAULTS.keep_failed_demos
-    # mobile base limits for episodes that do not record their robot's own (m/s, rad/s), and the overshoot accepted
-    base_linear_limit: float = _DEFAULTS.base_limits[0]
-    base_angular_limit: float = _DEFAULTS.base_limits[1]
-    base_margin: float = _DEFAULTS.base_margin
+    rate_tolerance: float = Field(_DEFAULTS.rate_tolerance, description=(
+        "How far the median control period may stray from 1/fps, as a share (0.2: within 20%)."))
+    max_late_ratio: float = Field(_DEFAULTS.max_late_ratio, description=(
+        "Largest share of steps allowed to take more than 1.5 control periods."))
+    joint_margin: float = Field(_DEFAULTS.joint_margin, description=(
+        "How far beyond a joint limit a position is still accepted (rad, or normalized gripper units)."))
+    max_dropped_ratio: float = Field(_DEFAULTS.max_dropped_ratio, description=(
+        "Largest share of camera frames allowed to be dropped."))
+    decode_stride: int = Field(_DEFAULTS.decode_stride, description=(
+        "Decode every n-th camera frame when checking frames decode (1: all)."))
+    keep_failed_demos: bool = Field(_DEFAULTS.keep_failed_demos, description=(
+        "Keep demonstrations whose recorded outcome says they failed the task (else they are quarantined)."))
+    base_linear_limit: float = Field(_DEFAULTS.base_limits[0], description=(
+        "Mobile base linear speed limit (m/s) for episodes that do not record their robot's own."))
+    base_angular_limit: float = Field(_DEFAULTS.base_limits[1], description=(
+        "Mobile base angular speed limit (rad/s) for episodes that do not record their robot's own."))
+    base_margin: float = Field(_DEFAULTS.base_margin, description=(
+        "Share of a base speed limit beyond it still accepted (measured velocities overshoot a bit)."))
 
     def settings(self) -> CheckSettings:
         values = self.model_dump()
