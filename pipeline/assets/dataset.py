@@ -18,6 +18,7 @@ from assets_store.annotations import read_annotations
 from assets_store.dataset import build_manifest, curate, write_dataset
 from assets_store.errors import StoreError
 from assets_store.stats import PartialStats, dataset_stats
+from pipeline import metadata_format as fmt
 from pipeline.assets.ingest import validated_episodes
 from pipeline.partitions import SESSIONS
 from pipeline.resources import StoreResource
@@ -110,7 +111,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
     context.log.info(f"dataset {manifest.id}: {len(rows)} episodes from {len(sessions)} sessions -> {out}")
     qpos = stats["qpos"]
     stats_md = "| joint | mean | std | min | max |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {n} | {qpos.mean[i]:.3f} | {qpos.std[i]:.3f} | {qpos.min[i]:.3f} | {qpos.max[i]:.3f} |"
+        f"| {n} | " + " | ".join(fmt.number(v[i]) for v in (qpos.mean, qpos.std, qpos.min, qpos.max)) + " |"
         for i, n in enumerate(manifest.joint_names)
     )
     return MaterializeResult(
@@ -122,7 +123,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             "episodes_train": len(manifest.train),
             "episodes_val": len(manifest.val),
             "steps": manifest.num_steps,
-            "duration_s": manifest.num_steps / manifest.fps,
+            "recorded_time": fmt.duration(manifest.num_steps / manifest.fps),
             "sessions": MetadataValue.json(per_session),
             "cameras": ", ".join(manifest.camera_names),
             "qpos_stats": MetadataValue.md(stats_md),

@@ -12,6 +12,7 @@ from pydantic import Field
 from assets_store.bundle import MANIFEST, verify_bundle
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION
+from pipeline import metadata_format as fmt
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.lineage import upstream
 from pipeline.promotion import Decision, Floor, Scores, decide, promotion_record
@@ -120,8 +121,8 @@ def deployed_policy(
         "evaluated_in_dagster_run": ev.run_id,
         "mlflow_model": MetadataValue.url(mlflow.model_version_url(name, version.version)),
         "primary_metric": scores.primary,
-        "candidate_success_rate": scores.success_rate if scores.success_rate is not None else -1.0,
-        "candidate_val_loss": scores.val_loss if scores.val_loss is not None else float("nan"),
+        "candidate_success_rate": fmt.percent(scores.success_rate) if scores.success_rate is not None else "not measured",
+        "candidate_val_loss": fmt.number(scores.val_loss),
         "candidate_bundle": MetadataValue.path(str(bundle_dir)),
         "bundle_files": MetadataValue.json(manifest["files"]),
     }

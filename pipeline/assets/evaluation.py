@@ -14,7 +14,7 @@ from assets_store.episode_reader import read_root_attrs
 from hardware.registry import episode_len, is_simulated
 from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
 from hardware.sim.placements import heldout_seeds
-from pipeline import plots
+from pipeline import metadata_format as fmt, plots
 from pipeline.assets.training import act_policy
 from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
@@ -107,15 +107,16 @@ def policy_evaluation(
         rate = float(summary.rate or 0.0)
         metadata.update(
             {
-                "success_rate": rate,
+                "success_rate": rate,  # raw: the promotion gate reads it back
+                "success": fmt.share(summary.successes, summary.episodes),
                 "successes": summary.successes,
                 "episodes": summary.episodes,
                 "seeds": f"{report.episodes[0].seed}..{report.episodes[-1].seed}",
-                "mean_max_reward": summary.mean_max_reward,
+                "mean_max_reward": fmt.significant(summary.mean_max_reward),
                 "temporal_ensemble_k": config.temporal_ensemble_k if config.temporal_ensemble_k is not None else -1.0,
-                "latency_ms_p50": report.latency_ms.p50,
-                "latency_ms_p99": report.latency_ms.p99,
-                "loop_period_ms_p99": report.period_ms.p99,
+                "latency_ms_p50": fmt.significant(report.latency_ms.p50),
+                "latency_ms_p99": fmt.significant(report.latency_ms.p99),
+                "loop_period_ms_p99": fmt.significant(report.period_ms.p99),
                 "late_steps": report.late_steps,
                 "primary_metric": "success_rate",
             }

@@ -31,7 +31,7 @@ from assets_store.checks import CHECK_DESCRIPTIONS, CHECKS, CheckSettings
 from assets_store.episode_report import EpisodeReport
 from assets_store.hashing import write_json_atomic
 from assets_store.sessions import session_entries
-from pipeline import plots
+from pipeline import metadata_format as fmt, plots
 from pipeline.partitions import sessions_partitions
 from pipeline.resources import StoreResource
 from pipeline.validation import validate_cached, write_quarantine_records
@@ -162,12 +162,12 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
         "session": session,
         "episodes": len(reports),
         "steps": int(sum(r.num_steps for r in reports)),
-        "duration_s_total": float(sum(durations)),
-        "duration_s_mean": float(np.mean(durations)) if durations else 0.0,
+        "recorded_time": fmt.duration(sum(durations)),
+        "episode_time_mean": fmt.duration(float(np.mean(durations)) if durations else 0.0),
         "episodes_validated_now": len(reports) - reused,
         "episodes_reused_from_cache": reused,
         "episodes_passing_all_checks": usable,
-        "validation_seconds": round(elapsed, 3),
+        "validation_time": fmt.duration(elapsed),
         "session_dir": MetadataValue.path(str(sdir)),
     }
     return MaterializeResult(metadata=metadata, check_results=check_results)
@@ -224,7 +224,7 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
         "episodes_kept": len(kept),
         "episodes_quarantined": len(quarantined),
         "steps_kept": int(sum(r.num_steps for r in kept)),
-        "duration_s_kept": float(sum(r.duration_s for r in kept)),
+        "recorded_time_kept": fmt.duration(sum(r.duration_s for r in kept)),
         "quarantine_reasons": MetadataValue.md(
             _table([(r.episode, "; ".join(r.reasons)) for r in quarantined], ("episode", "reasons"))
             if quarantined

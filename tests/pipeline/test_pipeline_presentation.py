@@ -104,3 +104,15 @@ def test_mlflow_links_follow_the_configured_ui_address(tmp_path, config, expecte
 def test_build_definitions_passes_the_ui_address_on(tmp_path):
     built = build_definitions(str(tmp_path), mlflow_ui_url="http://mlflow.lab:8080")
     assert built.resources["mlflow"].run_url("1", "r") == "http://mlflow.lab:8080/#/experiments/1/runs/r"
+
+
+def test_metadata_values_are_formatted_for_people():
+    from pipeline import metadata_format as fmt
+
+    assert [fmt.duration(s) for s in (0.35, 4.21, 125.4, 3725.0, None, float("nan"))] == [
+        "350 ms", "4.2 s", "2 min 05 s", "1 h 02 min", "n/a", "n/a"]
+    assert [fmt.percent(r) for r in (0.94, 1 / 3, 1.0, 0.0, None)] == ["94%", "33.33%", "100%", "0%", "n/a"]
+    assert fmt.share(47, 50) == "47 of 50 (94%)" and fmt.share(0, 0) == "0 of 0 (n/a)"
+    assert fmt.significant(0.0123456789) == 0.01235 and fmt.significant(123456.7) == 123500.0
+    assert isinstance(fmt.significant(2), float) and fmt.significant(float("inf")) == float("inf")
+    assert fmt.number(0.000123456) == "0.0001235" and fmt.number(None) == "n/a"
