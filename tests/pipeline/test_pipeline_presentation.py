@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from dagster._config import ConfigTypeKind
+from matplotlib.colors import to_hex
 
 from pipeline.definitions import build_definitions, defs
 from pipeline.resources import DEFAULT_MLFLOW_UI, MlflowResource, StoreResource
@@ -116,3 +118,47 @@ def test_metadata_values_are_formatted_for_people():
     assert fmt.significant(0.0123456789) == 0.01235 and fmt.significant(123456.7) == 123500.0
     assert isinstance(fmt.significant(2), float) and fmt.significant(float("inf")) == float("inf")
     assert fmt.number(0.000123456) == "0.0001235" and fmt.number(None) == "n/a"
+
+
+@pytest.mark.parametrize("n, colors, styles", [(6, 6, 1), (14, 7, 2), (16, 8, 2), (25, 9, 3)])
+def test_every_joint_gets_its_own_colour_and_line_style(n, colors, styles):
+    from pipeline.plots import joint_styles
+
+    picked = joint_styles(n)
+    assert len(set(picked)) == n  # no two joints alike
+    assert len({c for c, _ in picked}) == colors and len({ls for _, ls in picked}) == styles
+    if n == 14:  # bimanual: the left arm solid, the right dashed, the same joint of both arms one colour
+        assert [ls for _, ls in picked] == ["-"] * 7 + ["--"] * 7 and picked[0][0] == picked[7][0]
+
+
+def test_joint_plot_draws_each_joint_distinctly():
+    from pipeline.plots import joint_trajectories, joint_trajectories_figure
+
+    names = [f"{arm}_{j}" for arm in ("left", "right") for j in range(7)]
+    qpos = np.linspace(0, 1, 30)[:, None] * np.arange(1, 15)
+    fig = joint_trajectories_figure(qpos, qpos + 0.1, names, fps=50.0, title="s/episode_000000")
+    assert 6.0 <= fig.get_figwidth() <= 12.0  # drawn for the UI's metadata column, not a poster
+    for ax in fig.axes:
+        drawn = {(to_hex(line.get_color()), line.get_linestyle()) for line in ax.get_lines()}
+        assert len(drawn) == 14
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == names
+    assert joint_trajectories(qpos, None, names, 50.0, "t").startswith("![t](data:image/png;base64,")
+
+
+def test_failures_are_visible_in_the_success_plot():
+    from hardware.rollout import RolloutEpisode, RolloutReport
+    from pipeline.plots import FAILURE_COLOR, success_per_seed, success_per_seed_figure
+
+    episodes = [RolloutEpisode(seed=1000 + i, success=i % 3 != 0, max_reward=4.0 if i % 3 else 0.0, steps=10,
+                               seconds=1.0, late_steps=0) for i in range(9)]
+    report = RolloutReport("sim_transfer_cube", episodes, max_reward=4.0)
+    ax = success_per_seed_figure(report).axes[0]
+    red = to_hex(FAILURE_COLOR)
+    assert sum(to_hex(bar.get_facecolor()) == red for bar in ax.patches) == 3
+    # a failure that never scored has no bar: an x at the axis and a red seed label mark it
+    (marks,) = ax.collections
+    assert sorted(marks.get_offsets()[:, 0].tolist()) == [0.0, 3.0, 6.0]
+    assert [t.get_text() for t in ax.get_xticklabels() if to_hex(t.get_color()) == red] == ["1000", "1003", "1006"]
+    assert "67%" in ax.get_title()
+    assert success_per_seed(report).startswith("![success per seed](data:image/png;base64,")
