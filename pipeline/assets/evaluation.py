@@ -18,6 +18,7 @@ from pipeline import metadata_format as fmt, plots
 from pipeline.assets.training import act_policy
 from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
+from pipeline.rollout_progress import RolloutProgress
 
 EVALUATION_GROUP = "evaluation"
 
@@ -52,6 +53,7 @@ def closed_loop_evaluation(
     config: EvaluationConfig,
     resolution: tuple[int, int] | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> RolloutReport:
     """The bundle on the simulator over held-out seeds: `aloha rollout`'s check and loop, with this config."""
     from model.policy import Policy
@@ -61,7 +63,8 @@ def closed_loop_evaluation(
     )
     bot = make_robot_for_policy(robot, policy, resolution=resolution)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
-    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode)
+    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode,
+                        on_step=on_step)
 
 
 @asset(
@@ -94,15 +97,9 @@ def policy_evaluation(
     simulated = is_simulated(manifest.robot)
     if config.closed_loop and simulated and config.episodes > 0:
         resolution = recorded_resolution(store, dataset_dir)
-        done = {"n": 0}
-
-        def progress(ep: RolloutEpisode) -> None:
-            done["n"] += 1
-            context.log.info(
-                f"rollout {done['n']}/{config.episodes} seed {ep.seed}: success={ep.success} max_reward={ep.max_reward}"
-            )
-
-        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution, on_episode=progress)
+        progress = RolloutProgress(context.log.info, config.episodes, config.episode_len or episode_len(manifest.robot))
+        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
+                                        on_episode=progress.on_episode, on_step=progress.on_step)
         summary = report.summary
         rate = float(summary.rate or 0.0)
         metadata.update(

@@ -162,3 +162,65 @@ def test_failures_are_visible_in_the_success_plot():
     assert [t.get_text() for t in ax.get_xticklabels() if to_hex(t.get_color()) == red] == ["1000", "1003", "1006"]
     assert "67%" in ax.get_title()
     assert success_per_seed(report).startswith("![success per seed](data:image/png;base64,")
+
+
+class ManualClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_evaluation_logs_periodic_lines_with_the_step_rate():
+    from hardware.rollout import RolloutEpisode
+    from pipeline.rollout_progress import RolloutProgress
+
+    lines: list[str] = []
+    clock = ManualClock()
+    progress = RolloutProgress(lines.append, episodes=2, steps_per_episode=400, every_s=10.0, clock=clock)
+    for step in range(1, 201):  # 16 steps/s from the first step on
+        clock.now = 100.0 + (step - 1) / 16
+        progress.on_step(step)
+    progress.on_episode(RolloutEpisode(seed=1000, success=True, max_reward=4.0, steps=200, seconds=12.5, late_steps=0))
+    assert lines[:-1] == ["rollout 1/2: step 161/400, 16.0 steps/s"]  # one line per 10 s within an episode
+    assert lines[-1] == "rollout 1/2 seed 1000: success=True max_reward=4.0, 200 steps in 12.5 s, 16.0 steps/s"
+
+
+def test_rollouts_report_every_step_to_the_evaluation_log():
+    from hardware.rollout import run_rollouts
+    from hardware.sim import ScriptedDemonstrator, make_sim_robot
+    from pipeline.rollout_progress import RolloutProgress
+
+    lines: list[str] = []
+    steps: list[int] = []
+    progress = RolloutProgress(lines.append, episodes=2, steps_per_episode=12, every_s=0.0)
+
+    def on_step(done: int) -> None:
+        steps.append(done)
+        progress.on_step(done)
+
+    run_rollouts(make_sim_robot("transfer_cube", cameras=[]), ScriptedDemonstrator(), [0, 1], num_steps=12,
+                 on_step=on_step, on_episode=progress.on_episode)
+    assert steps == list(range(1, 13)) * 2
+    assert sum("steps/s" in line for line in lines) == 26  # 24 step lines, 2 episode lines
+    assert lines[12].startswith("rollout 1/2 seed 0: success=False max_reward=")
+    assert lines[-2].startswith("rollout 2/2: step 12/12, ") and lines[-1].startswith("rollout 2/2 seed 1: ")
+
+
+def test_aloha_rollout_shows_a_bar_over_the_episode_steps():
+    from hardware.cli.rollout import StepBar
+
+    clock = ManualClock()
+    bar = StepBar(episodes=2, steps=400, clock=clock)
+    task = bar.progress.tasks[0]
+    with bar:
+        for step in range(1, 101):
+            clock.now = 100.0 + (step - 1) / 64
+            bar.step(step)
+        assert (task.completed, task.total, task.description) == (100, 400, "episode 1/2")
+        assert task.fields["rate"] == 64.0
+        bar.next_episode()
+        assert (task.completed, task.description) == (0, "episode 2/2")
+        bar.next_episode()  # after the last episode: it stays at the last one
+        assert task.description == "episode 2/2"
