@@ -187,11 +187,13 @@ def run_rollouts(
     video_dir: Path | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
     async_inference: AsyncInference | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> RolloutReport:
     """One episode per seed, driven by a policy (checked against the robot first) or by any Teleoperator.
 
     Simulators run on a virtual 50 Hz clock unless `realtime`; real robots always in real time. `stop_on_success`
-    ends an episode once the maximum reward is reached (ACT's success: later steps change nothing).
+    ends an episode once the maximum reward is reached (ACT's success: later steps change nothing). `on_step` hears
+    the steps done in the current episode after each step (progress bars, step rates).
     """
     teleop: _Timed | AsyncPolicyTeleoperator
     if isinstance(driver, Teleoperator):
@@ -214,7 +216,7 @@ def run_rollouts(
         teleop.connect()
         for i, seed in enumerate(seeds):
             episode = _run_one(robot, teleop, seed, num_steps, realtime, stop_on_success,
-                               None if video_dir is None else video_path(video_dir, i, seed), periods)
+                               None if video_dir is None else video_path(video_dir, i, seed), periods, on_step)
             report.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)
@@ -229,12 +231,15 @@ def run_rollouts(
 
 
 def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: int, realtime: bool,
-             stop_on_success: bool, video: Path | None, periods: list[np.ndarray]) -> RolloutEpisode:
+             stop_on_success: bool, video: Path | None, periods: list[np.ndarray],
+             steps_done: Callable[[int], None] | None = None) -> RolloutEpisode:
     frames: list[np.ndarray] = []
 
     def on_step(rec: StepRecord) -> None:
         if video is not None and rec.observation.images:
             frames.append(side_by_side(list(rec.observation.images.values())))
+        if steps_done is not None:
+            steps_done(rec.index + 1)
 
     start = time.perf_counter()
     # Our own loop, so the periods of every episode can make one distribution.

@@ -12,6 +12,8 @@ class TrainCallback:
 
     def on_start(self, info: dict[str, Any]) -> None: ...
 
+    def on_step(self, step: int) -> None: ...  # after every optimizer step: keep it cheap
+
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def on_validation(self, step: int, val_loss: float) -> None: ...
@@ -46,6 +48,10 @@ class RichProgressCallback(TrainCallback):
             f"ACT {info.get('parameters', 0) / 1e6:.1f}M params, {info.get('train_samples')} train / "
             f"{info.get('val_samples')} val samples, cameras {info.get('camera_names')}, world {info.get('world_size', 1)}"
         )
+
+    def on_step(self, step):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
 
     def on_metrics(self, step, metrics):
         if self.progress is None:

@@ -403,6 +403,8 @@ class Trainer:
                 it = iter(data.loader)
                 continue
             self.train_step(batch)
+            for cb in self.callbacks:  # a progress bar moves every step, not once per log interval
+                cb.on_step(p.step)
             if p.step % cfg.log_every == 0:
                 self.report_metrics()
             if p.step % cfg.val_every == 0:

@@ -47,6 +47,7 @@ def build_definitions(
     mlflow_tracking_uri: Optional[str] = None,
     mlflow_artifacts_uri: Optional[str] = None,
     registered_model_name: str = DEFAULT_MODEL_NAME,
+    mlflow_ui_url: Optional[str] = None,
 ) -> Definitions:
     store = StoreResource(root=store_root)
     mlflow = MlflowResource(
@@ -54,6 +55,7 @@ def build_definitions(
         tracking_uri=mlflow_tracking_uri,
         artifacts_uri=mlflow_artifacts_uri,
         registered_model_name=registered_model_name,
+        ui_url=mlflow_ui_url,
     )
     return Definitions(
         assets=ASSETS,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from assets_store import StoreLayout
 from assets_store.bundle import copy_bundle
@@ -25,6 +26,7 @@ from pipeline.instance import REPO_ROOT
 
 
 LOCAL_ROOT_ENV = "ALOHA_LOCAL_STORE"
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves
 
 
 class StoreResource(ConfigurableResource):
@@ -35,9 +37,12 @@ class StoreResource(ConfigurableResource):
     deployments, the embedded Dagster and MLflow) then live under `local_root`.
     """
 
-    root: Optional[str] = None
-    # with an object-store root: empty means $ALOHA_LOCAL_STORE, else ./.aloha_store
-    local_root: Optional[str] = None
+    root: Optional[str] = Field(None, description=(
+        "Store root: a directory, or an object-store URL (s3://...) holding the recordings. Empty: $ALOHA_STORE, "
+        "else ./.aloha_store."))
+    local_root: Optional[str] = Field(None, description=(
+        "With an object-store root: where the pipeline's own files live. Empty: $ALOHA_LOCAL_STORE, else "
+        "./.aloha_store."))
 
     @property
     def layout(self) -> StoreLayout:
@@ -64,14 +69,17 @@ class MlflowResource(ConfigurableResource):
     """Tracking + registry through `MlflowClient` only, so no fluent global run state leaks between steps."""
 
     store: StoreResource
-    tracking_uri: Optional[str] = None  # default: sqlite:///<store>/mlflow/mlflow.db
-    # default: through the tracking server when it is one (http/https: `mlflow-artifacts:/`), else
-    # file://<store>/mlflow/artifacts; a local default with a server would leave artifacts on whichever machine
-    # trained first
-    artifacts_uri: Optional[str] = None
-    experiment_name: str = DEFAULT_MODEL_NAME  # one experiment per model, named alike
-    registered_model_name: str = DEFAULT_MODEL_NAME
-    ui_url: str = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves; only used to build links
+    tracking_uri: Optional[str] = Field(None, description=(
+        "MLflow tracking and registry URI. Empty: an SQLite database in the store (mlflow/mlflow.db)."))
+    # A local default with a tracking server would leave artifacts on whichever machine trained first.
+    artifacts_uri: Optional[str] = Field(None, description=(
+        "Where run artifacts go. Empty: through the tracking server when it is one (mlflow-artifacts:/), else "
+        "the store's mlflow/artifacts directory."))
+    experiment_name: str = Field(DEFAULT_MODEL_NAME, description="MLflow experiment of the training runs.")
+    registered_model_name: str = Field(DEFAULT_MODEL_NAME, description="MLflow registered model the gate promotes.")
+    ui_url: Optional[str] = Field(None, description=(
+        f"Address of the MLflow UI, for the links in asset metadata. Empty: the tracking server when "
+        f"tracking_uri is one (http/https), else {DEFAULT_MLFLOW_UI} (where `make mlflow-ui` serves)."))
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -122,8 +130,19 @@ class MlflowResource(ConfigurableResource):
             finally:
                 client.set_terminated(handle.run_id, status)
 
+    @property
+    def resolved_ui_url(self) -> str:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if (self.tracking_uri or "").startswith(("http://", "https://")):
+            return self.tracking_uri.rstrip("/")  # a tracking server serves its own UI
+        return DEFAULT_MLFLOW_UI
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.resolved_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, name: str, version: str | int) -> str:
+        return f"{self.resolved_ui_url}/#/models/{name}/versions/{version}"
 
 
 class RunHandle:

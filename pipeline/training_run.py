@@ -20,7 +20,7 @@ from assets_store.bundle import verify_bundle
 from assets_store.dataset import load_dataset
 from model.callbacks import TrainCallback
 from model.config import ACTConfig, TrainConfig
-from pipeline import plots
+from pipeline import metadata_format as fmt, plots
 from pipeline.resources import MlflowResource, StoreResource
 
 Log = Callable[[str], None]
@@ -164,9 +164,11 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
         "bundle_dir": str(bundle_dir),
         "bundle_files": bundle_manifest["files"],
         "steps": int(result.steps),
-        "wall_s": float(result.wall_s),
-        "val_loss": metrics["val_loss"] if metrics["val_loss"] is not None else float("nan"),
-        "final_train_loss": metrics["final_train_loss"] if metrics["final_train_loss"] is not None else float("nan"),
+        "wall_s": float(result.wall_s),  # raw: `aloha demo` reads it back
+        "training_time": fmt.duration(result.wall_s),
+        "val_loss": metrics["val_loss"] if metrics["val_loss"] is not None else float("nan"),  # raw: the gate's
+        "final_train_loss": fmt.significant(metrics["final_train_loss"] if metrics["final_train_loss"] is not None
+                                            else float("nan")),
         "launcher": request.launcher,
     }
     try:

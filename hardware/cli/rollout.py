@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from assets_store.hashing import write_json_atomic
@@ -120,7 +122,10 @@ def rollout(
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
     res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)
 
+    bar = StepBar(episodes, max_steps)
+
     def on_episode(ep) -> None:
+        bar.next_episode()
         verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "done"}[ep.success]
         console.print(
             f"  seed {ep.seed}: {verdict}  max reward {ep.max_reward}  {ep.steps} steps  {ep.seconds:.1f} s"
@@ -136,10 +141,11 @@ def rollout(
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
         )
-        report = run_rollouts(
-            bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
-            async_inference=async_inference,
-        )
+        with bar:
+            report = run_rollouts(
+                bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
+                async_inference=async_inference, on_step=bar.step,
+            )
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
     except RobotError as exc:  # a servo, camera or base fault mid-run: the robot stopped itself safely
@@ -166,6 +172,40 @@ def rollout(
             write_json_atomic(json_out, report.to_dict())
         except OSError as exc:
             fail(f"could not write the report: {os_error_text(exc)}")
+
+
+class StepBar:
+    """A rich progress bar over the current episode's steps, with its step rate; it disappears when the run ends (the
+    per-episode lines stay)."""
+
+    def __init__(self, episodes: int, steps: int, clock: Callable[[], float] = time.perf_counter):
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:6.1f} steps/s"), TimeElapsedColumn()]
+        self.progress = Progress(*columns, console=console, transient=True)
+        self.episodes, self.clock, self.episode, self.started = episodes, clock, 1, clock()
+        self.task = self.progress.add_task(self._description(), total=steps, rate=0.0)
+
+    def _description(self) -> str:
+        return f"episode {self.episode}/{self.episodes}"
+
+    def step(self, done: int) -> None:
+        """run_rollouts' per-step callback: `done` steps of this episode so far."""
+        if done == 1:
+            self.started = self.clock()
+        rate = (done - 1) / max(self.clock() - self.started, 1e-9) if done > 1 else 0.0
+        self.progress.update(self.task, completed=done, rate=rate)
+
+    def next_episode(self) -> None:
+        if self.episode < self.episodes:
+            self.episode += 1
+            self.progress.reset(self.task, description=self._description(), rate=0.0)
+
+    def __enter__(self) -> "StepBar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
 
 
 def register(app: typer.Typer) -> None:

@@ -12,11 +12,13 @@ import json
 from typing import Optional
 
 from dagster import AssetExecutionContext, AutomationCondition, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.annotations import read_annotations
 from assets_store.dataset import build_manifest, curate, write_dataset
 from assets_store.errors import StoreError
 from assets_store.stats import PartialStats, dataset_stats
+from pipeline import metadata_format as fmt
 from pipeline.assets.ingest import validated_episodes
 from pipeline.partitions import SESSIONS
 from pipeline.resources import StoreResource
@@ -36,10 +38,14 @@ DATASET_AUTOMATION = (
 
 
 class DatasetConfig(Config):
-    val_fraction: float = 0.1
-    robot: Optional[str] = None  # keep only this robot's episodes; required when sessions mix robots
-    sessions: list[str] = []  # empty: every session validated so far
-    keep_failed_demos: bool = False  # keep episodes labelled failure in the sessions' annotation logs
+    """Which validated episodes the dataset holds, and how they split into training and validation."""
+
+    val_fraction: float = Field(0.1, description="Share of the episodes held out for validation (at least one where there are two or more; 0: none).")
+    robot: Optional[str] = Field(None, description=(
+        "Keep only this robot's episodes; required when sessions mix robots. Empty: the one robot recorded."))
+    sessions: list[str] = Field([], description="Sessions to include. Empty: every session validated so far.")
+    keep_failed_demos: bool = Field(False, description=(
+        "Keep episodes labelled failure in the sessions' annotation logs (excluded episodes stay out)."))
 
 
 @asset(
@@ -105,7 +111,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
     context.log.info(f"dataset {manifest.id}: {len(rows)} episodes from {len(sessions)} sessions -> {out}")
     qpos = stats["qpos"]
     stats_md = "| joint | mean | std | min | max |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {n} | {qpos.mean[i]:.3f} | {qpos.std[i]:.3f} | {qpos.min[i]:.3f} | {qpos.max[i]:.3f} |"
+        f"| {n} | " + " | ".join(fmt.number(v[i]) for v in (qpos.mean, qpos.std, qpos.min, qpos.max)) + " |"
         for i, n in enumerate(manifest.joint_names)
     )
     return MaterializeResult(
@@ -117,7 +123,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             "episodes_train": len(manifest.train),
             "episodes_val": len(manifest.val),
             "steps": manifest.num_steps,
-            "duration_s": manifest.num_steps / manifest.fps,
+            "recorded_time": fmt.duration(manifest.num_steps / manifest.fps),
             "sessions": MetadataValue.json(per_session),
             "cameras": ", ".join(manifest.camera_names),
             "qpos_stats": MetadataValue.md(stats_md),

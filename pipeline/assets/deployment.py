@@ -12,6 +12,7 @@ from pydantic import Field
 from assets_store.bundle import MANIFEST, verify_bundle
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION
+from pipeline import metadata_format as fmt
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.lineage import upstream
 from pipeline.promotion import Decision, Floor, Scores, decide, promotion_record
@@ -21,6 +22,8 @@ DEPLOYMENT_GROUP = "deployment"
 
 
 class DeploymentConfig(Config):
+    """The promotion gate: what a candidate must reach to replace the champion."""
+
     force: bool = Field(False, description="Promote even if the gate says no (the recorded reason says so).")
     success_floor: float = Field(
         0.0, description="Closed-loop success rate a candidate must exceed to be promoted, where a simulator judges "
@@ -59,7 +62,8 @@ def register_candidate(client, name: str, run_id: str, source: str, tags: dict[s
 @asset(
     group_name=DEPLOYMENT_GROUP,
     deps=[policy_evaluation],
-    description="Promotion gate vs the MLflow alias `champion`; promoted bundles are copied under <store>/deploy/.",
+    description="Promotion gate vs the MLflow alias `champion`; promoted bundles are copied into the store's "
+                "`deploy/` directory.",
     kinds={"mlflow"},
 )
 def deployed_policy(
@@ -115,10 +119,10 @@ def deployed_policy(
         "champion_version": int(champion_now.version) if champion_now is not None else -1,
         "mlflow_run_id": run_id,
         "evaluated_in_dagster_run": ev.run_id,
-        "mlflow_model": MetadataValue.url(f"{mlflow.ui_url.rstrip('/')}/#/models/{name}/versions/{version.version}"),
+        "mlflow_model": MetadataValue.url(mlflow.model_version_url(name, version.version)),
         "primary_metric": scores.primary,
-        "candidate_success_rate": scores.success_rate if scores.success_rate is not None else -1.0,
-        "candidate_val_loss": scores.val_loss if scores.val_loss is not None else float("nan"),
+        "candidate_success_rate": fmt.percent(scores.success_rate) if scores.success_rate is not None else "not measured",
+        "candidate_val_loss": fmt.number(scores.val_loss),
         "candidate_bundle": MetadataValue.path(str(bundle_dir)),
         "bundle_files": MetadataValue.json(manifest["files"]),
     }

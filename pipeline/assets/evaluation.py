@@ -7,27 +7,34 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.dataset import load_dataset
 from assets_store.episode_reader import read_root_attrs
 from hardware.registry import episode_len, is_simulated
 from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
 from hardware.sim.placements import heldout_seeds
-from pipeline import plots
+from pipeline import metadata_format as fmt, plots
 from pipeline.assets.training import act_policy
 from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
+from pipeline.rollout_progress import RolloutProgress
 
 EVALUATION_GROUP = "evaluation"
 
 
 class EvaluationConfig(Config):
-    episodes: int = 50  # held-out seeds, disjoint from the recording seeds
-    episode_len: Optional[int] = None  # None: the robot's (ACT's 400; the mobile sim drives first: 650)
-    temporal_ensemble_k: Optional[float] = 0.01  # None: execute each chunk open loop
-    query_every: int = 1
-    seed_offset: int = 0
-    closed_loop: bool = True  # False: validation loss only
+    """Closed-loop evaluation of the trained policy on the simulator (validation loss is always reported)."""
+
+    episodes: int = Field(50, description="Held-out seeds to roll out, disjoint from the recording seeds.")
+    episode_len: Optional[int] = Field(None, description=(
+        "Control steps per rollout. Empty: the robot's own (ACT's 400; the mobile sim drives first: 650)."))
+    temporal_ensemble_k: Optional[float] = Field(0.01, description=(
+        "k of the temporal-ensembling weights exp(-k i). Empty or negative: execute each chunk open loop."))
+    query_every: int = Field(1, description=(
+        "Control steps between policy queries; above 1 only with temporal ensembling off."))
+    seed_offset: int = Field(0, description="Start this many seeds into the held-out range (evaluate another slice).")
+    closed_loop: bool = Field(True, description="Roll out on the simulator; false: validation loss only.")
 
 
 def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, int] | None:
@@ -46,6 +53,7 @@ def closed_loop_evaluation(
     config: EvaluationConfig,
     resolution: tuple[int, int] | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> RolloutReport:
     """The bundle on the simulator over held-out seeds: `aloha rollout`'s check and loop, with this config."""
     from model.policy import Policy
@@ -55,7 +63,8 @@ def closed_loop_evaluation(
     )
     bot = make_robot_for_policy(robot, policy, resolution=resolution)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
-    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode)
+    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode,
+                        on_step=on_step)
 
 
 @asset(
@@ -88,28 +97,23 @@ def policy_evaluation(
     simulated = is_simulated(manifest.robot)
     if config.closed_loop and simulated and config.episodes > 0:
         resolution = recorded_resolution(store, dataset_dir)
-        done = {"n": 0}
-
-        def progress(ep: RolloutEpisode) -> None:
-            done["n"] += 1
-            context.log.info(
-                f"rollout {done['n']}/{config.episodes} seed {ep.seed}: success={ep.success} max_reward={ep.max_reward}"
-            )
-
-        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution, on_episode=progress)
+        progress = RolloutProgress(context.log.info, config.episodes, config.episode_len or episode_len(manifest.robot))
+        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
+                                        on_episode=progress.on_episode, on_step=progress.on_step)
         summary = report.summary
         rate = float(summary.rate or 0.0)
         metadata.update(
             {
-                "success_rate": rate,
+                "success_rate": rate,  # raw: the promotion gate reads it back
+                "success": fmt.share(summary.successes, summary.episodes),
                 "successes": summary.successes,
                 "episodes": summary.episodes,
                 "seeds": f"{report.episodes[0].seed}..{report.episodes[-1].seed}",
-                "mean_max_reward": summary.mean_max_reward,
+                "mean_max_reward": fmt.significant(summary.mean_max_reward),
                 "temporal_ensemble_k": config.temporal_ensemble_k if config.temporal_ensemble_k is not None else -1.0,
-                "latency_ms_p50": report.latency_ms.p50,
-                "latency_ms_p99": report.latency_ms.p99,
-                "loop_period_ms_p99": report.period_ms.p99,
+                "latency_ms_p50": fmt.significant(report.latency_ms.p50),
+                "latency_ms_p99": fmt.significant(report.latency_ms.p99),
+                "loop_period_ms_p99": fmt.significant(report.period_ms.p99),
                 "late_steps": report.late_steps,
                 "primary_metric": "success_rate",
             }

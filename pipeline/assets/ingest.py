@@ -24,13 +24,14 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from pydantic import Field
 
 from assets_store import EpisodeReader, StoreError, is_session_finalized
 from assets_store.checks import CHECK_DESCRIPTIONS, CHECKS, CheckSettings
 from assets_store.episode_report import EpisodeReport
 from assets_store.hashing import write_json_atomic
 from assets_store.sessions import session_entries
-from pipeline import plots
+from pipeline import metadata_format as fmt, plots
 from pipeline.partitions import sessions_partitions
 from pipeline.resources import StoreResource
 from pipeline.validation import validate_cached, write_quarantine_records
@@ -44,16 +45,24 @@ _DEFAULTS = CheckSettings()  # the same bar `aloha episodes check` applies
 class ValidationConfig(Config):
     """Tolerances of the episode checks (changing them re-validates every episode of the session)."""
 
-    rate_tolerance: float = _DEFAULTS.rate_tolerance
-    max_late_ratio: float = _DEFAULTS.max_late_ratio
-    joint_margin: float = _DEFAULTS.joint_margin
-    max_dropped_ratio: float = _DEFAULTS.max_dropped_ratio
-    decode_stride: int = _DEFAULTS.decode_stride
-    keep_failed_demos: bool = _DEFAULTS.keep_failed_demos
-    # mobile base limits for episodes that do not record their robot's own (m/s, rad/s), and the overshoot accepted
-    base_linear_limit: float = _DEFAULTS.base_limits[0]
-    base_angular_limit: float = _DEFAULTS.base_limits[1]
-    base_margin: float = _DEFAULTS.base_margin
+    rate_tolerance: float = Field(_DEFAULTS.rate_tolerance, description=(
+        "How far the median control period may stray from 1/fps, as a share (0.2: within 20%)."))
+    max_late_ratio: float = Field(_DEFAULTS.max_late_ratio, description=(
+        "Largest share of steps allowed to take more than 1.5 control periods."))
+    joint_margin: float = Field(_DEFAULTS.joint_margin, description=(
+        "How far beyond a joint limit a position is still accepted (rad, or normalized gripper units)."))
+    max_dropped_ratio: float = Field(_DEFAULTS.max_dropped_ratio, description=(
+        "Largest share of camera frames allowed to be dropped."))
+    decode_stride: int = Field(_DEFAULTS.decode_stride, description=(
+        "Decode every n-th camera frame when checking frames decode (1: all)."))
+    keep_failed_demos: bool = Field(_DEFAULTS.keep_failed_demos, description=(
+        "Keep demonstrations whose recorded outcome says they failed the task (else they are quarantined)."))
+    base_linear_limit: float = Field(_DEFAULTS.base_limits[0], description=(
+        "Mobile base linear speed limit (m/s) for episodes that do not record their robot's own."))
+    base_angular_limit: float = Field(_DEFAULTS.base_limits[1], description=(
+        "Mobile base angular speed limit (rad/s) for episodes that do not record their robot's own."))
+    base_margin: float = Field(_DEFAULTS.base_margin, description=(
+        "Share of a base speed limit beyond it still accepted (measured velocities overshoot a bit)."))
 
     def settings(self) -> CheckSettings:
         values = self.model_dump()
@@ -153,12 +162,12 @@ def raw_episodes(context: AssetExecutionContext, config: ValidationConfig, store
         "session": session,
         "episodes": len(reports),
         "steps": int(sum(r.num_steps for r in reports)),
-        "duration_s_total": float(sum(durations)),
-        "duration_s_mean": float(np.mean(durations)) if durations else 0.0,
+        "recorded_time": fmt.duration(sum(durations)),
+        "episode_time_mean": fmt.duration(float(np.mean(durations)) if durations else 0.0),
         "episodes_validated_now": len(reports) - reused,
         "episodes_reused_from_cache": reused,
         "episodes_passing_all_checks": usable,
-        "validation_seconds": round(elapsed, 3),
+        "validation_time": fmt.duration(elapsed),
         "session_dir": MetadataValue.path(str(sdir)),
     }
     return MaterializeResult(metadata=metadata, check_results=check_results)
@@ -215,7 +224,7 @@ def validated_episodes(context: AssetExecutionContext, store: StoreResource) -> 
         "episodes_kept": len(kept),
         "episodes_quarantined": len(quarantined),
         "steps_kept": int(sum(r.num_steps for r in kept)),
-        "duration_s_kept": float(sum(r.duration_s for r in kept)),
+        "recorded_time_kept": fmt.duration(sum(r.duration_s for r in kept)),
         "quarantine_reasons": MetadataValue.md(
             _table([(r.episode, "; ".join(r.reasons)) for r in quarantined], ("episode", "reasons"))
             if quarantined

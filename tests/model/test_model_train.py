@@ -221,3 +221,22 @@ def test_cli_options_are_the_config_fields(tiny_dataset, tmp_path):
     assert ckpt["act_config"]["hidden_dim"] == 32 and ckpt["act_config"]["preset"] == "small"
     assert ckpt["train_config"]["image_size"] == (32, 48) and ckpt["train_config"]["lr_schedule"] == "cosine"
     assert ckpt["train_config"]["time_budget_s"] is None  # --steps replaced the preset's whole budget
+
+
+def test_the_cli_progress_bar_moves_every_step(tiny_dataset, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from model.callbacks import RichProgressCallback
+
+    seen: list[float] = []
+
+    class Watched(RichProgressCallback):  # the real bar, read after each step
+        def on_step(self, step):
+            super().on_step(step)
+            seen.append(self.progress.tasks[0].completed)
+
+    bar = Watched(console=Console(file=io.StringIO()))
+    train(tiny_dataset, tmp_path / "run", tiny_act(), tiny_train(steps=6, log_every=5, val_every=6), [bar])
+    assert seen == [1, 2, 3, 4, 5, 6]  # not only at the log interval (step 5)
