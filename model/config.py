@@ -81,6 +81,9 @@ class ACTConfig(BaseModel):
     loss_normalization: Literal["valid", "all"] = Field("valid", description=(
         "valid: the L1 sum divided by the number of unpadded elements (LeRobot today); all: by every element "
         "including padding (the original code)."))
+    mask_padded_actions: bool = Field(True, description=(
+        "Co-training: action dimensions a group lacks (a static episode's base velocities, padded with 0) do not "
+        "count in the loss. False: they count, as in the original (act-plus-plus) code."))
     # data-dependent, filled by the trainer from the dataset
     state_dim: int = Field(14, description="Joint positions per step (from the dataset).")
     action_dim: int = Field(14, description="Action dimensions per step (from the dataset).")
