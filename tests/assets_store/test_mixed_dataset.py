@@ -109,3 +109,41 @@ def test_old_manifest_loads_unchanged():
     (group,) = manifest.sampling_groups  # one implicit group of every session, weight 1, nothing padded
     assert (group.sessions, group.weight, group.padded_actions) == (["s1", "s2"], 1.0, [])
     assert manifest.group_index("s2") == 0
+
+
+def test_dagster_dataset_run_config_groups_and_metadata(store):
+    from dagster import DagsterInstance
+
+    from pipeline.assets.dataset import dataset
+    from pipeline.definitions import build_definitions
+    from pipeline.jobs import INGEST_JOB
+    from pipeline.partitions import SESSIONS
+    from pipeline_kit import metadata
+
+    defs = build_definitions(store_root=str(store.root))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SESSIONS, ["static", "mobile"])
+    for session in ("static", "mobile"):  # 20 steps do not finish the task: kept all the same
+        assert defs.resolve_job_def(INGEST_JOB).execute_in_process(
+            partition_key=session, instance=instance,
+            run_config={"ops": {"raw_episodes": {"config": {"keep_failed_demos": True}}}}).success
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dataset.key})
+
+    def build(**config):
+        return job.execute_in_process(instance=instance, run_config={"ops": {"dataset": {"config": config}}},
+                                      raise_on_error=False)
+
+    groups = [{"name": "mobile", "sessions": ["mobile"], "weight": 0.5},
+              {"name": "static", "sessions": ["static"], "weight": 0.5}]
+    result = build(groups=groups, robot=MOBILE, cameras=["top"], val_fraction=0.0)
+    assert result.success
+    meta = metadata(result, "dataset")
+    assert meta["dataset_id"] == load_dataset(mixed_dataset(store))[0].id  # the same dataset as built by hand
+    assert meta["sampling"] == "mobile 0.5, static 0.5" and meta["robot"] == MOBILE
+    assert meta["padded_actions"] == {"mobile": [], "static": BASE}
+    assert [g["name"] for g in meta["groups"]] == ["mobile", "static"] and meta["groups"][1]["dropped_cameras"] == ["angle"]
+    # Without groups the two robots still cannot be merged; a missing target camera fails the run by name.
+    assert not build().success
+    failed = build(groups=groups, robot=MOBILE, val_fraction=0.0)
+    assert not failed.success
+    assert "group 'static' session 'static'" in str(failed.get_step_failure_events()[0].event_specific_data.error)
