@@ -122,7 +122,10 @@ class DatasetManifest:
             )
         fields = {k: v for k, v in d.items() if k not in ("schema", "schema_version", "id")}
         fields["episodes"] = [EpisodeRef(**e) for e in d["episodes"]]
-        fields["groups"] = [DatasetGroup.from_json(g) for g in d.get("groups", [])]
+        try:
+            fields["groups"] = [DatasetGroup.from_json(g) for g in d.get("groups", [])]
+        except (TypeError, AttributeError) as exc:
+            raise StoreError(f"{source}: groups: expected a list of {{name, sessions, weight, ...}} ({exc})") from None
         return cls(**fields)
 
 

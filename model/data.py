@@ -297,12 +297,13 @@ class GroupSampler(torch.utils.data.Sampler[int]):
     """
 
     def __init__(self, group_samples: list[np.ndarray], weights: list[float], *, num_replicas: int = 1, rank: int = 0,
-                 seed: int = 0):
+                 seed: int = 0, names: list[str] | None = None):
         if len(group_samples) != len(weights):
             raise ValueError(f"{len(group_samples)} groups but {len(weights)} weights")
-        empty = [i for i, (s, w) in enumerate(zip(group_samples, weights)) if w > 0 and len(s) == 0]
+        names = names or [str(i) for i in range(len(weights))]
+        empty = [n for n, s, w in zip(names, group_samples, weights) if w > 0 and len(s) == 0]
         if empty:
-            raise ValueError(f"groups {empty} have a sampling weight but no samples in this split")
+            raise ValueError(f"groups {empty} have a sampling weight but no training samples")
         self.groups = [torch.as_tensor(s, dtype=torch.int64) for s in group_samples]
         self.weights = torch.tensor(weights, dtype=torch.float64)
         self.num_replicas, self.rank, self.seed = num_replicas, rank, seed

@@ -201,8 +201,8 @@ def build_data(dataset_dir: Path, train_ds: ChunkDataset, act_cfg: ACTConfig, cf
     if len(train_ds) == 0:
         raise ValueError(f"{dataset_dir}: the train split has no samples")
     if len(train_ds.groups) > 1:  # co-training: groups drawn by their sampling weights
-        sampler = GroupSampler(train_ds.group_samples, [g.weight for g in train_ds.groups],
-                               num_replicas=info.world, rank=info.rank, seed=cfg.seed)
+        sampler = GroupSampler(train_ds.group_samples, [g.weight for g in train_ds.groups], num_replicas=info.world,
+                               rank=info.rank, seed=cfg.seed, names=[g.name for g in train_ds.groups])
     else:
         sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
     per_rank_batch = cfg.batch_size // info.world if info.world > 1 else cfg.batch_size

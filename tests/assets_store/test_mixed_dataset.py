@@ -147,3 +147,9 @@ def test_dagster_dataset_run_config_groups_and_metadata(store):
     failed = build(groups=groups, robot=MOBILE, val_fraction=0.0)
     assert not failed.success
     assert "group 'static' session 'static'" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_malformed_groups_in_a_manifest_are_named():
+    bad = {**json.loads(OLD_MANIFEST), "groups": [{"name": "g", "wieght": 1}]}
+    with pytest.raises(StoreError, match=r"m.json: groups: expected a list of \{name, sessions, weight"):
+        DatasetManifest.from_json(bad, "m.json")

@@ -122,3 +122,9 @@ def test_train_cli_prints_the_groups(store, tmp_path):
     assert "group mobile: weight 0.5 (50% of samples), sessions mobile; dropped cameras cam_high" in result.output
     assert ("group static: weight 0.5 (50% of samples), sessions static; padded base_linear_vel, base_angular_vel; "
             "dropped cameras angle; not in the statistics") in result.output
+
+
+def test_a_weighted_group_without_samples_is_named():
+    with pytest.raises(ValueError, match=r"groups \['static'\] have a sampling weight but no training samples"):
+        GroupSampler([np.arange(5), np.zeros(0, np.int64)], [0.5, 0.5], names=["mobile", "static"])
+    assert len(GroupSampler([np.arange(5), np.zeros(0, np.int64)], [1.0, 0.0])) == 5  # weight 0: never drawn
