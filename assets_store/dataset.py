@@ -16,11 +16,11 @@ from typing import Any
 
 from assets_store.annotations import SessionAnnotations
 from assets_store.cotraining import DatasetGroup, EpisodeEntry, GroupSpec, cotraining_stats, plan_groups
+from assets_store.episode_reader import EpisodeReader
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
 from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
 from assets_store.remote import RemoteStore
-from assets_store.episode_reader import EpisodeReader
 from assets_store.stats import NormStats, episode_partial_stats, stats_from_json, stats_to_json
 
 # Beside a dataset the pipeline built from an object store (not part of the dataset: its id does not change).
@@ -92,21 +92,12 @@ class DatasetManifest:
         sessions = sorted({e.session for e in self.episodes})
         return [DatasetGroup("all", sessions, 1.0, self.robot, list(self.action_names or self.joint_names))]
 
-    def group_index(self, session: str) -> int:
-        """Which of `sampling_groups` a session belongs to."""
-        for i, g in enumerate(self.sampling_groups):
-            if session in g.sessions:
-                return i
-        raise StoreError(f"dataset {self.id}: session {session!r} is in no group")
-
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["episodes"] = [asdict(e) for e in self.episodes]
         if not d["annotations"]:
             del d["annotations"]
-        if d["groups"]:
-            d["groups"] = [g.to_json() for g in self.groups]
-        else:
+        if not d["groups"]:
             del d["groups"]
         d["schema"] = MANIFEST_SCHEMA
         d["schema_version"] = MANIFEST_VERSION
@@ -172,7 +163,7 @@ def build_manifest(
     parts = [set(g.sessions) for g in meta.get("groups") or []] or [{s for s, *_ in ordered}]
     splits = {}
     for sessions in parts:
-        splits |= assign_splits([(f"{s}/{e}", h) for s, e, h, _ in ordered if s in sessions], val_fraction)
+        splits |= assign_splits([(f"{s}/{e}", h) for s, e, h, *_ in ordered if s in sessions], val_fraction)
     refs = [EpisodeRef(s, e, h, int(n), splits[f"{s}/{e}"]) for s, e, h, n in ordered]
     return DatasetManifest(episodes=refs, val_fraction=val_fraction, **meta)
 

@@ -181,6 +181,7 @@ class ChunkDataset(Dataset):
         self._pid = os.getpid()  # whose readers `_readers` holds
 
         self.groups = self.manifest.sampling_groups
+        group_index = {session: i for i, g in enumerate(self.groups) for session in g.sessions}
         self.has_padding = any(g.padded_actions for g in self.groups)
         target_actions = list(self.manifest.action_names or self.manifest.joint_names)
         qpos, action, lengths, tasks, masks, group_of = [], [], [], set(), [], []
@@ -199,7 +200,7 @@ class ChunkDataset(Dataset):
                 actions = conform_actions(actions, r.info.action_names, target_actions)
             action.append(a_stats.normalize(actions).astype(np.float32))
             lengths.append(len(r))
-            group_of.append(self.manifest.group_index(ref.session))
+            group_of.append(group_index[ref.session])
         self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)])  # flat index -> episode by searchsorted

@@ -108,7 +108,6 @@ def test_old_manifest_loads_unchanged():
     assert manifest.to_json() == old  # rewritten byte for byte: same id, no groups key
     (group,) = manifest.sampling_groups  # one implicit group of every session, weight 1, nothing padded
     assert (group.sessions, group.weight, group.padded_actions) == (["s1", "s2"], 1.0, [])
-    assert manifest.group_index("s2") == 0
 
 
 def test_dagster_dataset_run_config_groups_and_metadata(store):
