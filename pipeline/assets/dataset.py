@@ -77,6 +77,8 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         if unknown:
             raise Failure(f"groups: sessions {unknown} have not been validated (run the ingest job first)")
     else:
+        if config.cameras:
+            raise Failure("cameras: chooses a co-trained dataset's target cameras; set groups too")
         sessions = [s for s in (config.sessions or known) if layout.session_summary_path(s).is_file()]
     if not sessions:
         raise Failure("no validated session yet: record a session, finalize it and run the ingest job")
