@@ -105,12 +105,12 @@ def conform_actions(actions: np.ndarray, source: Sequence[str], target: Sequence
     return out
 
 
-def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, robot: str | None = None,
-                camera_names: Sequence[str] | None = None) -> tuple[Target, list[DatasetGroup]]:
-    """The target robot (named, else the first group's) and each group conformed to it; raises StoreError on a
-    group that cannot be (the message names the group, the session and what is missing)."""
+def _session_owners(specs: Sequence[GroupSpec]) -> dict[str, str]:
+    """session -> its group's name, once the groups are checked (weights, names, one group per session)."""
     if not specs:
         raise StoreError("groups: expected at least one group of sessions")
+    if len({s.name for s in specs}) != len(specs):
+        raise StoreError(f"groups: names must differ, got {[s.name for s in specs]}")
     owner: dict[str, str] = {}
     for spec in specs:
         if not spec.weight >= 0 or not np.isfinite(spec.weight):
@@ -121,10 +121,16 @@ def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, 
             if s in owner:
                 raise StoreError(f"session {s!r} is in groups {owner[s]!r} and {spec.name!r}: expected one group")
             owner[s] = spec.name
-    if len({s.name for s in specs}) != len(specs):
-        raise StoreError(f"groups: names must differ, got {[s.name for s in specs]}")
     if sum(s.weight for s in specs) <= 0:
         raise StoreError("groups: at least one weight must be > 0")
+    return owner
+
+
+def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, robot: str | None = None,
+                camera_names: Sequence[str] | None = None) -> tuple[Target, list[DatasetGroup]]:
+    """The target robot (named, else the first group's) and each group conformed to it; raises StoreError on a
+    group that cannot be (the message names the group, the session and what is missing)."""
+    owner = _session_owners(specs)
     by_group: dict[str, list[EpisodeEntry]] = {s.name: [] for s in specs}
     for e in entries:
         if e.session in owner:
