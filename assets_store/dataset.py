@@ -1,7 +1,8 @@
 """Datasets: a manifest of episodes (content hashes, train/val split) plus merged normalization statistics.
 
 The id is a hash of the manifest: the same episodes with the same content and split give the same id. Session
-annotations (labels, exclusions) that affected a dataset are part of its manifest, so they change its id too.
+annotations (labels, exclusions) that affected a dataset are part of its manifest, so they change its id too, and so
+do a co-trained dataset's groups (sessions, sampling weights, padding: assets_store/cotraining.py).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from assets_store.annotations import SessionAnnotations
+from assets_store.cotraining import DatasetGroup, EpisodeEntry, GroupSpec, cotraining_stats, plan_groups
+from assets_store.episode_reader import EpisodeReader
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
 from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
 from assets_store.remote import RemoteStore
-from assets_store.stats import NormStats, stats_from_json, stats_to_json
+from assets_store.stats import NormStats, episode_partial_stats, stats_from_json, stats_to_json
 
 # Beside a dataset the pipeline built from an object store (not part of the dataset: its id does not change).
 EPISODES_AT = "episodes_at.json"
 MANIFEST_SCHEMA = "aloha-dataset"
+# Version 1 still: a manifest without groups reads as it always did (one implicit group of weight 1).
 MANIFEST_VERSION = 1
 
 
@@ -58,6 +62,9 @@ class DatasetManifest:
     # "<session>/<episode>" -> {"label": ..., "excluded": reason}: the annotations that decided what is in; empty
     # (and then absent from the JSON, so the ids of unannotated datasets stay what they were) when none did.
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Co-training groups (assets_store/cotraining.py); empty (and absent from the JSON, ids unchanged): one group of
+    # every episode with weight 1, nothing padded.
+    groups: list[DatasetGroup] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -77,11 +84,21 @@ class DatasetManifest:
     def num_steps(self) -> int:
         return sum(e.num_steps for e in self.episodes)
 
+    @property
+    def sampling_groups(self) -> list[DatasetGroup]:
+        """The groups a loader samples from: the recorded ones, or the one implicit group of every session."""
+        if self.groups:
+            return self.groups
+        sessions = sorted({e.session for e in self.episodes})
+        return [DatasetGroup("all", sessions, 1.0, self.robot, list(self.action_names or self.joint_names))]
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["episodes"] = [asdict(e) for e in self.episodes]
         if not d["annotations"]:
             del d["annotations"]
+        if not d["groups"]:
+            del d["groups"]
         d["schema"] = MANIFEST_SCHEMA
         d["schema_version"] = MANIFEST_VERSION
         d["id"] = canonical_hash({k: v for k, v in d.items() if k != "id"})[:16]
@@ -96,6 +113,10 @@ class DatasetManifest:
             )
         fields = {k: v for k, v in d.items() if k not in ("schema", "schema_version", "id")}
         fields["episodes"] = [EpisodeRef(**e) for e in d["episodes"]]
+        try:
+            fields["groups"] = [DatasetGroup.from_json(g) for g in d.get("groups", [])]
+        except (TypeError, AttributeError) as exc:
+            raise StoreError(f"{source}: groups: expected a list of {{name, sessions, weight, ...}} ({exc})") from None
         return cls(**fields)
 
 
@@ -138,9 +159,40 @@ def build_manifest(
     **meta: Any,
 ) -> DatasetManifest:
     ordered = sorted(episodes)
-    splits = assign_splits([(f"{s}/{e}", h) for s, e, h, _ in ordered], val_fraction)
+    # A co-trained dataset splits each group on its own, so every group keeps training samples.
+    parts = [set(g.sessions) for g in meta.get("groups") or []] or [{s for s, *_ in ordered}]
+    splits = {}
+    for sessions in parts:
+        splits |= assign_splits([(f"{s}/{e}", h) for s, e, h, *_ in ordered if s in sessions], val_fraction)
     refs = [EpisodeRef(s, e, h, int(n), splits[f"{s}/{e}"]) for s, e, h, n in ordered]
     return DatasetManifest(episodes=refs, val_fraction=val_fraction, **meta)
+
+
+def read_episode_entry(session: str, path: Path) -> EpisodeEntry:
+    """What a co-trained dataset needs of an episode, read from disk (the pipeline has it from validation)."""
+    r = EpisodeReader(path)
+    return EpisodeEntry(session, Path(path).name, episode_content_hash(path), len(r), r.info.robot,
+                        float(r.info.fps), list(r.info.joint_names), list(r.info.action_names), list(r.camera_names),
+                        episode_partial_stats(r.qpos, r.action))
+
+
+def build_cotraining_dataset(
+    entries: list[EpisodeEntry],
+    groups: list[GroupSpec],
+    *,
+    robot: str | None = None,
+    camera_names: list[str] | None = None,
+    val_fraction: float = 0.1,
+    annotations: dict[str, dict[str, str]] | None = None,
+) -> tuple[DatasetManifest, dict[str, NormStats]]:
+    """A co-trained dataset of the groups' episodes among `entries` (curated already): manifest + statistics."""
+    target, planned = plan_groups(entries, groups, robot=robot, camera_names=camera_names)
+    sessions = {s for g in planned for s in g.sessions}
+    rows = [(e.session, e.episode, e.content_hash, e.num_steps) for e in entries if e.session in sessions]
+    manifest = build_manifest(rows, val_fraction=val_fraction, robot=target.robot, fps=target.fps,
+                              joint_names=target.joint_names, action_names=target.action_names,
+                              camera_names=target.camera_names, annotations=annotations or {}, groups=planned)
+    return manifest, cotraining_stats(entries, planned, target)
 
 
 def write_dataset(layout: StoreLayout, manifest: DatasetManifest, stats: dict[str, NormStats]) -> Path:

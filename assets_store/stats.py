@@ -38,6 +38,12 @@ class PartialStats:
             np.maximum(self.max, other.max),
         )
 
+    def select(self, columns: list[int]) -> "PartialStats":
+        """These statistics restricted to `columns`, in that order (a co-trained dataset's target actions)."""
+        if min(columns, default=0) < 0:
+            raise ValueError(f"select: columns must exist, got {columns}")
+        return PartialStats(self.count, *(getattr(self, k)[columns] for k in ("sum", "sumsq", "min", "max")))
+
     def finalize(self, std_floor: float = DEFAULT_STD_FLOOR) -> "NormStats":
         mean = self.sum / self.count
         var = np.maximum(self.sumsq / self.count - np.square(mean), 0.0)

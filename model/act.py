@@ -210,12 +210,15 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
 
 
-def act_loss(cfg: ACTConfig, a_hat, actions, is_pad, mu=None, logvar=None) -> dict[str, torch.Tensor]:
-    """L1 over unpadded elements (+ beta * KL). Padded steps never change the loss."""
+def act_loss(cfg: ACTConfig, a_hat, actions, is_pad, mu=None, logvar=None, action_mask=None) -> dict[str, torch.Tensor]:
+    """L1 over unpadded elements (+ beta * KL). Padded steps never change the loss; nor do padded action dimensions
+    (`action_mask` (B, A) False, a co-trained dataset's) when cfg.mask_padded_actions."""
     valid = (~is_pad).unsqueeze(-1).to(a_hat.dtype)
+    if action_mask is not None and cfg.mask_padded_actions:
+        valid = valid * action_mask.unsqueeze(1).to(a_hat.dtype)  # (B, k, A)
     l1_sum = ((a_hat.float() - actions.float()).abs() * valid).sum()
     if cfg.loss_normalization == "valid":
-        denom = valid.sum().clamp_min(1) * a_hat.shape[-1]
+        denom = valid.sum().clamp_min(1) * (a_hat.shape[-1] // valid.shape[-1])  # valid elements
     else:
         denom = torch.tensor(float(a_hat.numel()), device=a_hat.device)
     out = {"l1": l1_sum / denom}

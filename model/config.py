@@ -94,6 +94,9 @@ class ACTConfig(BaseModel):
     augment_saturation: float = Field(0.5, ge=0.0, description="Augmentation: colour jitter of saturation (0 = none).")
     augment_hue: float = Field(0.0, ge=0.0, le=0.5, description="Augmentation: colour jitter of hue, at most 0.5 "
                                                                 "(0 = none).")
+    mask_padded_actions: bool = Field(True, description=(
+        "Co-training: action dimensions a group lacks (a static episode's base velocities, padded with 0) do not "
+        "count in the loss. False: they count, as in the original (act-plus-plus) code."))
     # data-dependent, filled by the trainer from the dataset
     state_dim: int = Field(14, description="Joint positions per step (from the dataset).")
     action_dim: int = Field(14, description="Action dimensions per step (from the dataset).")

@@ -4,11 +4,15 @@ Memory stays bounded whatever the number of episodes: the low-dimensional arrays
 RAM; camera frames are read and JPEG-decoded on demand in DataLoader workers, each keeping only a small LRU of open
 episode readers. A sample index is a flat (episode, timestep) position, so a sample is a pure function of its index
 and the sampler alone decides the order (exact resume, DDP sharding).
+
+A co-trained dataset (assets_store/cotraining.py) conforms every episode's actions to the target's (padded columns
+are 0, and an `action_mask` per sample says which columns are real) and `GroupSampler` draws its groups by weight.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import uuid
 from collections import OrderedDict
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from assets_store import EpisodeReader, StoreLayout
+from assets_store.cotraining import action_columns, conform_actions
 from assets_store.dataset import dataset_episodes_url, load_dataset
 from assets_store.layout import STORE_ENV, is_remote_root
 from assets_store.remote import RemoteStore
@@ -134,7 +139,8 @@ class EpisodeSource:
 
 
 class ChunkDataset(Dataset):
-    """Samples of one split. Item: images (N, 3, H, W) uint8, qpos (J,), actions (k, A), is_pad (k,) bool."""
+    """Samples of one split. Item: images (N, 3, H, W) uint8, qpos (J,), actions (k, A), is_pad (k,) bool, and for
+    a dataset with padded actions action_mask (A,) bool (False: padded, not the episode's own)."""
 
     def __init__(
         self,
@@ -174,9 +180,13 @@ class ChunkDataset(Dataset):
         self._readers: OrderedDict[int, EpisodeReader] = OrderedDict()
         self._pid = os.getpid()  # whose readers `_readers` holds
 
-        qpos, action, lengths, tasks = [], [], [], set()
+        self.groups = self.manifest.sampling_groups
+        group_index = {session: i for i, g in enumerate(self.groups) for session in g.sessions}
+        self.has_padding = any(g.padded_actions for g in self.groups)
+        target_actions = list(self.manifest.action_names or self.manifest.joint_names)
+        qpos, action, lengths, tasks, masks, group_of = [], [], [], set(), [], []
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
-        for path in self.paths:
+        for ref, path in zip(refs, self.paths):
             r = EpisodeReader(path)
             if r.info.task:
                 tasks.add(r.info.task)
@@ -185,8 +195,12 @@ class ChunkDataset(Dataset):
                 raise ValueError(f"{path}: cameras {missing} missing (has {r.camera_names})")
             qpos.append(q_stats.normalize(r.qpos).astype(np.float32))
             actions = smooth_base_actions(r.action, r.info.action_names, base_smoothing_window)
+            if self.manifest.groups:  # the target's columns by name; padded ones 0 (normalized like the recipe's)
+                masks.append([c >= 0 for c in action_columns(r.info.action_names, target_actions)])
+                actions = conform_actions(actions, r.info.action_names, target_actions)
             action.append(a_stats.normalize(actions).astype(np.float32))
             lengths.append(len(r))
+            group_of.append(group_index[ref.session])
         self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)])  # flat index -> episode by searchsorted
@@ -195,6 +209,14 @@ class ChunkDataset(Dataset):
         self.qpos = np.concatenate(qpos) if qpos else np.zeros((0, J), np.float32)
         self.action = np.concatenate(action) if action else np.zeros((0, A), np.float32)
         self.state_dim, self.action_dim = J, A
+        self.action_masks = np.asarray(masks, dtype=bool).reshape(-1, A) if masks else np.ones((len(lengths), A), bool)
+        # each group's flat sample indices (what GroupSampler draws from)
+        group_of = np.asarray(group_of, dtype=np.int64)
+        self.group_samples = [
+            np.concatenate([np.arange(self.starts[e], self.starts[e + 1]) for e in np.flatnonzero(group_of == g)]
+                           or [np.zeros(0, np.int64)]).astype(np.int64)
+            for g in range(len(self.groups))
+        ]
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -229,7 +251,10 @@ class ChunkDataset(Dataset):
         ep, t, qpos, actions, is_pad = self.lowdim(int(index))
         r = self._reader(ep)
         images = torch.stack([resize_uint8(self._frame(ep, r, cam, t), self.image_size) for cam in self.camera_names])
-        return {"images": images, "qpos": qpos, "actions": actions, "is_pad": is_pad}
+        item = {"images": images, "qpos": qpos, "actions": actions, "is_pad": is_pad}
+        if self.has_padding:
+            item["action_mask"] = torch.from_numpy(self.action_masks[ep].copy())
+        return item
 
     def _frame(self, ep: int, r: EpisodeReader, cam: str, t: int) -> np.ndarray:
         if self.source.cache_dir is None or not r.has_frame_chunks(cam):
@@ -259,6 +284,60 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self):
         it = list(super().__iter__())[self.skip :]
+        self.skip = 0  # only the first (resumed) pass skips
+        return iter(it)
+
+
+class GroupSampler(torch.utils.data.Sampler[int]):
+    """A co-trained dataset's sample order: each sample picks a group with probability weight / sum(weights), then
+    the next sample of that group's own shuffled cycle (every sample of a group is seen before one repeats).
+
+    An epoch is as long as the dataset; its order is a pure function of (seed, epoch), so a resume (`start_at`) and
+    every DDP rank (one stride of the epoch's order each, like DistributedSampler) replay it exactly. It holds one
+    epoch of indices, as DistributedSampler does; frames stay with the dataset's bounded readers and chunk cache.
+    """
+
+    def __init__(self, group_samples: list[np.ndarray], weights: list[float], *, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0, names: list[str] | None = None):
+        if len(group_samples) != len(weights):
+            raise ValueError(f"{len(group_samples)} groups but {len(weights)} weights")
+        names = names or [str(i) for i in range(len(weights))]
+        empty = [n for n, s, w in zip(names, group_samples, weights) if w > 0 and len(s) == 0]
+        if empty:
+            raise ValueError(f"groups {empty} have a sampling weight but no training samples")
+        self.groups = [torch.as_tensor(s, dtype=torch.int64) for s in group_samples]
+        self.weights = torch.tensor(weights, dtype=torch.float64)
+        self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
+        self.total = sum(len(s) for s in group_samples)
+        self.num_samples = math.ceil(self.total / num_replicas)
+        self.epoch = self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def start_at(self, epoch: int, skip: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = int(skip)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def epoch_order(self) -> torch.Tensor:
+        """Every rank's samples of this epoch, interleaved (rank r takes positions r, r + world, ...)."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = self.num_samples * self.num_replicas
+        choice = torch.multinomial(self.weights, n, replacement=True, generator=g)
+        order = torch.empty(n, dtype=torch.int64)
+        for i, samples in enumerate(self.groups):
+            at = torch.nonzero(choice == i).flatten()
+            if len(at):
+                cycles = math.ceil(len(at) / len(samples))
+                perm = torch.cat([torch.randperm(len(samples), generator=g) for _ in range(cycles)])[: len(at)]
+                order[at] = samples[perm]
+        return order
+
+    def __iter__(self):
+        it = self.epoch_order()[self.rank :: self.num_replicas].tolist()[self.skip :]
         self.skip = 0  # only the first (resumed) pass skips
         return iter(it)
 

@@ -32,7 +32,7 @@ from model.backbone import load_pretrained_into, resolve_pretrained
 from model.callbacks import RichProgressCallback, TrainCallback
 from model.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from model.config import PRESETS, ACTConfig, TrainConfig, get_preset, tunable_fields, value_type
-from model.data import ChunkDataset, ResumableSampler, fixed_subset, make_loader
+from model.data import ChunkDataset, GroupSampler, ResumableSampler, fixed_subset, make_loader
 
 
 @dataclass
@@ -90,7 +90,7 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], cfg: ACTConfi
     device_type = batch["qpos"].device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
         a_hat, mu, logvar = model(batch["qpos"], batch["images"], batch["actions"], batch["is_pad"])
-    return act_loss(cfg, a_hat, batch["actions"], batch["is_pad"], mu, logvar)
+    return act_loss(cfg, a_hat, batch["actions"], batch["is_pad"], mu, logvar, batch.get("action_mask"))
 
 
 @torch.no_grad()
@@ -155,6 +155,16 @@ def _rng_states(info: DistInfo) -> list[torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- building a run
+def describe_groups(manifest) -> list[dict[str, Any]]:
+    """A co-trained dataset's groups as a run reports them: sessions, weight (and share), padding, statistics;
+    empty for a dataset without groups."""
+    groups = manifest.groups
+    total = sum(g.weight for g in groups) or 1.0
+    return [{"name": g.name, "sessions": list(g.sessions), "weight": g.weight, "share": g.weight / total,
+             "padded_actions": list(g.padded_actions), "dropped_cameras": list(g.dropped_cameras),
+             "in_stats": g.in_stats} for g in groups]
+
+
 @dataclass
 class TrainData:
     """The loaders of one run (this rank's shard) and the datasets behind them."""
@@ -162,7 +172,7 @@ class TrainData:
     train: ChunkDataset
     val: ChunkDataset
     val_split: str
-    sampler: ResumableSampler
+    sampler: ResumableSampler | GroupSampler
     loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader
     per_rank_batch: int
@@ -191,7 +201,11 @@ def build_data(dataset_dir: Path, train_ds: ChunkDataset, act_cfg: ACTConfig, cf
                           camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window)
     if len(train_ds) == 0:
         raise ValueError(f"{dataset_dir}: the train split has no samples")
-    sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
+    if len(train_ds.groups) > 1:  # co-training: groups drawn by their sampling weights
+        sampler = GroupSampler(train_ds.group_samples, [g.weight for g in train_ds.groups], num_replicas=info.world,
+                               rank=info.rank, seed=cfg.seed, names=[g.name for g in train_ds.groups])
+    else:
+        sampler = ResumableSampler(train_ds, num_replicas=info.world, rank=info.rank, seed=cfg.seed)
     per_rank_batch = cfg.batch_size // info.world if info.world > 1 else cfg.batch_size
     if per_rank_batch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is smaller than the world size {info.world}")
@@ -481,7 +495,7 @@ def train(
             "parameters": count_parameters(model), "train_samples": len(train_ds), "val_samples": len(data.val),
             "camera_names": act_cfg.camera_names, "world_size": info.world, "act_config": act_cfg.model_dump(),
             "train_config": cfg.model_dump(), "dataset_id": meta["dataset_id"], "out_dir": str(out_dir),
-            "val_split": data.val_split, "resumed": progress.step > 0,
+            "val_split": data.val_split, "resumed": progress.step > 0, "groups": describe_groups(manifest),
         })
     trainer = Trainer(model, ddp_model, opt, sched, data, act_cfg, cfg, info, device, progress, clock, out_dir, meta,
                       stats_to_json(train_ds.stats), callbacks, make_augment(act_cfg, cfg.image_size))
@@ -495,6 +509,18 @@ def train(
 
 
 # ----------------------------------------------------------------------------- CLI
+class GroupsNotice(TrainCallback):
+    """Prints a co-trained dataset's groups when a run starts (what `python -m model.train` samples)."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for g in info.get("groups") or []:
+            extra = "".join([f"; padded {', '.join(g['padded_actions'])}" if g["padded_actions"] else "",
+                             f"; dropped cameras {', '.join(g['dropped_cameras'])}" if g["dropped_cameras"] else "",
+                             "" if g["in_stats"] else "; not in the statistics"])
+            print(f"group {g['name']}: weight {g['weight']:g} ({g['share']:.0%} of samples), "
+                  f"sessions {', '.join(g['sessions'])}{extra}", flush=True)
+
+
 # Option names kept from earlier releases where they differ from the field they set
 CLI_NAMES = {"time_budget_s": "time_budget", "pretrained_backbone": "pretrained", "num_threads": "threads"}
 
@@ -553,7 +579,7 @@ def cli_app():
             given[cls][name] = value
         act, tcfg = chosen.act_config(**given[ACTConfig]), chosen.train_config(**given[TrainConfig])
         is_main = int(os.environ.get("RANK", "0")) == 0
-        cbs = [RichProgressCallback()] if progress and is_main else []
+        cbs = ([GroupsNotice()] if is_main else []) + ([RichProgressCallback()] if progress and is_main else [])
         try:
             result = train(dataset, out, act, tcfg, cbs, resume=resume, overwrite=force)
         except (StoreError, FileExistsError) as exc:  # a user's mistake (no such dataset, an occupied OUT): one line

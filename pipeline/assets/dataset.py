@@ -5,6 +5,9 @@ failure are out unless the run keeps them; the manifest records the annotations 
 
 Statistics come from the per-episode partial sums cached by validation, so adding a session costs O(episodes)
 arithmetic and never re-reads the episodes of earlier sessions.
+
+With `groups` the dataset is co-trained (assets_store/cotraining.py): groups of sessions with sampling weights,
+conformed to a target robot (`robot`, `cameras`); the metadata shows each group's weight, padding and cameras.
 """
 
 
@@ -15,7 +18,8 @@ from dagster import AssetExecutionContext, AutomationCondition, Config, DataVers
 from pydantic import Field
 
 from assets_store.annotations import read_annotations
-from assets_store.dataset import build_manifest, curate, write_dataset
+from assets_store.cotraining import EpisodeEntry, GroupSpec
+from assets_store.dataset import build_cotraining_dataset, build_manifest, curate, write_dataset
 from assets_store.errors import StoreError
 from assets_store.stats import PartialStats, dataset_stats
 from pipeline import metadata_format as fmt
@@ -37,15 +41,27 @@ DATASET_AUTOMATION = (
 ).with_label("rebuild when a session validates")
 
 
+class DatasetGroupConfig(Config):
+    name: str = Field(description="The group's name (e.g. mobile, static).")
+    sessions: list[str] = Field(description="Its sessions.")
+    weight: float = Field(1.0, description="Sampling weight: the group's share of each batch is weight / sum.")
+
+
 class DatasetConfig(Config):
-    """Which validated episodes the dataset holds, and how they split into training and validation."""
+    """Which validated episodes the dataset holds, how they split into training and validation, and (co-training)
+    which groups of sessions it samples at which weights."""
 
     val_fraction: float = Field(0.1, description="Share of the episodes held out for validation (at least one where there are two or more; 0: none).")
     robot: Optional[str] = Field(None, description=(
-        "Keep only this robot's episodes; required when sessions mix robots. Empty: the one robot recorded."))
+        "Without groups: keep only this robot's episodes (required when sessions mix robots; empty: the one robot "
+        "recorded). With groups: the target robot (its actions, joints and cameras); empty: the first group's robot."))
     sessions: list[str] = Field([], description="Sessions to include. Empty: every session validated so far.")
     keep_failed_demos: bool = Field(False, description=(
         "Keep episodes labelled failure in the sessions' annotation logs (excluded episodes stay out)."))
+    groups: list[DatasetGroupConfig] = Field([], description=(
+        "Co-training: groups of sessions with sampling weights (Mobile ALOHA: mobile 0.5 / static 0.5). Empty: one "
+        "dataset of the sessions, sampled uniformly."))
+    cameras: list[str] = Field([], description="With groups: the target's cameras; empty: all of the target robot's.")
 
 
 @asset(
@@ -58,7 +74,17 @@ class DatasetConfig(Config):
 def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreResource) -> MaterializeResult:
     layout = store.layout
     known = context.instance.get_dynamic_partitions(SESSIONS)
-    sessions = [s for s in (config.sessions or known) if layout.session_summary_path(s).is_file()]
+    if config.groups:  # a co-trained dataset: its sessions are its groups'
+        if config.sessions:
+            raise Failure("set either sessions or groups: a co-trained dataset takes its sessions from its groups")
+        sessions = [s for g in config.groups for s in g.sessions]
+        unknown = [s for s in sessions if not layout.session_summary_path(s).is_file()]
+        if unknown:
+            raise Failure(f"groups: sessions {unknown} have not been validated (run the ingest job first)")
+    else:
+        if config.cameras:
+            raise Failure("cameras: chooses a co-trained dataset's target cameras; set groups too")
+        sessions = [s for s in (config.sessions or known) if layout.session_summary_path(s).is_file()]
     if not sessions:
         raise Failure("no validated session yet: record a session, finalize it and run the ingest job")
 
@@ -73,7 +99,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
     for problem in log_problems:  # one bad line is named; the rest of its log still applies
         context.log.warning(f"annotation log: {problem}")
     candidates = [(s, ep) for s, summary in summaries.items() for ep in summary["episodes"]
-                  if not config.robot or ep["robot"] == config.robot]
+                  if config.groups or not config.robot or ep["robot"] == config.robot]
     kept, curation = curate([(s, ep["episode"]) for s, ep in candidates], logs, keep_failed=config.keep_failed_demos)
 
     rows, partials, per_session = [], [], {s: 0 for s in summaries}
@@ -90,23 +116,32 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
     if not rows:
         raise Failure(f"no episodes match robot={config.robot!r} in sessions {sessions}"
                       + (f" once annotations apply ({len(curation)} annotated)" if curation else ""))
-    if len(meta_of) > 1:
+    if config.groups:
+        entries = [EpisodeEntry.from_summary(s, ep) for s, ep in candidates if (s, ep["episode"]) in kept]
+        try:
+            manifest, stats = build_cotraining_dataset(
+                entries, [GroupSpec(g.name, list(g.sessions), g.weight) for g in config.groups], robot=config.robot,
+                camera_names=list(config.cameras) or None, val_fraction=config.val_fraction, annotations=curation)
+        except StoreError as exc:  # a group that cannot be conformed to the target: named, nothing written
+            raise Failure(str(exc)) from None
+    elif len(meta_of) > 1:
         kinds = sorted({(m["robot"], tuple(m["camera_names"])) for m in meta_of.values()})
         raise Failure(
             f"sessions disagree on robot/joints/cameras/fps {kinds}; pick one with the dataset config `robot`"
         )
-    ref = next(iter(meta_of.values()))
-    manifest = build_manifest(
-        rows,
-        val_fraction=config.val_fraction,
-        robot=ref["robot"],
-        fps=float(ref["fps"]),
-        joint_names=list(ref["joint_names"]),
-        action_names=list(ref["action_names"]),
-        camera_names=list(ref["camera_names"]),
-        annotations=curation,
-    )
-    stats = dataset_stats(partials)
+    else:
+        ref = next(iter(meta_of.values()))
+        manifest = build_manifest(
+            rows,
+            val_fraction=config.val_fraction,
+            robot=ref["robot"],
+            fps=float(ref["fps"]),
+            joint_names=list(ref["joint_names"]),
+            action_names=list(ref["action_names"]),
+            camera_names=list(ref["camera_names"]),
+            annotations=curation,
+        )
+        stats = dataset_stats(partials)
     out = write_dataset(layout, manifest, stats)
     context.log.info(f"dataset {manifest.id}: {len(rows)} episodes from {len(sessions)} sessions -> {out}")
     qpos = stats["qpos"]
@@ -130,6 +165,10 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             "episodes_left_out": len(candidates) - len(rows),
             "annotations": MetadataValue.json(curation),
             "annotation_problems": MetadataValue.json(log_problems),
+            **({"groups": MetadataValue.json([g.to_json() for g in manifest.groups]),
+                "sampling": ", ".join(f"{g.name} {g.weight:g}" for g in manifest.groups),
+                "padded_actions": MetadataValue.json({g.name: g.padded_actions for g in manifest.groups})}
+               if manifest.groups else {}),
         },
         data_version=DataVersion(manifest.id),
     )
