@@ -62,9 +62,10 @@ class Decision:
 
 
 # Which rule decided, as recorded in asset metadata, MLflow tags and the promotion record.
-REAL_SUCCESS, SIM_SUCCESS, VAL_LOSS, FLOOR, FIRST = "real_success", "sim_success", "val_loss", "floor", "first"
+REAL_SUCCESS, SIM_SUCCESS, VAL_LOSS, FLOOR, FIRST, FORCED = (
+    "real_success", "sim_success", "val_loss", "floor", "first", "forced")
 RULES = {REAL_SUCCESS: "real success", SIM_SUCCESS: "simulator success", VAL_LOSS: "validation loss",
-         FLOOR: "floor", FIRST: "first candidate"}
+         FLOOR: "floor", FIRST: "first candidate", FORCED: "forced by run config"}
 DEFAULT_MIN_REAL_ROLLOUTS = 10
 
 
