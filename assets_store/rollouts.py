@@ -186,7 +186,8 @@ def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: st
     if curation.excluded is not None:
         tally.excluded += 1
         return
-    label, source = (curation.label, "annotation") if curation.label else (attrs.get("label"), attrs.get("label_source"))
+    label, source = (curation.label, "annotation") if curation.label else (attrs.get("label"),
+                                                                          attrs.get("label_source"))
     if label is None:
         tally.unlabelled += 1
         return
@@ -195,13 +196,15 @@ def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: st
 
 
 def _attrs_problem(attrs: Mapping[str, Any], bundle_manifest_sha256: str) -> str:
-    """What in a rollout episode's attributes contradicts the contract, '' when nothing: the field and what was expected."""
+    """What in a rollout episode's attributes contradicts the contract ('' when nothing): the field, what was
+    expected."""
     if not is_rollout(attrs):
         return f"kind: expected {ROLLOUT_KIND!r} in a rollout session, got {attrs.get('kind')!r}"
     rollout = attrs.get("rollout")
     if not isinstance(rollout, dict) or rollout.get("bundle_manifest_sha256") != bundle_manifest_sha256:
         got = rollout.get("bundle_manifest_sha256") if isinstance(rollout, dict) else rollout
-        return f"rollout.bundle_manifest_sha256: expected {bundle_manifest_sha256} as the session's marker says, got {got!r:.80}"
+        return (f"rollout.bundle_manifest_sha256: expected {bundle_manifest_sha256} as the session's marker says, "
+                f"got {got!r:.80}")
     if attrs.get("label") not in (None, *LABELS):
         return f"label: expected one of {', '.join(LABELS)} or null, got {attrs.get('label')!r:.80}"
     spans = attrs.get("takeover_spans", [])

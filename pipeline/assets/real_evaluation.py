@@ -102,6 +102,8 @@ def log_rollout_videos(client, run_id: str, rollouts: list[LabelledRollout], n: 
 def real_robot_evaluation(
     context: AssetExecutionContext, config: RealEvaluationConfig, store: StoreResource, mlflow: MlflowResource
 ) -> MaterializeResult:
+    from mlflow.exceptions import MlflowException
+
     ev = upstream(context, "policy_evaluation")
     client = mlflow.client()
     judged = [(who, real_success(store.layout, who.sha)[1]) for who in _judged(ev, client, mlflow.registered_model_name)]
@@ -124,9 +126,13 @@ def real_robot_evaluation(
             lo, hi = tally.interval
             metadata.update({f"{who.key}_success_rate": tally.rate, f"{who.key}_ci95_low": lo, f"{who.key}_ci95_high": hi})
         if who.run_id and config.videos and tally.rollouts:
-            videos = log_rollout_videos(client, who.run_id, tally.rollouts, config.videos, context.log.warning)
-            if videos:
+            try:
+                videos = log_rollout_videos(client, who.run_id, tally.rollouts, config.videos, context.log.warning)
                 run = client.get_run(who.run_id)
+            except MlflowException as exc:  # the run was deleted, say: the counts above still stand
+                context.log.warning(f"{who.label}: videos not logged to MLflow run {who.run_id}: {exc.message}")
+                continue
+            if videos:
                 metadata[f"{who.key}_videos"] = MetadataValue.md(
                     artifact_links(mlflow.run_url(run.info.experiment_id, who.run_id), videos))
     if len(judged) > 1:

@@ -69,7 +69,8 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     videos = [a.path for a in c.list_artifacts(run_1, "evaluation/videos")]
     assert videos == ["evaluation/videos/episode_000_seed_" + first["policy_evaluation"]["seeds"].split("..")[0] + ".mp4"]
     assert [a.file_size > 0 for a in c.list_artifacts(run_1, "evaluation/videos")] == [True]
-    assert "evaluation/videos/" in first["policy_evaluation"]["videos"] and "/#/experiments/" in first["policy_evaluation"]["videos"]
+    links = first["policy_evaluation"]["videos"]
+    assert f"({first['act_policy']['mlflow_run']}/artifacts/{videos[0]})" in links and "/#/experiments/" in links
     assert first["deployed_policy"]["promoted"] and first["real_robot_evaluation"]["candidate_rollouts"] == 0
 
     # v2, with no rollouts yet: the offline rule decides, and says why real success did not.
