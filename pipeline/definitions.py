@@ -12,13 +12,15 @@ from pipeline.assets.dataset import dataset
 from pipeline.assets.deployment import deployed_policy
 from pipeline.assets.evaluation import policy_evaluation
 from pipeline.assets.ingest import raw_episodes, validated_episodes
+from pipeline.assets.real_evaluation import real_robot_evaluation
 from pipeline.assets.training import act_policy
-from pipeline.jobs import ingest_session_job, train_and_deploy_job
+from pipeline.jobs import ingest_session_job, real_evaluation_job, train_and_deploy_job
 from pipeline.resources import MlflowResource, StoreResource
-from pipeline.sensors import dataset_automation_sensor, finalized_sessions_sensor
+from pipeline.sensors import dataset_automation_sensor, finalized_sessions_sensor, rollout_sessions_sensor
 from assets_store.layout import DEFAULT_MODEL_NAME
 
-ASSETS = [raw_episodes, validated_episodes, dataset, act_policy, policy_evaluation, deployed_policy]
+ASSETS = [raw_episodes, validated_episodes, dataset, act_policy, policy_evaluation, real_robot_evaluation,
+          deployed_policy]
 EXECUTOR_ENV = "ALOHA_DAGSTER_EXECUTOR"
 
 
@@ -59,8 +61,8 @@ def build_definitions(
     )
     return Definitions(
         assets=ASSETS,
-        jobs=[ingest_session_job, train_and_deploy_job],
-        sensors=[finalized_sessions_sensor, dataset_automation_sensor],
+        jobs=[ingest_session_job, train_and_deploy_job, real_evaluation_job],
+        sensors=[finalized_sessions_sensor, dataset_automation_sensor, rollout_sessions_sensor],
         resources={"store": store, "mlflow": mlflow},
         executor=executor_from_env(),
     )

@@ -123,7 +123,8 @@ def pull_bundle(
     tags = mv.tags or {}
     promotion = None
     if tags.get("promotion") == "promoted":
-        promotion = promotion_record(mv.version, Scores.from_tags(tags), Decision(True, tags.get("promotion_reason", "?")))
+        decision = Decision(True, tags.get("promotion_reason", "?"), tags.get("promotion_rule", ""))
+        promotion = promotion_record(mv.version, Scores.from_tags(tags), decision)
     return {**manifest, "registered_version": mv.version, "promotion": promotion}
 
 

@@ -1,9 +1,17 @@
 """A session becomes a partition the moment it is finalized, and not before: a session still being recorded is
 invisible to the pipeline (the recorder writes SESSION_FINALIZED.json last). A finalized directory under raw/ that
-cannot be a session (its name is not a valid session name) is never ingested, and the sensor says so each time."""
+cannot be a session (its name is not a valid session name) is never ingested, and the sensor says so each time.
 
+Rollout sessions (`aloha rollout --record`, marker kind "rollout") are ingested like any session, so their episodes
+are checked, but they are not demonstrations: datasets leave rollout episodes out unless asked, and the ingest run
+is tagged with the session's kind. A second sensor re-evaluates and re-gates when one is finalized."""
+
+
+import hashlib
+import json
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
@@ -15,10 +23,14 @@ from dagster import (
 )
 
 from assets_store import is_session_finalized, list_sessions
+from assets_store.rollouts import ROLLOUT_KIND, rollout_sessions
 from assets_store.sessions import foreign_session_dirs
-from pipeline.jobs import ingest_session_job
+from pipeline.jobs import ingest_session_job, real_evaluation_job
 from pipeline.partitions import SESSIONS, sessions_partitions
 from pipeline.resources import StoreResource
+
+
+SESSION_KIND_TAG = "aloha/session_kind"
 
 
 def finalized_new_sessions(store: StoreResource, known: set[str]) -> list[str]:
@@ -46,9 +58,13 @@ def finalized_sessions_sensor(context: SensorEvaluationContext, store: StoreReso
     if not new:
         note = f"; not ingested (rename to a valid session name): {'; '.join(skipped)}" if skipped else ""
         return SkipReason(f"no newly finalized session under {store.layout.raw_dir}{note}")
-    context.log.info(f"new finalized sessions: {new}")
+    rollouts = set(rollout_sessions(store.layout)[0])
+    context.log.info(f"new finalized sessions: {new}"
+                     + (f" (rollouts, not demonstrations: {sorted(rollouts & set(new))})" if rollouts & set(new) else ""))
     return SensorResult(
-        run_requests=[RunRequest(partition_key=s, run_key=f"ingest:{s}") for s in new],
+        run_requests=[RunRequest(partition_key=s, run_key=f"ingest:{s}",
+                                 tags={SESSION_KIND_TAG: ROLLOUT_KIND if s in rollouts else "demonstration"})
+                      for s in new],
         dynamic_partitions_requests=[sessions_partitions.build_add_request(new)],
     )
 
@@ -62,3 +78,39 @@ dataset_automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     description="Rebuilds the dataset when a session finishes validating (training stays a deliberate launch).",
 )
+
+
+def _seen(cursor: str | None) -> set[str]:
+    try:
+        seen = json.loads(cursor) if cursor else []
+    except ValueError:
+        seen = []
+    return {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
+
+
+@sensor(
+    job=real_evaluation_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="When a rollout session (`aloha rollout --record`) is finalized, requests a run that counts the "
+                "labelled rollouts of the candidate and the champion and runs the promotion gate again.",
+)
+def rollout_sessions_sensor(context: SensorEvaluationContext, store: StoreResource):
+    sessions, problems = rollout_sessions(store.layout)
+    for problem in problems:
+        context.log.warning(f"not read: {problem}")
+    seen = _seen(context.cursor)
+    new = sorted(set(sessions) - seen)
+    if not new:
+        return SkipReason(f"no newly finalized rollout session under {store.layout.raw_dir}")
+    cursor = json.dumps(sorted(seen | set(new)))
+    if context.instance.get_latest_materialization_event(AssetKey("policy_evaluation")) is None:
+        return SensorResult(skip_reason=SkipReason(f"new rollout sessions {new}, but no policy has been evaluated "
+                                                   "yet: the first training run counts them"), cursor=cursor)
+    context.log.info(f"new finalized rollout sessions: {new}")
+    key = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"real_evaluation:{key}",
+                                 tags={"aloha/rollout_sessions": ", ".join(new)[:1000]})],
+        cursor=cursor,
+    )

@@ -2,7 +2,10 @@
 exists (the same rollout code as `aloha rollout`)."""
 
 
+import shutil
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -21,6 +24,7 @@ from pipeline.resources import MlflowResource, StoreResource
 from pipeline.rollout_progress import RolloutProgress
 
 EVALUATION_GROUP = "evaluation"
+SIM_VIDEOS = "evaluation/videos"  # artifact folder in the training run
 
 
 class EvaluationConfig(Config):
@@ -35,6 +39,9 @@ class EvaluationConfig(Config):
         "Control steps between policy queries; above 1 only with temporal ensembling off."))
     seed_offset: int = Field(0, description="Start this many seeds into the held-out range (evaluate another slice).")
     closed_loop: bool = Field(True, description="Roll out on the simulator; false: validation loss only.")
+    videos: int = Field(3, ge=0, description="How many of the first held-out episodes are filmed (MP4 of the "
+                                             "cameras) and logged to the training run in MLflow under "
+                                             "evaluation/videos/ (0: none).")
 
 
 def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, int] | None:
@@ -54,8 +61,11 @@ def closed_loop_evaluation(
     resolution: tuple[int, int] | None = None,
     on_episode: Callable[[RolloutEpisode], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    video_dir: Path | None = None,
 ) -> RolloutReport:
-    """The bundle on the simulator over held-out seeds: `aloha rollout`'s check and loop, with this config."""
+    """The bundle on the simulator over held-out seeds: `aloha rollout`'s check and loop, with this config. With
+    `video_dir`, the first `config.videos` episodes are filmed there (the others are not: an MP4 per seed would
+    cost more than the evaluation)."""
     from model.policy import Policy
 
     policy = Policy.from_bundle(
@@ -63,8 +73,37 @@ def closed_loop_evaluation(
     )
     bot = make_robot_for_policy(robot, policy, resolution=resolution)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
-    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode,
-                        on_step=on_step)
+    filmed = min(config.videos, len(seeds)) if video_dir is not None else 0
+    num_steps = config.episode_len or episode_len(robot)
+    parts = [
+        run_rollouts(bot, policy, part, num_steps=num_steps, on_episode=on_episode, video_dir=directory,
+                     on_step=on_step)
+        for part, directory in ((seeds[:filmed], video_dir), (seeds[filmed:], None)) if part
+    ]
+    return merged(parts)
+
+
+def merged(parts: list[RolloutReport]) -> RolloutReport:
+    """One report of consecutive runs over the same robot: every episode; the timing percentiles of the largest
+    part (percentiles do not add up; filmed episodes also spend time copying frames, so they are the smaller part)."""
+    if len(parts) == 1:
+        return parts[0]
+    timed = max(parts, key=lambda r: len(r.episodes))
+    return replace(timed, episodes=[e for r in parts for e in r.episodes],
+                   max_reward=next((r.max_reward for r in parts if r.max_reward is not None), None))
+
+
+def artifact_links(run_url: str, artifacts: list[str]) -> str:
+    """Markdown: each artifact linked into the MLflow run's artifact view."""
+    return "\n".join(f"- [{a}]({run_url}/artifacts/{a})" for a in artifacts)
+
+
+def log_videos(client, run_id: str, video_dir: Path) -> list[str]:
+    """Log every MP4 under `video_dir` to the run under SIM_VIDEOS; their artifact paths."""
+    files = sorted(video_dir.glob("*.mp4"))
+    if files:
+        client.log_artifacts(run_id, str(video_dir), SIM_VIDEOS)
+    return [f"{SIM_VIDEOS}/{f.name}" for f in files]
 
 
 @asset(
@@ -98,8 +137,17 @@ def policy_evaluation(
     if config.closed_loop and simulated and config.episodes > 0:
         resolution = recorded_resolution(store, dataset_dir)
         progress = RolloutProgress(context.log.info, config.episodes, config.episode_len or episode_len(manifest.robot))
-        report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
-                                        on_episode=progress.on_episode, on_step=progress.on_step)
+        video_dir = Path(tempfile.mkdtemp(prefix="eval-videos-")) if config.videos else None
+        try:
+            report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
+                                            on_episode=progress.on_episode, on_step=progress.on_step,
+                                            video_dir=video_dir)
+            videos = log_videos(mlflow.client(), run_id, video_dir) if video_dir is not None else []
+        finally:
+            if video_dir is not None:
+                shutil.rmtree(video_dir, ignore_errors=True)  # ours: made above
+        if videos:
+            metadata["videos"] = MetadataValue.md(artifact_links(str(trained["mlflow_run"]), videos))
         summary = report.summary
         rate = float(summary.rate or 0.0)
         metadata.update(
