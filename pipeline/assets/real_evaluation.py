@@ -32,6 +32,8 @@ MAX_TABLE_ROWS = 200  # rollouts listed per bundle in the metadata table; the co
 
 
 class RealEvaluationConfig(Config):
+    """Success on the real robot from the labelled rollouts recorded with the candidate's and the champion's bundles."""
+
     videos: int = Field(3, ge=0, description="How many rollout episodes per bundle (the first ones) are rendered "
                                              "to MP4 from their stored frames and logged to the bundle's MLflow "
                                              "training run under evaluation/real_videos/ (0: none).")
