@@ -162,3 +162,36 @@ def test_takeover_on_the_emulated_aloha_is_stored_as_a_span_of_leader_actions(bu
     start, first = r.action[9].astype(np.float64), np.asarray(human_actions[0], np.float64)
     np.testing.assert_allclose(r.action[10], start + (first - start) / 5, atol=1e-5)
     assert read_finalized_marker(layout.session_dir("dagger"))["kind"] == "rollout"
+
+
+def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, layout):
+    from hardware.aloha import emulated as emu
+    from hardware.aloha.config import TakeoverConfig
+    from hardware.aloha.takeover import LeaderTakeover
+    from hardware.registry import RobotOptions, make_robot
+    from hardware.rollout import run_rollouts
+    from model.policy import Policy
+
+    robot = make_robot("emulated", RobotOptions(cameras=["cam_high"], resolution=POLICY_HW, layout=layout))
+    policy = Policy.from_bundle(bundles["emulated"], device="cpu")
+    human = LeaderTakeover(robot.rig, TakeoverConfig(hold_s=0.1, ramp_s=0.0))  # 5 steps shut
+    leaders = [robot.rig.specs[a.name] for a in robot.rig.config.leaders()]
+    calls = iter(range(10_000))
+
+    def grippers(position: float) -> None:  # the stand-in operator holds both leader grippers still there
+        for spec in leaders:
+            for joint in (j for j in spec.joints if j.gripper):
+                robot.rig.emulator.set_motion(spec.name, joint.ids[0], position, 0.0, 1.0)
+
+    def stand_in_operator() -> str:  # called once per control step; types nothing
+        step = next(calls)
+        if step in (0, 40):  # open (no sway) ...
+            grippers(emu.GRIPPER_OPEN - 50)
+        if step == 10:  # ... squeezed shut from step 10 to 40: far longer than the 5 steps the gesture needs
+            grippers(emu.GRIPPER_CLOSED)
+        return ""
+
+    report = run_rollouts(robot, policy, [None], num_steps=60, takeover=human, keys=stand_in_operator)
+    (ep,) = report.episodes
+    # one takeover (the squeeze fires once, however long it is held), never handed back: it lasts to the end
+    assert len(ep.takeover_spans) == 1 and 10 < ep.takeover_spans[0][0] < 40 and ep.takeover_spans[0][1] == 60
