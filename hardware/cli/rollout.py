@@ -175,6 +175,9 @@ def rollout(
         fail(f"rollout stopped, robot stopped safely: {exc}")
     except OSError as exc:  # e.g. a video that could not be written (each is atomic: no partial file)
         fail(f"rollout stopped: {os_error_text(exc)}")
+    except KeyboardInterrupt:  # the running rollout is not stored; those before it are
+        fail("interrupted" + (f": session {record!r} is left open (the same command resumes it)" if record else ""),
+             code=130)
     table = Table(title="rollout", show_header=False)
     table.add_column(style="bold")
     table.add_column()

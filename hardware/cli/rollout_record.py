@@ -30,14 +30,19 @@ def check_record_options(lay: StoreLayout, robot: str, record: Optional[str], la
         fail(f"--label: robot {robot!r} is a simulator; its rollouts are labelled by the task's own success", 2)
     if takeover and robot not in leader_arm_robots():
         fail(f"--takeover needs leader arms: --robot {' or '.join(leader_arm_robots())}, not {robot!r}", 2)
-    session_dir = session_to_record(lay, record)
-    for _, path in episode_dirs(session_dir)[:1]:  # resuming: rollouts are never mixed with demonstrations
+    session_to_record(lay, record)
+    if (attrs := _resumed(lay, record)) is not None and not is_rollout(attrs):  # never mixed with demonstrations
+        fail(f"--record: session {record!r} holds demonstrations; record rollouts into a new session")
+
+
+def _resumed(lay: StoreLayout, session: str) -> Optional[dict]:
+    """The first episode's attributes of an unfinalized session being resumed; None for a new session."""
+    for _, path in episode_dirs(lay.session_dir(session))[:1]:
         try:
-            kind_ok = is_rollout(read_root_attrs(path))
+            return read_root_attrs(path)
         except StoreError as exc:
             fail(f"--record: {exc}")
-        if not kind_ok:
-            fail(f"--record: session {record!r} holds demonstrations ({path.name}); record rollouts into a new session")
+    return None
 
 
 def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, manifest: dict, robot: str,
@@ -51,6 +56,10 @@ def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, ma
         dataset_id=manifest.get("dataset_id") or None, task=task, temporal_ensemble_k=k, query_every=query_every,
         inference="async" if asynchronous else "sync", backend=backend,
     )
+    resumed = (_resumed(lay, record) or {}).get("rollout") or {}
+    if resumed and resumed.get("bundle_manifest_sha256") != settings.bundle_manifest_sha256:
+        fail(f"--record: session {record!r} holds rollouts of another bundle ({resumed.get('bundle_dir')}); one "
+             "session is one bundle: record into a new session")
     if bot.simulated:
         labeler = simulator_label
     elif label is not None:

@@ -76,6 +76,23 @@ def test_record_refuses_to_mix_rollouts_into_a_demonstration_session(bundles, tm
     assert len(_episodes(store, "demos")) == 1
 
 
+def test_a_resumed_rollout_session_takes_rollouts_of_its_own_bundle_only(bundles, tmp_path):
+    from hardware.rollout import make_robot_for_policy, run_rollouts
+    from hardware.rollout_recording import RolloutRecorder, RolloutSettings, simulator_label
+    from model.policy import Policy
+
+    store, bundle = tmp_path / "store", bundles["sim"]
+    policy = Policy.from_bundle(bundle, device="cpu")
+    robot = make_robot_for_policy("sim-transfer-cube", policy, resolution=POLICY_HW)
+    other = RolloutSettings("0" * 64, "/elsewhere/bundle")
+    recorder = RolloutRecorder(robot, StoreLayout(store), "open", other, simulator_label)
+    run_rollouts(robot, policy, [3], num_steps=4, record=recorder.episode)  # left open: not finalized
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle),
+                                      "--max-steps", "4", "--record", "open", "--store", str(store)])
+    assert res.exit_code == 1 and "another bundle (/elsewhere/bundle)" in res.output
+    assert len(_episodes(store, "open")) == 1
+
+
 def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp_path):
     store = tmp_path / "store"
     args = ["rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]), "--resolution", "32x32",
