@@ -14,6 +14,7 @@ import json
 from typing import Optional
 
 from dagster import AssetExecutionContext, AutomationCondition, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from assets_store.annotations import read_annotations
 from assets_store.dataset import build_manifest, curate, rollout_spans, span_partial_stats, write_dataset
@@ -42,7 +43,9 @@ class DatasetConfig(Config):
     robot: Optional[str] = None  # keep only this robot's episodes; required when sessions mix robots
     sessions: list[str] = []  # empty: every session validated so far
     keep_failed_demos: bool = False  # keep episodes labelled failure in the sessions' annotation logs
-    takeover_spans: bool = False  # rollouts' takeover spans (steps a person drove) as demonstrations
+    takeover_spans: bool = Field(False, description=(
+        "Bring in the steps a person drove during recorded rollouts (human takeover) as demonstrations; rollouts "
+        "are otherwise never in a dataset."))
 
 
 @asset(
