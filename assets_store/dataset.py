@@ -3,6 +3,9 @@
 The id is a hash of the manifest: the same episodes with the same content and split give the same id. Session
 annotations (labels, exclusions) that affected a dataset are part of its manifest, so they change its id too, and so
 do a co-trained dataset's groups (sessions, sampling weights, padding: assets_store/cotraining.py).
+
+Rollout episodes (`assets_store.rollouts`) are never mixed with demonstrations unless asked: `takeover_spans=True`
+brings in the steps a person drove during a rollout (HG-DAgger), each span an episode entry with its `span`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Any
 
 from assets_store.annotations import SessionAnnotations
 from assets_store.cotraining import DatasetGroup, EpisodeEntry, GroupSpec, cotraining_stats, plan_groups
-from assets_store.episode_reader import EpisodeReader
+from assets_store.episode_reader import EpisodeReader, read_root_attrs
 from assets_store.errors import StoreError
 from assets_store.hashing import canonical_hash, directory_sha256, write_json_atomic
 from assets_store.layout import COMPLETE_MARKER, StoreLayout, is_remote_root
 from assets_store.remote import RemoteStore
-from assets_store.stats import NormStats, episode_partial_stats, stats_from_json, stats_to_json
+from assets_store.rollouts import is_rollout
+from assets_store.sessions import read_finalized_marker
+from assets_store.stats import NormStats, PartialStats, episode_partial_stats, stats_from_json, stats_to_json
 
 # Beside a dataset the pipeline built from an object store (not part of the dataset: its id does not change).
 EPISODES_AT = "episodes_at.json"
@@ -41,6 +46,7 @@ class EpisodeRef:
     content_hash: str
     num_steps: int
     split: str = "train"  # "train" | "val"
+    span: tuple[int, int] | None = None  # only steps [start, stop) of the episode (a takeover); None: all
 
     @property
     def key(self) -> str:
@@ -65,6 +71,7 @@ class DatasetManifest:
     # Co-training groups (assets_store/cotraining.py); empty (and absent from the JSON, ids unchanged): one group of
     # every episode with weight 1, nothing padded.
     groups: list[DatasetGroup] = field(default_factory=list)
+    takeover_spans: bool = False  # rollouts' takeover spans are in (absent from the JSON when False)
 
     @property
     def id(self) -> str:
@@ -94,11 +101,13 @@ class DatasetManifest:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["episodes"] = [asdict(e) for e in self.episodes]
+        d["episodes"] = [{k: v for k, v in asdict(e).items() if k != "span" or v is not None} for e in self.episodes]
         if not d["annotations"]:
             del d["annotations"]
         if not d["groups"]:
             del d["groups"]
+        if not d["takeover_spans"]:  # absent: the ids of datasets without rollouts stay what they were
+            del d["takeover_spans"]
         d["schema"] = MANIFEST_SCHEMA
         d["schema_version"] = MANIFEST_VERSION
         d["id"] = canonical_hash({k: v for k, v in d.items() if k != "id"})[:16]
@@ -112,7 +121,8 @@ class DatasetManifest:
                 f"got {d.get('schema')!r} v{d.get('schema_version')!r}"
             )
         fields = {k: v for k, v in d.items() if k not in ("schema", "schema_version", "id")}
-        fields["episodes"] = [EpisodeRef(**e) for e in d["episodes"]]
+        fields["episodes"] = [EpisodeRef(**{**e, "span": tuple(e["span"]) if e.get("span") else None})
+                              for e in d["episodes"]]
         try:
             fields["groups"] = [DatasetGroup.from_json(g) for g in d.get("groups", [])]
         except (TypeError, AttributeError) as exc:
@@ -137,25 +147,65 @@ def curate(
     annotations: dict[str, SessionAnnotations],  # by session
     *,
     keep_failed: bool = False,
+    rollouts: dict[tuple[str, str], list[tuple[int, int]]] | None = None,  # rollout episodes: their takeover spans
+    takeover_spans: bool = False,
 ) -> tuple[set[tuple[str, str]], dict[str, dict[str, str]]]:
     """Which episodes a dataset keeps, and the annotations that touched them (for its manifest): excluded ones are
-    out, those labelled failure are out unless `keep_failed`; the rest are in."""
+    out, those labelled failure are out unless `keep_failed`; rollouts are out, unless `takeover_spans` and they
+    have one (a rollout's label judges the policy, not the person's span: it does not decide); the rest are in."""
     kept, record = set(), {}
+    rollouts = rollouts or {}
     for session, episode in episodes:
         log = annotations.get(session)
         now = log.of(episode) if log is not None else None
+        rollout = (session, episode) in rollouts
+        if rollout and not (takeover_spans and rollouts[(session, episode)]):
+            continue
         if now is not None and now.to_json():
             record[f"{session}/{episode}"] = now.to_json()
-        if now is not None and (now.excluded or (now.label == "failure" and not keep_failed)):
+        if now is not None and (now.excluded or (now.label == "failure" and not keep_failed and not rollout)):
             continue
         kept.add((session, episode))
     return kept, record
+
+
+def rollout_spans(layout: StoreLayout, episodes: list[tuple[str, str, int]]) -> tuple[
+        dict[tuple[str, str], list[tuple[int, int]]], list[str]]:
+    """The rollout episodes among (session, episode dir name, num_steps) and their takeover spans, with a problem
+    line for each episode whose spans are unreadable (it then has none: a rollout never passes for a
+    demonstration). Every episode of a session whose finalized marker says rollout is one; only those are read."""
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    problems: list[str] = []
+    rollout_sessions = {s for s, _, _ in episodes if is_rollout(read_finalized_marker(layout.session_dir(s)))}
+    for session, episode, steps in episodes:
+        if session not in rollout_sessions:
+            continue
+        path = layout.session_dir(session) / episode
+        try:
+            raw = read_root_attrs(path).get("takeover_spans")
+        except StoreError as exc:
+            raw = f"unreadable ({exc})"
+        ok = isinstance(raw, list) and all(
+            isinstance(sp, list) and len(sp) == 2 and all(isinstance(v, int) for v in sp) and 0 <= sp[0] < sp[1] <= steps
+            for sp in raw)
+        spans[(session, episode)] = [(a, b) for a, b in raw] if ok else []
+        if not ok:
+            problems.append(f"{path}: takeover_spans: expected [[start, stop], ...] within 0..{steps}, "
+                            f"got {raw!r:.200}; its steps are left out")
+    return spans, problems
+
+
+def span_partial_stats(path: Path, spans: list[tuple[int, int]]) -> list[dict[str, PartialStats]]:
+    """Partial statistics of only these steps of an episode (a rollout's takeover spans)."""
+    r = EpisodeReader(path)
+    return [episode_partial_stats(r.qpos[a:b], r.action[a:b]) for a, b in spans]
 
 
 def build_manifest(
     episodes: list[tuple[str, str, str, int]],  # (session, episode dir name, content hash, num_steps)
     *,
     val_fraction: float = 0.1,
+    spans: dict[tuple[str, str], list[tuple[int, int]]] | None = None,  # only these steps of these episodes
     **meta: Any,
 ) -> DatasetManifest:
     ordered = sorted(episodes)
@@ -164,7 +214,11 @@ def build_manifest(
     splits = {}
     for sessions in parts:
         splits |= assign_splits([(f"{s}/{e}", h) for s, e, h, *_ in ordered if s in sessions], val_fraction)
-    refs = [EpisodeRef(s, e, h, int(n), splits[f"{s}/{e}"]) for s, e, h, n in ordered]
+    refs = []
+    for s, e, h, n in ordered:
+        for span in (spans or {}).get((s, e), [None]):  # a rollout's spans share its split: no train/val leak
+            steps = int(n) if span is None else span[1] - span[0]
+            refs.append(EpisodeRef(s, e, h, steps, splits[f"{s}/{e}"], None if span is None else tuple(span)))
     return DatasetManifest(episodes=refs, val_fraction=val_fraction, **meta)
 
 

@@ -62,14 +62,21 @@ class TerminalCommands:
         self.enabled = False
 
     def poll(self) -> Command | None:
-        if not self.enabled:
-            return None
         command = None
+        for ch in self.read():
+            if ch in ("n", "r", "q"):
+                command = Command(ch)
+        return command
+
+    def read(self) -> str:
+        """Every key typed since the last read, lower-cased, without blocking ('' when the controls are off).
+        Other verbs (`aloha rollout`: labels, takeover) read their own keys here."""
+        if not self.enabled:
+            return ""
+        typed = ""
         while select.select([self._fd], [], [], 0)[0]:
             data = os.read(self._fd, 64)
             if not data:
                 break
-            for ch in data.decode(errors="ignore").lower():
-                if ch in ("n", "r", "q"):
-                    command = Command(ch)
-        return command
+            typed += data.decode(errors="ignore").lower()
+        return typed

@@ -32,6 +32,7 @@ from hardware.interfaces import Robot, Teleoperator
 from hardware.keyboard import Command, CommandSource, NoCommands
 from hardware.loop import (
     Clock,
+    EpisodeRun,
     FixedRateLoop,
     LoopReport,
     MonotonicClock,
@@ -106,6 +107,45 @@ class SessionResult:
     discarded: int = 0
     stopped_early: bool = False  # q pressed
     marker: Path | None = None  # the finalized-session marker, if written
+
+
+def episode_info(robot: Robot, session: str, *, fps: float, task: str = "", operator: str = "",
+                 seed: int | None = None) -> EpisodeInfo:
+    """What an episode of `robot` says about itself before its first step (recorded and rollout episodes alike)."""
+    robot_attrs = dict(robot.episode_attrs())
+    known = {"task", "calibration_hash", "operator", "software_version"}
+    return EpisodeInfo(
+        robot=robot.name,
+        joint_names=list(robot.joint_names),
+        action_names=list(robot.action_names),
+        fps=fps,
+        cameras=list(robot.cameras),
+        task=task or str(robot_attrs.get("task", "")),
+        session=session,
+        operator=operator or str(robot_attrs.get("operator", "")),
+        software_version=str(robot_attrs.get("software_version", SOFTWARE_VERSION)),
+        calibration_hash=str(robot_attrs.get("calibration_hash", "")),
+        extra={"seed": seed, **{k: v for k, v in robot_attrs.items() if k not in known}},
+    )
+
+
+def write_step(writer: EpisodeWriter, rec: StepRecord) -> None:
+    """One control step into the episode: the observation the driver saw, the action executed, the loop time."""
+    obs = rec.observation
+    writer.add_step(obs.qpos, rec.action, rec.timestamp,
+                    qvel=obs.qvel, effort=obs.effort, images=obs.images, frame_info=obs.frame_info)
+
+
+def run_counters(run: EpisodeRun) -> dict[str, Any]:
+    """The counters an episode keeps of how its control loop ran."""
+    return {
+        "steps": run.report.steps,
+        "late_steps": run.report.late_steps,
+        "missed_periods": run.report.missed_periods,
+        "dropped_frames": run.dropped_frames,  # frame-number gaps: what validation counts from the frame info
+        "camera_dropped_frames": run.camera_dropped_frames,  # reported lost by the cameras themselves (device, USB)
+        "stopped_early": run.stopped_early,
+    }
 
 
 class Recorder:
@@ -183,21 +223,8 @@ class Recorder:
 
     # ------------------------------------------------------------------ one episode
     def episode_info(self, seed: int | None) -> EpisodeInfo:
-        robot_attrs = dict(self.robot.episode_attrs())
-        known = {"task", "calibration_hash", "operator", "software_version"}
-        return EpisodeInfo(
-            robot=self.robot.name,
-            joint_names=list(self.robot.joint_names),
-            action_names=list(self.robot.action_names),
-            fps=self.fps,
-            cameras=list(self.robot.cameras),
-            task=self.config.task or str(robot_attrs.get("task", "")),
-            session=self.config.session,
-            operator=self.config.operator or str(robot_attrs.get("operator", "")),
-            software_version=str(robot_attrs.get("software_version", SOFTWARE_VERSION)),
-            calibration_hash=str(robot_attrs.get("calibration_hash", "")),
-            extra={"seed": seed, **{k: v for k, v in robot_attrs.items() if k not in known}},
-        )
+        cfg = self.config
+        return episode_info(self.robot, cfg.session, fps=self.fps, task=cfg.task, operator=cfg.operator, seed=seed)
 
     def record_episode(self, index: int, number: int = 1) -> tuple[RecordedEpisode | None, Command | None]:
         """Record one episode under `index`. Returns (None, RERECORD) if the operator discarded it."""
@@ -216,11 +243,7 @@ class Recorder:
         walls: deque[float] = deque(maxlen=50)  # wall time, so a virtual-clock sim shows its real speed
 
         def on_step(rec: StepRecord) -> None:
-            obs = rec.observation
-            writer.add_step(
-                obs.qpos, rec.action, rec.timestamp,
-                qvel=obs.qvel, effort=obs.effort, images=obs.images, frame_info=obs.frame_info,
-            )
+            write_step(writer, rec)
             state["dropped"] += rec.dropped_frames
             now = time.perf_counter()
             walls.append(now)
@@ -276,12 +299,7 @@ class Recorder:
             return None, command
         report = run.report
         counters = {
-            "steps": report.steps,
-            "late_steps": report.late_steps,
-            "missed_periods": report.missed_periods,
-            "dropped_frames": run.dropped_frames,  # frame-number gaps: what validation counts from the frame info
-            "camera_dropped_frames": run.camera_dropped_frames,  # reported lost by the cameras themselves (device, USB)
-            "stopped_early": run.stopped_early,
+            **run_counters(run),
             "realtime": isinstance(self.clock, MonotonicClock),
             # control steps per wall-clock second (differs from the loop rate on a virtual clock)
             "wall_steps_per_s": round((report.steps - 1) / max(state["wall_last"] - state["wall_first"], 1e-9), 2),

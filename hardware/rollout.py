@@ -10,6 +10,9 @@
 policy beside the loop instead of inside it (`hardware.async_policy`): the loop then runs in real time, since on a
 virtual clock inference would take no loop time at all. Before the first step a policy is checked against
 the robot (`check_compatible`): a policy trained on other cameras or other joints is refused, never driven.
+
+`record=` stores every rollout as an episode (`hardware.rollout_recording`: a sink per episode sees every step and
+the finished episode); `takeover=` lets a person take the robot over mid-rollout (`hardware.takeover`, HG-DAgger).
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from hardware.async_policy import AsyncInference, AsyncPolicyTeleoperator
 from hardware.interfaces import Observation, Robot, Teleoperator
-from hardware.loop import FixedRateLoop, Percentiles, StepRecord, VirtualClock, run_episode
+from hardware.loop import EpisodeRun, FixedRateLoop, Percentiles, StepRecord, VirtualClock, run_episode
 from hardware.registry import RobotOptions, make_robot
+from hardware.takeover import HumanControl, SharedControl
 from hardware.visualize import side_by_side, write_mp4
 
 
@@ -78,6 +82,9 @@ class RolloutEpisode:
     late_steps: int
     video: str | None = None
     fallback_steps: int = 0  # asynchronous inference: steps no chunk covered (the fallback was taken)
+    takeover_spans: list[list[int]] = field(default_factory=list)  # [start, stop) steps a person drove
+    label: str | None = None  # recorded rollouts: "success" | "failure" | None (unlabelled)
+    stored: str | None = None  # recorded rollouts: the episode's path; None when not stored (discarded)
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,24 @@ class RolloutReport:
         }
 
 
+class EpisodeSink(Protocol):
+    """Where one rollout goes besides the report (`hardware.rollout_recording`: an episode of the store)."""
+
+    def add(self, record: StepRecord) -> None: ...
+
+    def close(self, episode: RolloutEpisode, run: EpisodeRun) -> None:
+        """The rollout ended: keep it (filling `episode.label` / `episode.stored`) or drop it."""
+        ...
+
+    def abort(self) -> None:
+        """The rollout stopped on an error: nothing of it is kept."""
+        ...
+
+
+# (index in this run, seed) -> the sink of that episode
+RecordEpisode = Callable[[int, "int | None"], EpisodeSink]
+
+
 def check_compatible(policy: Any, robot: Robot) -> None:
     """The policy's own check (`Policy.check_compatible`) against this robot's cameras and joints."""
     try:
@@ -188,13 +213,21 @@ def run_rollouts(
     on_episode: Callable[[RolloutEpisode], None] | None = None,
     async_inference: AsyncInference | None = None,
     on_step: Callable[[int], None] | None = None,
+    record: RecordEpisode | None = None,
+    takeover: HumanControl | None = None,
+    keys: Callable[[], str] | None = None,
+    videos: int | None = None,
 ) -> RolloutReport:
     """One episode per seed, driven by a policy (checked against the robot first) or by any Teleoperator.
 
     Simulators run on a virtual 50 Hz clock unless `realtime`; real robots always in real time. `stop_on_success`
-    ends an episode once the maximum reward is reached (ACT's success: later steps change nothing). `on_step` hears
-    the steps done in the current episode after each step (progress bars, step rates).
+    ends an episode once the maximum reward is reached (ACT's success: later steps change nothing). `record` gives
+    each episode a sink (stored rollouts); `takeover` is a person's device that may take over (`keys`: typed keys,
+    `t` takes over too). `on_step` hears the steps done in the current episode after each step (progress bars,
+    step rates). With `video_dir`, the first `videos` episodes are filmed (None: every one).
     """
+    if takeover is not None and async_inference is not None:
+        raise ValueError("a takeover needs synchronous inference (the policy restarts when it gets control back)")
     teleop: _Timed | AsyncPolicyTeleoperator
     if isinstance(driver, Teleoperator):
         if async_inference is not None:
@@ -210,18 +243,21 @@ def run_rollouts(
     realtime = realtime or async_inference is not None
     report = RolloutReport(robot=robot.name, inference="sync" if async_inference is None else "async")
     periods: list[np.ndarray] = []
+    driving: Teleoperator = teleop if takeover is None else SharedControl(teleop, takeover, keys)
     robot.connect()
     try:
         report.max_reward = robot.max_reward()
-        teleop.connect()
+        driving.connect()
         for i, seed in enumerate(seeds):
-            episode = _run_one(robot, teleop, seed, num_steps, realtime, stop_on_success,
-                               None if video_dir is None else video_path(video_dir, i, seed), periods, on_step)
+            episode = _run_one(robot, driving, seed, num_steps, realtime, stop_on_success,
+                               None if video_dir is None or (videos is not None and i >= videos)
+                               else video_path(video_dir, i, seed), periods, on_step,
+                               None if record is None else record(i, seed))
             report.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)
     finally:
-        teleop.disconnect()
+        driving.disconnect()
         robot.disconnect()
     report.latency_ms = Percentiles.of(np.asarray(teleop.latencies_s) * 1e3)
     report.period_ms = Percentiles.of(np.concatenate(periods) * 1e3 if periods else np.empty(0))
@@ -232,10 +268,12 @@ def run_rollouts(
 
 def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: int, realtime: bool,
              stop_on_success: bool, video: Path | None, periods: list[np.ndarray],
-             steps_done: Callable[[int], None] | None = None) -> RolloutEpisode:
+             steps_done: Callable[[int], None] | None = None, sink: EpisodeSink | None = None) -> RolloutEpisode:
     frames: list[np.ndarray] = []
 
     def on_step(rec: StepRecord) -> None:
+        if sink is not None:
+            sink.add(rec)
         if video is not None and rec.observation.images:
             frames.append(side_by_side(list(rec.observation.images.values())))
         if steps_done is not None:
@@ -244,8 +282,13 @@ def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: in
     start = time.perf_counter()
     # Our own loop, so the periods of every episode can make one distribution.
     loop = FixedRateLoop(robot.fps, None if realtime else VirtualClock(start=time.monotonic()))
-    run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, on_step=on_step, loop=loop,
-                      stop_on_success=stop_on_success, should_stop=getattr(teleop, "should_stop", None))
+    try:
+        run = run_episode(robot, teleop, num_steps=num_steps, seed=seed, on_step=on_step, loop=loop,
+                          stop_on_success=stop_on_success, should_stop=getattr(teleop, "should_stop", None))
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
     periods.append(np.diff([t.start for t in loop.timings]))
     stop_base = getattr(robot, "stop_base", None)  # Mobile ALOHA: no command timeout between episodes
     if stop_base is not None:
@@ -253,6 +296,10 @@ def _run_one(robot: Robot, teleop: Teleoperator, seed: int | None, num_steps: in
     episode = RolloutEpisode(seed=seed, success=run.success, max_reward=run.max_reward, steps=run.steps,
                              seconds=time.perf_counter() - start, late_steps=run.report.late_steps,
                              fallback_steps=getattr(teleop, "fallback_steps", 0))
+    if isinstance(teleop, SharedControl):
+        episode.takeover_spans = teleop.spans()
+    if sink is not None:
+        sink.close(episode, run)
     if video is not None and frames:
         episode.video = str(write_mp4(video, frames, robot.fps))
     return episode

@@ -174,6 +174,10 @@ class ChunkDataset(Dataset):
             layout = StoreLayout.of_dataset(self.dataset_dir)
             self.paths = [str(r.path(layout)) for r in refs]
         self.hashes = [r.content_hash for r in refs]
+        # An entry with a span (a rollout's takeover) contributes only those steps: its samples, and the actions of
+        # their chunks, never reach past them into the policy's steps.
+        self.spans = [r.span for r in refs]
+        self.offsets = [0 if span is None else span[0] for span in self.spans]
         self.source = source
         self._cache: ChunkCache | None = None
         self.max_open = max_open_episodes or max(1, len(self.paths))
@@ -186,20 +190,21 @@ class ChunkDataset(Dataset):
         target_actions = list(self.manifest.action_names or self.manifest.joint_names)
         qpos, action, lengths, tasks, masks, group_of = [], [], [], set(), [], []
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
-        for ref, path in zip(refs, self.paths):
+        for ref, path, span in zip(refs, self.paths, self.spans):
             r = EpisodeReader(path)
+            steps = slice(None) if span is None else slice(*span)
             if r.info.task:
                 tasks.add(r.info.task)
             missing = sorted(set(self.camera_names) - set(r.camera_names))
             if missing:
                 raise ValueError(f"{path}: cameras {missing} missing (has {r.camera_names})")
-            qpos.append(q_stats.normalize(r.qpos).astype(np.float32))
-            actions = smooth_base_actions(r.action, r.info.action_names, base_smoothing_window)
+            qpos.append(q_stats.normalize(r.qpos[steps]).astype(np.float32))
+            actions = smooth_base_actions(r.action, r.info.action_names, base_smoothing_window)[steps]
             if self.manifest.groups:  # the target's columns by name; padded ones 0 (normalized like the recipe's)
                 masks.append([c >= 0 for c in action_columns(r.info.action_names, target_actions)])
                 actions = conform_actions(actions, r.info.action_names, target_actions)
             action.append(a_stats.normalize(actions).astype(np.float32))
-            lengths.append(len(r))
+            lengths.append(len(actions))
             group_of.append(group_index[ref.session])
         self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
         self.lengths = np.asarray(lengths, dtype=np.int64)
@@ -250,6 +255,7 @@ class ChunkDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, t, qpos, actions, is_pad = self.lowdim(int(index))
         r = self._reader(ep)
+        t += self.offsets[ep]  # the episode's own step (a span starts inside it)
         images = torch.stack([resize_uint8(self._frame(ep, r, cam, t), self.image_size) for cam in self.camera_names])
         item = {"images": images, "qpos": qpos, "actions": actions, "is_pad": is_pad}
         if self.has_padding:

@@ -104,6 +104,16 @@ class GestureConfig(_Strict):
     timeout_s: float | None = None
 
 
+class TakeoverConfig(_Strict):
+    """Human takeover during `aloha rollout --record` (hardware/aloha/takeover.py): both leader grippers squeezed
+    shut for `hold_s` hands the followers to the leader arms, the same again hands them back."""
+
+    close_threshold: float = Field(0.15, ge=0.0, le=1.0)  # both leader grippers below this (normalized) ...
+    # ... for this long: longer than a casual squeeze or the emulated stand-in's gripper sway (~0.7 s shut per cycle)
+    hold_s: float = Field(1.0, gt=0.0)
+    ramp_s: float = Field(0.5, ge=0.0)  # followers blend from the policy's last action to the leaders' pose
+
+
 class AlohaConfig(_Strict):
     name: str = "aloha"
     fps: float = Field(50.0, gt=0)
@@ -112,6 +122,7 @@ class AlohaConfig(_Strict):
     cameras: list[CameraConfig] = Field(default_factory=list)
     base: BaseConfig | None = None  # Mobile ALOHA: the AgileX Tracer (hardware/base); None = a stationary ALOHA
     start_gesture: GestureConfig = Field(default_factory=GestureConfig)
+    takeover: TakeoverConfig = Field(default_factory=TakeoverConfig)
     # After the start gesture the followers move to the leaders' pose over this many seconds instead of jumping
     # there in one control step (a jump at full speed can hurt the robot or a person next to it).
     start_ramp_s: float = Field(2.0, ge=0.0)

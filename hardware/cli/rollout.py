@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -14,6 +15,8 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
+from hardware.cli.rollout_record import check_record_options, start_recording
+from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
 from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
 
@@ -75,6 +78,16 @@ def rollout(
     backend: Annotated[str, typer.Option(
         "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
     ] = "torch",
+    record: Annotated[Optional[str], typer.Option(
+        "--record", help="Store every rollout as an episode of this session (marked a rollout, never mixed with "
+                         "demonstrations). Keys after each: s success, f failure, x discard.")] = None,
+    label: Annotated[Optional[str], typer.Option(
+        "--label", help="With --record and no terminal: 'success' or 'failure' for every rollout (default: "
+                        "unlabelled; a simulator labels by the task's success).")] = None,
+    takeover: Annotated[Optional[bool], typer.Option(
+        "--takeover/--no-takeover", help="With --record on leader-arm robots (default on): both leader grippers "
+                                         "shut for 1 s, or the key t, hands the followers to the leaders and back.")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -82,6 +95,7 @@ def rollout(
         fail(f"--robot {robot!r}: unknown robot; expected one of {robot_names()}", 2)
     max_steps = max_steps or episode_len(robot)
     simulated = is_simulated(robot)
+    check_record_options(layout(store), robot, record, label, takeover, simulated)
     if simulated:
         from hardware.sim.gl import select_gl_backend
 
@@ -131,6 +145,9 @@ def rollout(
             f"  seed {ep.seed}: {verdict}  max reward {ep.max_reward}  {ep.steps} steps  {ep.seconds:.1f} s"
             + (f"  late {ep.late_steps}" if ep.late_steps else "")
             + (f"  video {ep.video}" if ep.video else "")
+            + (f"  takeovers {ep.takeover_spans}" if ep.takeover_spans else "")
+            + ("" if record is None else f"  stored {Path(ep.stored).name} ({ep.label or 'unlabelled'})"
+               if ep.stored else "  discarded")
         )
 
     try:
@@ -141,17 +158,31 @@ def rollout(
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
         )
-        with bar:
+        with TerminalCommands() if record else nullcontext() as keys, bar:
+            recorder, human = (None, None) if record is None else start_recording(
+                bot, layout(store), record, bundle=bundle, manifest=manifest, robot=robot, task=task or task_of(robot),
+                k=k, query_every=query_every, asynchronous=asynchronous, backend=backend, label=label,
+                takeover=takeover, keys=keys)
             report = run_rollouts(
                 bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
-                async_inference=async_inference, on_step=bar.step,
+                async_inference=async_inference, record=None if recorder is None else recorder.episode,
+                takeover=human, keys=keys.read if human is not None and keys.enabled else None, on_step=bar.step,
             )
+        if recorder is not None:
+            marker = recorder.finalize()
+            console.print(f"[green]rollout session finalized[/]: {marker}" if marker is not None
+                          else f"session {record!r}: no rollout kept, nothing to finalize")
+    except StoreError as exc:  # e.g. the rollout session could not be written; committed episodes are kept
+        fail(f"rollout stopped: {exc}" + (f"; session {record!r} is left open" if record else ""))
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
     except RobotError as exc:  # a servo, camera or base fault mid-run: the robot stopped itself safely
         fail(f"rollout stopped, robot stopped safely: {exc}")
     except OSError as exc:  # e.g. a video that could not be written (each is atomic: no partial file)
         fail(f"rollout stopped: {os_error_text(exc)}")
+    except KeyboardInterrupt:  # the running rollout is not stored; those before it are
+        fail("interrupted" + (f": session {record!r} is left open (the same command resumes it)" if record else ""),
+             code=130)
     table = Table(title="rollout", show_header=False)
     table.add_column(style="bold")
     table.add_column()

@@ -2,6 +2,8 @@
 
 Session annotations (`aloha episodes label|exclude`) decide what is in: excluded episodes are out, episodes labelled
 failure are out unless the run keeps them; the manifest records the annotations that applied, so they change the id.
+Rollout sessions (`aloha rollout --record`) are out unless `takeover_spans`: then the steps a person drove during
+them come in as demonstrations (only those steps).
 
 Statistics come from the per-episode partial sums cached by validation, so adding a session costs O(episodes)
 arithmetic and never re-reads the episodes of earlier sessions.
@@ -19,7 +21,9 @@ from pydantic import Field
 
 from assets_store.annotations import read_annotations
 from assets_store.cotraining import EpisodeEntry, GroupSpec
-from assets_store.dataset import build_cotraining_dataset, build_manifest, curate, write_dataset
+from assets_store.dataset import (
+    build_cotraining_dataset, build_manifest, curate, rollout_spans, span_partial_stats, write_dataset,
+)
 from assets_store.errors import StoreError
 from assets_store.stats import PartialStats, dataset_stats
 from pipeline import metadata_format as fmt
@@ -62,6 +66,9 @@ class DatasetConfig(Config):
         "Co-training: groups of sessions with sampling weights (Mobile ALOHA: mobile 0.5 / static 0.5). Empty: one "
         "dataset of the sessions, sampled uniformly."))
     cameras: list[str] = Field([], description="With groups: the target's cameras; empty: all of the target robot's.")
+    takeover_spans: bool = Field(False, description=(
+        "Bring in the steps a person drove during recorded rollouts (human takeover) as demonstrations; rollouts "
+        "are otherwise never in a dataset."))
 
 
 @asset(
@@ -100,14 +107,27 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         context.log.warning(f"annotation log: {problem}")
     candidates = [(s, ep) for s, summary in summaries.items() for ep in summary["episodes"]
                   if config.groups or not config.robot or ep["robot"] == config.robot]
-    kept, curation = curate([(s, ep["episode"]) for s, ep in candidates], logs, keep_failed=config.keep_failed_demos)
+    try:  # rollouts are never mixed with demonstrations unless asked
+        rollouts, rollout_problems = rollout_spans(
+            layout, [(s, ep["episode"], ep["num_steps"]) for s, ep in candidates])
+    except StoreError as exc:  # an unreadable finalized marker
+        raise Failure(str(exc)) from None
+    for problem in rollout_problems:
+        context.log.warning(f"rollout: {problem}")
+    kept, curation = curate([(s, ep["episode"]) for s, ep in candidates], logs, keep_failed=config.keep_failed_demos,
+                            rollouts=rollouts, takeover_spans=config.takeover_spans)
+    spans = {key: rollouts[key] for key in kept if key in rollouts}
 
     rows, partials, per_session = [], [], {s: 0 for s in summaries}
     meta_of: dict[str, dict] = {}
     for session, ep in candidates:
         if (session, ep["episode"]) in kept:
             rows.append((session, ep["episode"], ep["content_hash"], ep["num_steps"]))
-            partials.append({k: PartialStats.from_dict(v) for k, v in ep["partial_stats"].items()})
+            key = (session, ep["episode"])
+            if key in spans:  # a rollout: the statistics of its takeover steps only
+                partials += span_partial_stats(layout.session_dir(session) / ep["episode"], spans[key])
+            else:
+                partials.append({k: PartialStats.from_dict(v) for k, v in ep["partial_stats"].items()})
             meta_of.setdefault(
                 json.dumps([ep["robot"], ep["joint_names"], ep["action_names"], ep["camera_names"], ep["fps"]]),
                 ep,
@@ -117,6 +137,9 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         raise Failure(f"no episodes match robot={config.robot!r} in sessions {sessions}"
                       + (f" once annotations apply ({len(curation)} annotated)" if curation else ""))
     if config.groups:
+        if spans:  # a span is a slice of an episode; the co-training planner conforms whole episodes
+            raise Failure("dataset config: takeover_spans cannot be combined with groups yet; build the takeover "
+                          "dataset without groups")
         entries = [EpisodeEntry.from_summary(s, ep) for s, ep in candidates if (s, ep["episode"]) in kept]
         try:
             manifest, stats = build_cotraining_dataset(
@@ -140,6 +163,8 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             action_names=list(ref["action_names"]),
             camera_names=list(ref["camera_names"]),
             annotations=curation,
+            spans=spans,
+            takeover_spans=config.takeover_spans,
         )
         stats = dataset_stats(partials)
     out = write_dataset(layout, manifest, stats)
@@ -163,6 +188,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             "cameras": ", ".join(manifest.camera_names),
             "qpos_stats": MetadataValue.md(stats_md),
             "episodes_left_out": len(candidates) - len(rows),
+            "takeover_steps": sum(b - a for spans_of in spans.values() for a, b in spans_of),
             "annotations": MetadataValue.json(curation),
             "annotation_problems": MetadataValue.json(log_problems),
             **({"groups": MetadataValue.json([g.to_json() for g in manifest.groups]),

@@ -5,7 +5,6 @@ exists (the same rollout code as `aloha rollout`)."""
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -73,24 +72,8 @@ def closed_loop_evaluation(
     )
     bot = make_robot_for_policy(robot, policy, resolution=resolution)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
-    filmed = min(config.videos, len(seeds)) if video_dir is not None else 0
-    num_steps = config.episode_len or episode_len(robot)
-    parts = [
-        run_rollouts(bot, policy, part, num_steps=num_steps, on_episode=on_episode, video_dir=directory,
-                     on_step=on_step)
-        for part, directory in ((seeds[:filmed], video_dir), (seeds[filmed:], None)) if part
-    ]
-    return merged(parts)
-
-
-def merged(parts: list[RolloutReport]) -> RolloutReport:
-    """One report of consecutive runs over the same robot: every episode; the timing percentiles of the largest
-    part (percentiles do not add up; filmed episodes also spend time copying frames, so they are the smaller part)."""
-    if len(parts) == 1:
-        return parts[0]
-    timed = max(parts, key=lambda r: len(r.episodes))
-    return replace(timed, episodes=[e for r in parts for e in r.episodes],
-                   max_reward=next((r.max_reward for r in parts if r.max_reward is not None), None))
+    return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode,
+                        on_step=on_step, video_dir=video_dir, videos=config.videos)
 
 
 def artifact_links(run_url: str, artifacts: list[str]) -> str:

@@ -1,0 +1,85 @@
+"""`aloha rollout --record SESSION`: the options' checks and the parts that store rollouts (labels, takeover)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from assets_store import StoreLayout
+from assets_store.episode_reader import read_root_attrs
+from assets_store.errors import StoreError
+from assets_store.hashing import file_sha256
+from assets_store.rollouts import is_rollout
+from assets_store.sessions import episode_dirs
+from hardware.cli.common import console, fail, session_to_record
+from hardware.registry import leader_arm_robots
+
+
+def check_record_options(lay: StoreLayout, robot: str, record: Optional[str], label: Optional[str],
+                         takeover: Optional[bool], simulated: bool) -> None:
+    """User errors before anything loads or connects."""
+    from hardware.rollout_recording import LABELS
+
+    if record is None:
+        if label is not None or takeover:
+            fail("--label and --takeover store rollouts: give --record SESSION", 2)
+        return
+    if label is not None and label not in LABELS:
+        fail(f"--label {label!r}: expected one of {list(LABELS)}", 2)
+    if label is not None and simulated:
+        fail(f"--label: robot {robot!r} is a simulator; its rollouts are labelled by the task's own success", 2)
+    if takeover and robot not in leader_arm_robots():
+        fail(f"--takeover needs leader arms: --robot {' or '.join(leader_arm_robots())}, not {robot!r}", 2)
+    session_to_record(lay, record)
+    if (attrs := _resumed(lay, record)) is not None and not is_rollout(attrs):  # never mixed with demonstrations
+        fail(f"--record: session {record!r} holds demonstrations; record rollouts into a new session")
+
+
+def _resumed(lay: StoreLayout, session: str) -> Optional[dict]:
+    """The first episode's attributes of an unfinalized session being resumed; None for a new session."""
+    for _, path in episode_dirs(lay.session_dir(session))[:1]:
+        try:
+            return read_root_attrs(path)
+        except StoreError as exc:
+            fail(f"--record: {exc}")
+    return None
+
+
+def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, manifest: dict, robot: str,
+                    task: Optional[str], k: Optional[float], query_every: int, asynchronous: bool, backend: str,
+                    label: Optional[str], takeover: Optional[bool], keys: Any) -> tuple[Any, Any]:
+    """The `RolloutRecorder` of this run and the human takeover (the leader arms) or None."""
+    from hardware.rollout_recording import OperatorKeys, RolloutRecorder, RolloutSettings, fixed_label, simulator_label
+
+    settings = RolloutSettings(
+        bundle_manifest_sha256=file_sha256(bundle / "manifest.json"), bundle_dir=str(bundle),
+        dataset_id=manifest.get("dataset_id") or None, task=task, temporal_ensemble_k=k, query_every=query_every,
+        inference="async" if asynchronous else "sync", backend=backend,
+    )
+    resumed = (_resumed(lay, record) or {}).get("rollout") or {}
+    if resumed and resumed.get("bundle_manifest_sha256") != settings.bundle_manifest_sha256:
+        fail(f"--record: session {record!r} holds rollouts of another bundle ({resumed.get('bundle_dir')}); one "
+             "session is one bundle: record into a new session")
+    if bot.simulated:
+        labeler = simulator_label
+    elif label is not None:
+        labeler = fixed_label(label)
+    elif keys.enabled:
+        labeler = OperatorKeys(keys.read, console.print)
+    else:
+        console.print("[yellow]warning:[/] stdin is not a terminal and no --label: rollouts are stored unlabelled "
+                      "(label them with `aloha episodes label SESSION/N success|failure`)")
+        labeler = fixed_label(None)
+    human = None
+    if takeover is not False and robot in leader_arm_robots():
+        if asynchronous:
+            if takeover:
+                fail("--takeover needs synchronous inference: leave out --async", 2)
+        else:
+            from hardware.aloha.takeover import LeaderTakeover
+
+            human = LeaderTakeover(bot.rig)
+            hold = human.config.hold_s
+            console.print(f"  takeover: squeeze both leader grippers shut for {hold:g} s"
+                          + (" or press [bold]t[/]" if keys.enabled else "") + " (the same again hands back)")
+    return RolloutRecorder(bot, lay, record, settings, labeler), human

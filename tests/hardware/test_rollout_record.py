@@ -1,0 +1,214 @@
+"""Rollouts become data: `aloha rollout --record` stores labelled rollout episodes (sim: labelled by the task's success;
+emulated ALOHA without a terminal: `--label`), and a person's takeover on the emulated ALOHA is stored as a span of
+steps whose actions are the leader arms' positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from assets_store import EpisodeReader, SessionIndex, StoreLayout
+from assets_store.hashing import file_sha256
+from assets_store.sessions import read_finalized_marker
+from bundle_kit import POLICY_HW, tiny_sim_bundle
+from pipeline.cli.app import build_app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bundles")
+    return {"sim": tiny_sim_bundle(d / "sim", ["top"], robot="sim-transfer-cube"),
+            "emulated": tiny_sim_bundle(d / "emulated", ["cam_high"], robot="emulated")}
+
+
+def _episodes(store, session):
+    return [EpisodeReader(e.path) for e in SessionIndex(StoreLayout(store), session).episodes()]
+
+
+def test_sim_rollouts_are_stored_labelled_by_the_tasks_success(bundles, tmp_path):
+    store, bundle = tmp_path / "store", bundles["sim"]
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle),
+                                      "--episodes", "2", "--max-steps", "12", "--seed", "7", "--record", "eval1",
+                                      "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    assert "rollout session finalized" in res.output
+    layout = StoreLayout(store)
+    marker = read_finalized_marker(layout.session_dir("eval1"))
+    digest = file_sha256(bundle / "manifest.json")
+    assert marker["kind"] == "rollout" and marker["bundle_manifest_sha256"] == digest
+    eps = _episodes(store, "eval1")
+    assert len(eps) == 2
+    for i, r in enumerate(eps):
+        assert len(r) == 12 and r.camera_names == ["top"] and r.frames("top").shape[1:] == (*POLICY_HW, 3)
+        assert np.allclose(np.diff(r.timestamps), 0.02)
+        a = r.attrs
+        assert a["kind"] == "rollout"
+        assert a["label"] == "failure" and a["label_source"] == "simulator"  # untrained: never succeeds
+        assert a["takeover_spans"] == []
+        assert a["rollout"] == {
+            "bundle_manifest_sha256": digest, "bundle_dir": str(bundle), "dataset_id": None,
+            "robot": "sim-transfer-cube", "task": "transfer_cube", "temporal_ensemble_k": 0.01, "query_every": 1,
+            "inference": "sync", "backend": "torch", "seed": 7 + i,
+        }
+        assert "outcome" not in a  # validation must not quarantine a rollout as a failed demonstration
+        assert not np.allclose(r.action, r.qpos, atol=1e-3)  # the policy's actions, not the positions
+    # a simulator labels its own rollouts; a finalized session is never added to
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle),
+                                      "--record", "eval2", "--label", "success", "--store", str(store)])
+    assert res.exit_code == 2 and "task's own success" in res.output
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle),
+                                      "--record", "eval1", "--store", str(store)])
+    assert res.exit_code == 1 and "finalized" in res.output and len(_episodes(store, "eval1")) == 2
+
+
+def test_record_refuses_to_mix_rollouts_into_a_demonstration_session(bundles, tmp_path):
+    store = tmp_path / "store"
+    res = runner.invoke(build_app(), ["record", "--robot", "sim-transfer-cube", "--session", "demos",
+                                      "--episode-len", "5", "--resolution", "32x32", "--cameras", "top",
+                                      "--no-finalize", "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundles["sim"]),
+                                      "--record", "demos", "--store", str(store)])
+    assert res.exit_code == 1 and "holds demonstrations" in res.output
+    assert len(_episodes(store, "demos")) == 1
+
+
+def test_a_resumed_rollout_session_takes_rollouts_of_its_own_bundle_only(bundles, tmp_path):
+    from hardware.rollout import make_robot_for_policy, run_rollouts
+    from hardware.rollout_recording import RolloutRecorder, RolloutSettings, simulator_label
+    from model.policy import Policy
+
+    store, bundle = tmp_path / "store", bundles["sim"]
+    policy = Policy.from_bundle(bundle, device="cpu")
+    robot = make_robot_for_policy("sim-transfer-cube", policy, resolution=POLICY_HW)
+    other = RolloutSettings("0" * 64, "/elsewhere/bundle")
+    recorder = RolloutRecorder(robot, StoreLayout(store), "open", other, simulator_label)
+    run_rollouts(robot, policy, [3], num_steps=4, record=recorder.episode)  # left open: not finalized
+    res = runner.invoke(build_app(), ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle),
+                                      "--max-steps", "4", "--record", "open", "--store", str(store)])
+    assert res.exit_code == 1 and "another bundle (/elsewhere/bundle)" in res.output
+    assert len(_episodes(store, "open")) == 1
+
+
+def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp_path):
+    store = tmp_path / "store"
+    args = ["rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]), "--resolution", "32x32",
+            "--max-steps", "10", "--store", str(store)]
+    res = runner.invoke(build_app(), args + ["--record", "real1", "--label", "success"])
+    assert res.exit_code == 0, res.output
+    assert "squeeze both leader grippers" in res.output  # takeover offered (leader arms connected)
+    (r,) = _episodes(store, "real1")
+    assert r.attrs["kind"] == "rollout" and r.attrs["label"] == "success" and r.attrs["label_source"] == "option"
+    assert r.attrs["takeover_spans"] == [] and r.attrs["rollout"]["robot"] == "emulated"
+    assert r.attrs["rollout"]["seed"] is None and len(r) == 10
+    assert read_finalized_marker(StoreLayout(store).session_dir("real1"))["kind"] == "rollout"
+    # no terminal and no --label: stored unlabelled, to be labelled with `aloha episodes label`
+    res = runner.invoke(build_app(), args + ["--record", "real2", "--no-takeover"])
+    assert res.exit_code == 0, res.output
+    assert "stored unlabelled" in res.output and "squeeze" not in res.output
+    (r,) = _episodes(store, "real2")
+    assert r.attrs["label"] is None and r.attrs["label_source"] is None
+    res = runner.invoke(build_app(), args + ["--label", "failure"])
+    assert res.exit_code == 2 and "--record" in res.output
+
+
+def test_operator_keys_label_or_discard():
+    from hardware.rollout import RolloutEpisode
+    from hardware.rollout_recording import OperatorKeys, Verdict
+
+    typed = iter(["t", "", "q", "f"])  # a takeover key typed during the rollout is dropped first
+    prompts: list[str] = []
+    label = OperatorKeys(lambda: next(typed), prompts.append, poll_s=0.0)
+    ep = RolloutEpisode(seed=None, success=None, max_reward=None, steps=1, seconds=0.0, late_steps=0)
+    assert label(ep) == Verdict(True, "failure", "operator") and len(prompts) == 1
+    typed = iter(["", "sx"])
+    assert label(ep) == Verdict(True, "success", "operator")
+    typed = iter(["", "x"])
+    assert label(ep) == Verdict(False)
+
+
+def test_gripper_gesture_fires_once_per_held_squeeze():
+    from hardware.aloha.takeover import GripperGesture
+
+    g = GripperGesture(close_threshold=0.15, hold_steps=3)
+    seq = [(0.9, 0.9), (0.1, 0.9), (0.1, 0.1), (0.1, 0.1), (0.05, 0.1), (0.0, 0.0), (0.0, 0.0),  # fires at the 3rd
+           (0.5, 0.1), (0.1, 0.1), (0.1, 0.1), (0.1, 0.1)]  # opened, re-armed, fires again
+    assert [g.update(v) for v in seq] == [False, False, False, False, True, False, False,
+                                          False, False, False, True]
+    # one gripper shut alone (a one-handed grasp) never fires
+    g = GripperGesture(close_threshold=0.15, hold_steps=2)
+    assert not any(g.update((0.0, 0.8)) for _ in range(10))
+
+
+def test_takeover_on_the_emulated_aloha_is_stored_as_a_span_of_leader_actions(bundles, layout):
+    from hardware.aloha.config import TakeoverConfig
+    from hardware.aloha.takeover import LeaderTakeover
+    from hardware.registry import RobotOptions, make_robot
+    from hardware.rollout import run_rollouts
+    from hardware.rollout_recording import RolloutRecorder, RolloutSettings, fixed_label
+    from model.policy import Policy
+
+    robot = make_robot("emulated", RobotOptions(cameras=["cam_high"], resolution=POLICY_HW, layout=layout))
+    policy = Policy.from_bundle(bundles["emulated"], device="cpu", temporal_ensemble_k=0.01)
+    resets = []
+    reset = policy.reset
+    policy.reset = lambda: (resets.append(1), reset())[1]
+    human = LeaderTakeover(robot.rig, TakeoverConfig(ramp_s=0.1))  # 5 ramp steps at 50 Hz
+    human_actions = []
+    action = human.action
+    human.action = lambda: (lambda a: (human_actions.append(a), a)[1])(action())
+    script = {10: "t", 40: "xt"}  # the operator presses t at step 10 and again at step 40 (x: no meaning here)
+    calls = iter(range(10_000))
+    keys = lambda: script.get(next(calls), "")  # noqa: E731  (called once per control step)
+    recorder = RolloutRecorder(robot, layout, "dagger", RolloutSettings("0" * 64, "bundle"), fixed_label("failure"))
+    report = run_rollouts(robot, policy, [None], num_steps=50, record=recorder.episode, takeover=human, keys=keys)
+    recorder.finalize()
+
+    (ep,) = report.episodes
+    assert ep.takeover_spans == [[15, 40]] and ep.label == "failure"
+    assert len(resets) == 2  # at the start, and when the policy got control back: no stale chunk blended in
+    (r,) = _episodes(layout.root, "dagger")
+    assert r.attrs["takeover_spans"] == [[15, 40]] and r.attrs["label"] == "failure"
+    assert len(human_actions) == 30  # steps 10..39 the leaders drove (ramp included)
+    leader = np.asarray(human_actions[5:], dtype=np.float32)
+    np.testing.assert_array_equal(r.action[15:40], leader)  # the span's actions are the leaders' positions
+    # bumpless: the ramp steps lie between the policy's last action and the leaders' pose, one fifth each step
+    start, first = r.action[9].astype(np.float64), np.asarray(human_actions[0], np.float64)
+    np.testing.assert_allclose(r.action[10], start + (first - start) / 5, atol=1e-5)
+    assert read_finalized_marker(layout.session_dir("dagger"))["kind"] == "rollout"
+
+
+def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, layout):
+    from hardware.aloha import emulated as emu
+    from hardware.aloha.config import TakeoverConfig
+    from hardware.aloha.takeover import LeaderTakeover
+    from hardware.registry import RobotOptions, make_robot
+    from hardware.rollout import run_rollouts
+    from model.policy import Policy
+
+    robot = make_robot("emulated", RobotOptions(cameras=["cam_high"], resolution=POLICY_HW, layout=layout))
+    policy = Policy.from_bundle(bundles["emulated"], device="cpu")
+    human = LeaderTakeover(robot.rig, TakeoverConfig(hold_s=0.1, ramp_s=0.0))  # 5 steps shut
+    leaders = [robot.rig.specs[a.name] for a in robot.rig.config.leaders()]
+    calls = iter(range(10_000))
+
+    def grippers(position: float) -> None:  # the stand-in operator holds both leader grippers still there
+        for spec in leaders:
+            for joint in (j for j in spec.joints if j.gripper):
+                robot.rig.emulator.set_motion(spec.name, joint.ids[0], position, 0.0, 1.0)
+
+    def stand_in_operator() -> str:  # called once per control step; types nothing
+        step = next(calls)
+        if step in (0, 40):  # open (no sway) ...
+            grippers(emu.GRIPPER_OPEN - 50)
+        if step == 10:  # ... squeezed shut from step 10 to 40: far longer than the 5 steps the gesture needs
+            grippers(emu.GRIPPER_CLOSED)
+        return ""
+
+    report = run_rollouts(robot, policy, [None], num_steps=60, takeover=human, keys=stand_in_operator)
+    (ep,) = report.episodes
+    # one takeover (the squeeze fires once, however long it is held), never handed back: it lasts to the end
+    assert len(ep.takeover_spans) == 1 and 10 < ep.takeover_spans[0][0] < 40 and ep.takeover_spans[0][1] == 60
