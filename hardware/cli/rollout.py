@@ -73,6 +73,12 @@ def rollout(
     backend: Annotated[str, typer.Option(
         "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
     ] = "torch",
+    policy_server: Annotated[Optional[str], typer.Option(
+        "--policy-server", help="HOST:PORT of `aloha serve-policy`: inference there, on the same bundle as --policy.")
+    ] = None,
+    server_timeout: Annotated[float, typer.Option(
+        "--server-timeout", min=0.001, help="Seconds a --policy-server request may take before the robot stops.")
+    ] = 1.0,
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -92,6 +98,8 @@ def rollout(
         fail(f"--fallback {fallback!r}: expected one of {list(FALLBACKS)}", 2)
     if asynchronous and query_every != 1:
         fail("--query-every: with --async the policy is queried as often as inference allows; leave it at 1", 2)
+    if policy_server and backend != "torch":
+        fail("--backend: with --policy-server the server runs the policy; give --backend to `aloha serve-policy`", 2)
     async_inference = AsyncInference(fallback) if asynchronous else None  # type: ignore[arg-type]
 
     if seed is None and simulated:
@@ -107,8 +115,14 @@ def rollout(
     bundle = resolve_policy(store, policy, name)
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
     try:  # the weights loaded are the bytes whose hashes matched the manifest
-        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
-    except (StoreError, ValueError, ImportError) as exc:  # ImportError: --backend onnx without onnxruntime
+        if policy_server is None:
+            pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
+        else:  # the local bundle says what to expect; the server must serve the same one (manifest sha256)
+            from hardware.policy_server import connect_policy
+
+            pol = connect_policy(bundle, policy_server, timeout_s=server_timeout, temporal_ensemble_k=k,
+                                 query_every=query_every)
+    except (StoreError, ValueError, ImportError, RobotError) as exc:  # ImportError: onnxruntime or pyzmq missing
         fail(str(exc))
     manifest = pol.manifest
     other = pol.trained_for_other(robot, task or task_of(robot))
@@ -135,6 +149,7 @@ def rollout(
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
+            + (f", inference on policy server {policy_server}" if policy_server else "")
         )
         report = run_rollouts(
             bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
