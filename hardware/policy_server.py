@@ -116,7 +116,8 @@ class PolicyServer:
             if msg.kind == "hello":
                 p = self.policy
                 info = {"camera_names": p.camera_names, "joint_names": p.joint_names, "image_size": list(p.image_size),
-                        "chunk_shape": [p.chunk_size, len(p.action_names)]}
+                        "chunk_shape": [p.chunk_size, len(p.action_names)], "device": str(p.device),
+                        "backend": p.backend}
                 return encode(Message("welcome", request_id, self.bundle_hash, info=info)), None
             arrays = {name.removeprefix("images/"): np.array(a) for name, a in msg.arrays.items()}  # writable copies
             chunk = self.policy.predict_chunk(arrays.pop("qpos"), arrays)
@@ -214,6 +215,7 @@ class RemotePolicy(Policy):
     else a rollout asks of a policy runs here, as in-process."""
 
     client: PolicyClient
+    served_by: str  # "HOST:PORT (device cuda, backend torch)": where inference actually runs, as the server says
 
     def predict_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
         missing = [c for c in self.camera_names if c not in images]
@@ -238,5 +240,6 @@ def connect_policy(bundle: Path, address: str, *, timeout_s: float = DEFAULT_TIM
                                       query_every=query_every)
     policy.client = PolicyClient(address, bundle_sha256(bundle, policy.manifest),
                                  (policy.chunk_size, len(policy.action_names)), timeout_s)
-    policy.client.request("hello")
+    info = policy.client.request("hello").info
+    policy.served_by = f"{policy.client.address} (device {info.get('device', '?')}, backend {info.get('backend', '?')})"
     return policy

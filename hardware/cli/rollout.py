@@ -149,7 +149,7 @@ def rollout(
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
-            + (f", inference on policy server {policy_server}" if policy_server else "")
+            + (f", inference on policy server {pol.served_by}" if policy_server else "")
         )
         report = run_rollouts(
             bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,

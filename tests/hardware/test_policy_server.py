@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -183,57 +182,38 @@ def _fake_server(override: dict) -> tuple[str, threading.Thread]:
     return f"127.0.0.1:{port}", thread
 
 
-def test_a_killed_server_stops_the_rollout_safely(bundles):
-    proc, address = start_server(bundles[0])
-    try:
-        rollout = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli.app", "rollout", "--robot", ROBOT, "--policy", str(bundles[0]),
-             "--policy-server", address, "--server-timeout", "5", "--realtime", "--max-steps", "2000",
-             "--store", str(Path(bundles[0]).parent / "store")],
-            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
-        lines = []
-        for line in rollout.stdout:  # the robot is about to move: then the server dies
-            lines.append(line)
-            if "inference on policy server" in line:
-                break
-        proc.kill()
-        proc.wait()
-        out, _ = rollout.communicate(timeout=120)
-    finally:
-        for p in (proc, rollout):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    text = " ".join(("".join(lines) + out).split())
-    assert rollout.returncode == 1, text
-    assert (f"error: rollout stopped, robot stopped safely: policy server {address}: no reply within 5 s" in text), text
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_killed_server_stops_the_robot_safely(bundles, tmp_path, monkeypatch, mode):
+    from typer.testing import CliRunner
 
-
-def test_a_lost_server_stops_an_asynchronous_rollout(bundles):
-    from hardware.async_policy import AsyncInference
-    from hardware.rollout import make_robot_for_policy, run_rollouts
+    from hardware.sim.robot import SimRobot
+    from pipeline.cli.app import build_app
 
     proc, address = start_server(bundles[0])
+    observe, seen, disconnected = SimRobot.observe, [], []
+
+    def observe_then_kill(robot):  # the real robot; its 5th observation happens after the server died
+        seen.append(1)
+        if len(seen) == 4:
+            proc.kill()
+            proc.wait()
+        return observe(robot)
+
+    monkeypatch.setattr(SimRobot, "observe", observe_then_kill)
+    disconnect = SimRobot.disconnect
+    monkeypatch.setattr(SimRobot, "disconnect", lambda robot: (disconnected.append(1), disconnect(robot))[1])
+    args = ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]), "--policy-server", address,
+            "--server-timeout", "2", "--max-steps", "3000", "--store", str(tmp_path / "store")]
     try:
-        policy = connect_policy(bundles[0], address, timeout_s=2.0)
-        robot = make_robot_for_policy(ROBOT, policy, resolution=POLICY_HW)
-        observe, steps = robot.observe, []
-
-        def observe_then_kill():
-            steps.append(len(steps))
-            if len(steps) == 5:
-                proc.kill()
-            return observe()
-
-        robot.observe = observe_then_kill
-        start = time.monotonic()
-        with pytest.raises(PolicyServerError, match=f"policy server {address}: no reply within 2 s"):
-            run_rollouts(robot, policy, [0], num_steps=3000, async_inference=AsyncInference("hold"))
-        assert time.monotonic() - start < 50  # the 60 s episode ended at the fault
-        policy.close()
+        res = CliRunner().invoke(build_app(), args + (["--async"] if mode == "async" else []))
     finally:
         proc.kill()
         proc.wait()
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, text
+    assert f"error: rollout stopped, robot stopped safely: policy server {address}: no reply within 2 s" in text, text
+    assert f"inference on policy server {address} (device cpu, backend torch)" in text, text
+    assert disconnected and len(seen) < 1000  # released at the fault, long before the episode's end
 
 
 def test_addresses_and_cli_errors(bundles, server):
