@@ -32,12 +32,10 @@ import numpy as np
 import zmq
 
 from assets_store.bundle import MANIFEST
+from assets_store.errors import BundleIntegrityError
 from hardware.interfaces import RobotError
-from hardware.policy_wire import ArraySpec, Message, WireError, decode, encode
+from hardware.policy_wire import DEFAULT_PORT, DEFAULT_TIMEOUT_S, ArraySpec, Message, WireError, decode, encode
 from model.policy import Policy, resize_uint8
-
-DEFAULT_PORT = 5555
-DEFAULT_TIMEOUT_S = 1.0  # per request; a synchronous loop waits this long for a chunk at most
 
 
 class PolicyServerError(RobotError):
@@ -49,7 +47,7 @@ def bundle_sha256(bundle: Path, manifest: Mapping[str, Any]) -> str:
     with MLflow; `manifest` is the verified one the policy was loaded from, so the hashed bytes are checked to be it."""
     data = (Path(bundle) / MANIFEST).read_bytes()
     if json.loads(data) != dict(manifest):
-        raise PolicyServerError(f"{Path(bundle) / MANIFEST}: changed while the bundle was being loaded")
+        raise BundleIntegrityError(f"{Path(bundle) / MANIFEST}: changed while the bundle was being loaded")
     return hashlib.sha256(data).hexdigest()
 
 

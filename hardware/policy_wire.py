@@ -26,6 +26,8 @@ VERSION = 1
 KINDS = ("hello", "welcome", "predict", "chunk", "error")
 DTYPES = ("<f4", "<f8", "|u1")  # float32 state, float64 chunks, uint8 images
 MAX_HEADER_BYTES = 64 << 10
+DEFAULT_PORT = 5555
+DEFAULT_TIMEOUT_S = 1.0  # per request: a synchronous loop waits this long for a chunk at most, then stops the robot
 
 
 class WireError(ValueError):

@@ -13,6 +13,7 @@ from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
 from hardware.interfaces import RobotError
+from hardware.policy_wire import DEFAULT_TIMEOUT_S
 from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
 
 
@@ -78,7 +79,7 @@ def rollout(
     ] = None,
     server_timeout: Annotated[float, typer.Option(
         "--server-timeout", min=0.001, help="Seconds a --policy-server request may take before the robot stops.")
-    ] = 1.0,
+    ] = DEFAULT_TIMEOUT_S,
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""

@@ -12,6 +12,7 @@ from assets_store.errors import StoreError
 from assets_store.layout import DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, console, err_console, fail
 from hardware.cli.rollout import resolve_policy
+from hardware.policy_wire import DEFAULT_PORT
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -19,7 +20,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve_policy(
     policy: Annotated[str, typer.Option("--policy", help="Bundle directory, or 'champion' (the deployed one).")],
     name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = DEFAULT_MODEL_NAME,
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port; 0 picks a free one (printed).")] = 5555,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port; 0 picks a free one (printed).")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(
         "--host", help="Address to bind. Anyone who can reach it may query the policy: widen it on trusted networks only.")
     ] = "127.0.0.1",
@@ -41,6 +42,8 @@ def serve_policy(
 
     bundle = resolve_policy(store, policy, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {device}: no CUDA device on this machine", 2)
     try:  # the weights served are the bytes whose hashes matched the manifest
         pol = Policy.from_bundle(bundle, device=device, temporal_ensemble_k=None, backend=backend)
         server = PolicyServer(pol, bundle_sha256(bundle, pol.manifest))

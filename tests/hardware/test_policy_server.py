@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zmq
 
 from bundle_kit import POLICY_HW, tiny_sim_bundle
@@ -228,6 +229,9 @@ def test_addresses_and_cli_errors(bundles, server):
     runner = CliRunner()
     res = runner.invoke(build_app(), ["serve-policy", "--policy", str(bundles[0]), "--port", server.split(":")[1]])
     assert res.exit_code == 1 and "could not bind 127.0.0.1:" in res.output, res.output
+    if not torch.cuda.is_available():
+        res = runner.invoke(build_app(), ["serve-policy", "--policy", str(bundles[0]), "--device", "cuda"])
+        assert res.exit_code == 2 and "--device cuda: no CUDA device" in res.output, res.output
     res = runner.invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]), "--policy-server",
                                       server, "--backend", "onnx"])
     assert res.exit_code == 2 and "--backend: with --policy-server" in res.output, res.output
