@@ -235,3 +235,11 @@ def test_addresses_and_cli_errors(bundles, server):
     res = runner.invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]), "--policy-server",
                                       server, "--backend", "onnx"])
     assert res.exit_code == 2 and "--backend: with --policy-server" in res.output, res.output
+    # Nothing listening, or not an address: one error line before any robot connects.
+    with zmq.Context() as ctx, ctx.socket(zmq.REP) as sock:
+        silent = f"127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"  # bound, never answers
+        for where, why in ((silent, f"error: policy server {silent}: no reply within 0.5 s"),
+                           ("gpu-box", "error: policy server address 'gpu-box': expected HOST:PORT")):
+            res = runner.invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]),
+                                              "--policy-server", where, "--server-timeout", "0.5"])
+            assert res.exit_code == 1 and why in " ".join(res.output.split()), res.output
