@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import zmq
+
+try:
+    import zmq
+except ImportError as exc:  # the transport is the `server` extra
+    raise ImportError(f"{exc}: the policy server and its client need pyzmq; pip install 'aloha-pipeline[server]'") from None
 
 from assets_store.bundle import MANIFEST
 from assets_store.errors import BundleIntegrityError

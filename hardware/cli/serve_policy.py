@@ -34,8 +34,8 @@ def serve_policy(
     """Serve a policy bundle (every sha256 verified) over ZeroMQ until interrupted (Ctrl-C or SIGTERM)."""
     try:
         from hardware.policy_server import PolicyServer, bundle_sha256
-    except ImportError as exc:  # pyzmq is the `server` extra
-        fail(f"{exc}; install the server extra: pip install 'aloha-pipeline[server]'")
+    except ImportError as exc:  # pyzmq is the `server` extra: the message says so
+        fail(str(exc))
     import torch
 
     from model.policy import Policy
