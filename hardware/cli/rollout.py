@@ -18,6 +18,7 @@ from hardware.cli.common import StoreOption, check_outputs, console, fail, layou
 from hardware.cli.rollout_record import check_record_options, start_recording
 from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
+from hardware.policy_wire import DEFAULT_TIMEOUT_S
 from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
 
 
@@ -88,6 +89,12 @@ def rollout(
         "--takeover/--no-takeover", help="With --record on leader-arm robots (default on): both leader grippers "
                                          "shut for 1 s, or the key t, hands the followers to the leaders and back.")
     ] = None,
+    policy_server: Annotated[Optional[str], typer.Option(
+        "--policy-server", help="HOST:PORT of `aloha serve-policy`: inference there, on the same bundle as --policy.")
+    ] = None,
+    server_timeout: Annotated[float, typer.Option(
+        "--server-timeout", min=0.001, help="Seconds a --policy-server request may take before the robot stops.")
+    ] = DEFAULT_TIMEOUT_S,
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -108,6 +115,8 @@ def rollout(
         fail(f"--fallback {fallback!r}: expected one of {list(FALLBACKS)}", 2)
     if asynchronous and query_every != 1:
         fail("--query-every: with --async the policy is queried as often as inference allows; leave it at 1", 2)
+    if policy_server and backend != "torch":
+        fail("--backend: with --policy-server the server runs the policy; give --backend to `aloha serve-policy`", 2)
     async_inference = AsyncInference(fallback) if asynchronous else None  # type: ignore[arg-type]
 
     if seed is None and simulated:
@@ -123,8 +132,14 @@ def rollout(
     bundle = resolve_policy(store, policy, name)
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
     try:  # the weights loaded are the bytes whose hashes matched the manifest
-        pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
-    except (StoreError, ValueError, ImportError) as exc:  # ImportError: --backend onnx without onnxruntime
+        if policy_server is None:
+            pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
+        else:  # the local bundle says what to expect; the server must serve the same one (manifest sha256)
+            from hardware.policy_server import connect_policy
+
+            pol = connect_policy(bundle, policy_server, timeout_s=server_timeout, temporal_ensemble_k=k,
+                                 query_every=query_every)
+    except (StoreError, ValueError, ImportError, RobotError) as exc:  # ImportError: onnxruntime or pyzmq missing
         fail(str(exc))
     manifest = pol.manifest
     other = pol.trained_for_other(robot, task or task_of(robot))
@@ -157,6 +172,7 @@ def rollout(
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
+            + (f", inference on policy server {pol.served_by}" if policy_server else "")
         )
         with TerminalCommands() if record else nullcontext() as keys, bar:
             recorder, human = (None, None) if record is None else start_recording(

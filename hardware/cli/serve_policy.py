@@ -1,0 +1,73 @@
+"""`aloha serve-policy`: serve one verified policy bundle to `aloha rollout --policy-server` (hardware.policy_server)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated, Optional
+
+import typer
+
+from assets_store.errors import StoreError
+from assets_store.layout import DEFAULT_MODEL_NAME
+from hardware.cli.common import StoreOption, console, err_console, fail
+from hardware.cli.rollout import resolve_policy
+from hardware.policy_wire import DEFAULT_PORT
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve_policy(
+    policy: Annotated[str, typer.Option("--policy", help="Bundle directory, or 'champion' (the deployed one).")],
+    name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = DEFAULT_MODEL_NAME,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port; 0 picks a free one (printed).")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to bind. Anyone who can reach it may query the policy: widen it on trusted networks only.")
+    ] = "127.0.0.1",
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="Torch device (default: cuda where available, else cpu).", show_default=False)] = None,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
+    ] = "torch",
+    store: StoreOption = None,
+) -> None:
+    """Serve a policy bundle (every sha256 verified) over ZeroMQ until interrupted (Ctrl-C or SIGTERM)."""
+    try:
+        from hardware.policy_server import PolicyServer, bundle_sha256
+    except ImportError as exc:  # pyzmq is the `server` extra: the message says so
+        fail(str(exc))
+    import torch
+
+    from model.policy import Policy
+
+    bundle = resolve_policy(store, policy, name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {device}: no CUDA device on this machine", 2)
+    try:  # the weights served are the bytes whose hashes matched the manifest
+        pol = Policy.from_bundle(bundle, device=device, temporal_ensemble_k=None, backend=backend)
+        server = PolicyServer(pol, bundle_sha256(bundle, pol.manifest))
+        server.warm_up()
+    except (StoreError, ValueError, ImportError, RuntimeError) as exc:  # RuntimeError: a device torch cannot use
+        fail(str(exc))
+    try:
+        address = server.bind(host, port)
+    except Exception as exc:  # zmq.ZMQError: address in use, unknown host
+        server.close()
+        fail(f"could not bind {host}:{port}: {exc}")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/] bound to {host}: anyone who reaches it can query the policy")
+    console.print(f"serving policy {bundle} (manifest sha256 {server.bundle_hash}) on {address}, device {device}"
+                  + (f", backend {backend}" if backend != "torch" else ""), soft_wrap=True)  # one line: tests read it
+    try:
+        server.serve(stop, on_refused=lambda why: err_console.print(f"[yellow]refused:[/] {why}"))
+    finally:
+        server.close()
+    console.print(f"stopped after {server.requests} request(s), {server.refused} refused")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve-policy")(serve_policy)
