@@ -67,6 +67,12 @@ def seal_bundle(
     return manifest
 
 
+def bundle_identity(bundle: Path) -> str:
+    """A bundle's identity: the sha256 of its manifest.json (which lists every file's sha256). MLflow model versions
+    are tagged with it (`bundle_manifest_sha256`), rollouts record it, and the policy server checks it both ends."""
+    return file_sha256(Path(bundle) / MANIFEST)
+
+
 def read_manifest(bundle: Path) -> dict[str, Any]:
     path = Path(bundle) / MANIFEST
     try:

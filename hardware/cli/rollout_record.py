@@ -8,7 +8,7 @@ from typing import Any, Optional
 from assets_store import StoreLayout
 from assets_store.episode_reader import read_root_attrs
 from assets_store.errors import StoreError
-from assets_store.hashing import file_sha256
+from assets_store.bundle import bundle_identity
 from assets_store.rollouts import is_rollout
 from assets_store.sessions import episode_dirs
 from hardware.cli.common import console, fail, session_to_record
@@ -52,7 +52,7 @@ def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, ma
     from hardware.rollout_recording import OperatorKeys, RolloutRecorder, RolloutSettings, fixed_label, simulator_label
 
     settings = RolloutSettings(
-        bundle_manifest_sha256=file_sha256(bundle / "manifest.json"), bundle_dir=str(bundle),
+        bundle_manifest_sha256=bundle_identity(bundle), bundle_dir=str(bundle),
         dataset_id=manifest.get("dataset_id") or None, task=task, temporal_ensemble_k=k, query_every=query_every,
         inference="async" if asynchronous else "sync", backend=backend,
     )

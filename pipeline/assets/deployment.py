@@ -11,8 +11,7 @@ from typing import Any, Optional
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from assets_store.bundle import MANIFEST, verify_bundle
-from assets_store.hashing import file_sha256
+from assets_store.bundle import bundle_identity, verify_bundle
 from assets_store.layout import CHAMPION
 from pipeline import metadata_format as fmt
 from pipeline.assets.evaluation import policy_evaluation
@@ -75,7 +74,7 @@ def deployed_policy(
     bundle_dir = Path(str(ev["bundle_dir"]))
     manifest = verify_bundle(bundle_dir)
     measured = ev.get("primary_metric") == "success_rate"
-    sha = file_sha256(bundle_dir / MANIFEST)
+    sha = bundle_identity(bundle_dir)
     # Real rollouts are counted now, not when real_robot_evaluation last ran: a label added since still counts.
     real, tally = real_success(store.layout, sha)
     scores = Scores(float(ev["success_rate"]) if measured else None, float(ev["val_loss"]), real)

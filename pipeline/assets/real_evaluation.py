@@ -17,8 +17,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from assets_store import EpisodeReader, StoreError
-from assets_store.bundle import MANIFEST
-from assets_store.hashing import file_sha256
+from assets_store.bundle import bundle_identity
 from assets_store.layout import StoreLayout, episode_stem
 from assets_store.rollouts import LabelledRollout, RolloutTally, labelled_rollouts
 from pipeline.assets.evaluation import EVALUATION_GROUP, artifact_links, policy_evaluation
@@ -54,7 +53,7 @@ class Judged:
 
 
 def _judged(ev, client, model_name: str) -> list[Judged]:
-    out = [Judged("candidate", "candidate", file_sha256(Path(str(ev["bundle_dir"])) / MANIFEST), str(ev["mlflow_run_id"]))]
+    out = [Judged("candidate", "candidate", bundle_identity(Path(str(ev["bundle_dir"]))), str(ev["mlflow_run_id"]))]
     champion = current_champion(client, model_name)
     sha = (champion.tags or {}).get("bundle_manifest_sha256") if champion is not None else None
     if sha and sha != out[0].sha:
