@@ -36,7 +36,9 @@ class AutocastForward(torch.nn.Module):
         self.precision = precision
 
     def forward(self, qpos: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=qpos.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        # no cache of cast weights: a CUDA graph cannot capture one (torch.cuda.graph's documentation)
+        with torch.autocast(device_type=qpos.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16",
+                            cache_enabled=False):
             out = self.forward_module(qpos, images)
         return out.float()
 
