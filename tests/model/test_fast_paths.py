@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_kit import tiny_sim_bundle
+from bundle_kit import policy_inputs as _inputs, tiny_sim_bundle
 from model.checkpoint import load_checkpoint
 from model.config import TrainConfig
 from model.cuda_graph import graph_or_eager
@@ -30,12 +30,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return tiny_sim_bundle(tmp_path_factory.mktemp("bundle") / "b", ["top", "left_wrist"])
-
-
-def _inputs(seed: int, cameras):
-    rng = np.random.default_rng(seed)
-    qpos = rng.normal(0, 0.1, 14).astype(np.float32)
-    return qpos, {c: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for c in cameras}
 
 
 # ----------------------------------------------------------------------------- inference: selection on the CPU
