@@ -35,15 +35,16 @@ def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
-def sine_2d(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """(dim, h, w) normalized 2-D sine embedding: first half encodes y, second half x (DETR layout)."""
+def sine_2d(h: int, w: int, dim: int, temperature: float = 10000.0, device: torch.device | None = None) -> torch.Tensor:
+    """(dim, h, w) normalized 2-D sine embedding: first half encodes y, second half x (DETR layout). Built on `device`:
+    no host-to-device copy in the forward, so a CUDA graph can capture it (model.cuda_graph)."""
     half = dim // 2
     eps, scale = 1e-6, 2 * math.pi
-    y = torch.arange(1, h + 1, dtype=torch.float32)
-    x = torch.arange(1, w + 1, dtype=torch.float32)
+    y = torch.arange(1, h + 1, dtype=torch.float32, device=device)
+    x = torch.arange(1, w + 1, dtype=torch.float32, device=device)
     y = y / (y[-1] + eps) * scale
     x = x / (x[-1] + eps) * scale
-    freq = temperature ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
+    freq = temperature ** (2 * (torch.arange(half, dtype=torch.float32, device=device) // 2) / half)
 
     def encode(v: torch.Tensor) -> torch.Tensor:  # (n,) -> (n, half), interleaved sin/cos
         a = v[:, None] / freq
@@ -163,7 +164,7 @@ class ACT(nn.Module):
         feat = self.input_proj(self.backbone(x))  # (B*N, d, h, w): one shared backbone, all cameras in one pass
         d, h, w = feat.shape[1:]
         feat = feat.view(B, N, d, h, w).permute(0, 2, 3, 1, 4).reshape(B, d, h, N * w)  # join along width
-        pos = sine_2d(h, w, d).to(feat.device, feat.dtype).repeat(1, 1, N)  # each camera gets its own grid
+        pos = sine_2d(h, w, d, device=feat.device).to(feat.dtype).repeat(1, 1, N)  # each camera gets its own grid
         return feat.flatten(2).transpose(1, 2), pos.flatten(1).T[None]
 
     def set_channels_last(self, on: bool = True) -> "ACT":

@@ -14,6 +14,10 @@ the CPU, `model.onnx_export`; the bundle stays the source of truth). `predict_ch
 the asynchronous rollout (`hardware.async_policy`) calls `served_chunk` for an observation taken at step t and aligns
 the chunk to t itself.
 
+On a CUDA device the `torch` backend replays a captured CUDA graph of the batch-1 forward by default (`model.cuda_graph`;
+`cuda_graph=False` runs eager, a failed capture falls back to eager and logs it); `precision="bf16"` is an explicit
+choice (bf16 autocast), fp32 the default. `inference_path` says what runs. The CPU runs the eager forward as before.
+
 Mobile ALOHA: with `base_delay` d > 0 every served chunk takes its base columns d steps later than its arm columns
 (`model.base_actions.delay_base_actions`; chunks become k - d long), in both ways of serving.
 """
@@ -36,6 +40,7 @@ from assets_store.stats import stats_from_json
 from model.act import ACT
 from model.base_actions import base_columns, delay_base_actions
 from model.config import ACTConfig
+from model.cuda_graph import PRECISIONS, AutocastForward, Precision, graph_or_eager
 from model.data import floored, resize_uint8
 from model.onnx_export import InferenceForward, onnx_forward
 
@@ -95,11 +100,17 @@ def _bundle_file(bundle_dir: Path, name: str) -> Iterator[None]:
 class Policy:
     def __init__(self, model: ACT, config: dict, stats: dict, *, device: str = "cpu",
                  temporal_ensemble_k: float | None = 0.01, query_every: int = 1, base_delay: int = 0,
-                 backend: str = "torch"):
+                 backend: str = "torch", cuda_graph: bool | None = None, precision: Precision = "fp32"):
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
         if backend == "onnx" and torch.device(device).type != "cpu":
             raise ValueError(f"backend 'onnx' runs on the CPU; got device {device!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
+        if backend == "onnx" and precision != "fp32":
+            raise ValueError(f"backend 'onnx' runs fp32; got precision {precision!r}")
+        if cuda_graph and torch.device(device).type != "cuda":
+            raise ValueError(f"cuda_graph needs a CUDA device; got device {device!r}")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.backend = backend
@@ -132,10 +143,24 @@ class Policy:
         q, a = self.stats["qpos"], self.stats["action"]
         self._q_mean, self._q_std = (torch.tensor(x, dtype=torch.float32) for x in (q.mean, q.std))
         self._a_mean, self._a_std = a.mean.astype(np.float64), a.std.astype(np.float64)
-        # (1, J), (1, N, 3, H, W) -> (1, chunk, A) normalized actions, z = 0
-        self._forward = InferenceForward(self.model).eval() if backend == "torch" else onnx_forward(
-            self.model, len(self.camera_names), self.image_size)
+        self.precision = precision
+        self._forward, self.inference_path = self._make_forward(cuda_graph)
         self.reset()
+
+    def _make_forward(self, cuda_graph: bool | None):
+        """(1, J), (1, N, 3, H, W) -> (1, chunk, A) normalized actions, z = 0; and what runs, e.g. 'torch eager fp32'."""
+        if self.backend == "onnx":
+            return onnx_forward(self.model, len(self.camera_names), self.image_size), "onnx fp32"
+        forward = InferenceForward(self.model).eval()
+        if cuda_graph is None:
+            cuda_graph = self.device.type == "cuda"  # the faster path where it exists; never on the CPU
+        if cuda_graph:
+            fast, path = graph_or_eager(forward, self.cfg.state_dim, len(self.camera_names), self.image_size,
+                                        self.device, self.precision)
+            return fast, f"torch {path} {self.precision}"
+        if self.precision == "fp32":
+            return forward, "torch eager fp32"  # the forward itself: the CPU path exactly as before
+        return AutocastForward(forward, self.precision).eval(), f"torch eager {self.precision}"
 
     # ------------------------------------------------------------------ loading
     def set_base_delay(self, steps: int) -> None:
@@ -154,7 +179,8 @@ class Policy:
 
     @classmethod
     def from_bundle(cls, bundle_dir: Path, device: str = "cpu", temporal_ensemble_k: float | None = 0.01,
-                    query_every: int = 1, backend: str = "torch") -> "Policy":
+                    query_every: int = 1, backend: str = "torch", cuda_graph: bool | None = None,
+                    precision: Precision = "fp32") -> "Policy":
         """Load a bundle from the very bytes whose sha256 matched its manifest (always verified)."""
         bundle_dir = Path(bundle_dir)
         manifest, files = read_verified_bundle(bundle_dir)
@@ -173,7 +199,8 @@ class Policy:
         with _bundle_file(bundle_dir, WEIGHTS):
             model.load_state_dict(load_safetensors(files[WEIGHTS]), strict=True)
         policy = cls(model, config, stats, device=device, temporal_ensemble_k=temporal_ensemble_k,
-                     query_every=query_every, backend=backend)  # a ValueError here is the caller's arguments, not the bundle
+                     query_every=query_every, backend=backend, cuda_graph=cuda_graph,
+                     precision=precision)  # a ValueError here is the caller's arguments, not the bundle
         policy.manifest = manifest
         return policy
 

@@ -278,7 +278,7 @@ class Trainer:
     """One run's loop: training steps, metrics, validation, checkpoints, the budget."""
 
     model: ACT
-    ddp_model: nn.Module  # the model, wrapped for DDP when there are several processes
+    ddp_model: nn.Module  # the model the step runs: wrapped for DDP with several processes, compiled with cfg.compile
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     data: TrainData
@@ -298,6 +298,7 @@ class Trainer:
     _checkpointed_at: int = -1
     _t_log: float = 0.0
     _steps_at_log: int = 0
+    _compiled_ok: bool = False  # a step has run (and, with cfg.compile, compiled)
 
     @property
     def last_path(self) -> Path:
@@ -342,9 +343,16 @@ class Trainer:
         b = batch_to(batch, self.device)
         if self.augment is not None:
             b["images"] = self.augment(b["images"])
-        losses = compute_loss(self.ddp_model, b, self.act_cfg, self.cfg.bf16)
         self.opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        try:
+            losses = compute_loss(self.ddp_model, b, self.act_cfg, self.cfg.bf16)
+            losses["loss"].backward()
+        except Exception as exc:
+            if self.cfg.compile and not self._compiled_ok:  # the first compiled step compiles: say which option failed
+                raise RuntimeError(f"compile: torch.compile of the training step failed on {self.device} "
+                                   f"({type(exc).__name__}: {exc}); train without compile") from exc
+            raise
+        self._compiled_ok = True
         clip = self.cfg.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip else None
         self.opt.step()
@@ -477,6 +485,8 @@ def train(
     ddp_model = model
     if info.world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # only the step: validation and checkpoints use the model itself (same parameters)
+        ddp_model = torch.compile(ddp_model)
 
     manifest = train_ds.manifest
     meta = {

@@ -24,3 +24,10 @@ def tiny_sim_bundle(path, cameras, robot="", chunk_size: int = 10):
     unit = NormStats(np.zeros(14), np.full(14, 0.1), -np.ones(14), np.ones(14), 1)
     return to_bundle(ACT(cfg), {"qpos": unit, "action": unit}, path, joint_names=list(C.JOINT_NAMES),
                      action_names=list(C.JOINT_NAMES), fps=50.0, image_size=POLICY_HW, robot=robot)
+
+
+def policy_inputs(seed: int, cameras):
+    """One observation for a tiny bundle's policy: qpos near zero, frames of random pixels at another size (resized)."""
+    rng = np.random.default_rng(seed)
+    qpos = rng.normal(0, 0.1, 14).astype(np.float32)
+    return qpos, {c: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for c in cameras}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bundle_kit import POLICY_HW, tiny_sim_bundle
+from bundle_kit import POLICY_HW, policy_inputs as _inputs, tiny_sim_bundle
 from model.policy import Policy
 
 pytest.importorskip("onnxruntime")
@@ -14,12 +14,6 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return tiny_sim_bundle(tmp_path_factory.mktemp("bundle") / "b", ["top", "left_wrist"])
-
-
-def _inputs(seed: int, cameras):
-    rng = np.random.default_rng(seed)
-    qpos = rng.normal(0, 0.1, 14).astype(np.float32)
-    return qpos, {c: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for c in cameras}  # resized to POLICY_HW
 
 
 def test_onnx_runtime_matches_pytorch_within_1e_4(bundle):
