@@ -186,13 +186,19 @@ def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: st
     if curation.excluded is not None:
         tally.excluded += 1
         return
-    label, source = (curation.label, "annotation") if curation.label else (attrs.get("label"),
-                                                                          attrs.get("label_source"))
+    label, source = effective_label(attrs, curation.label)
     if label is None:
         tally.unlabelled += 1
         return
     steps = sum(b - a for a, b in attrs.get("takeover_spans") or [])
     tally.rollouts.append(LabelledRollout(session, name, path, label, str(source or "?"), int(steps)))
+
+
+def effective_label(attrs: Mapping[str, Any], annotated: str | None) -> tuple[str | None, str | None]:
+    """(label, where it came from): the annotation log's last label wins over the one recorded with the rollout."""
+    if annotated:
+        return annotated, "annotation"
+    return attrs.get("label"), attrs.get("label_source")
 
 
 def _attrs_problem(attrs: Mapping[str, Any], bundle_manifest_sha256: str) -> str:

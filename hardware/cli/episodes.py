@@ -17,6 +17,7 @@ from assets_store.annotations import LABELS, SessionAnnotations, annotate, read_
 from assets_store.checks import CheckSettings
 from assets_store.episode_report import check_entry
 from assets_store.layout import parse_episode_ref
+from assets_store.rollouts import effective_label, is_rollout
 from assets_store.recovery import sweep_store
 from assets_store.sessions import EpisodeSummary, foreign_session_dirs, is_session_finalized, session_entries
 from hardware.cli.common import StoreOption, console, existing_layout, fail, os_error_text, resolve_episode
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
                     table.add_row(
                         label, e.name, escape(e.header.status), str(e.num_steps), f"{e.duration_s:.1f}", f"{e.fps:g}",
                         ",".join(e.cameras), str(e.dropped_frames), str(e.header.count("late_steps")),
-                        notes.of(e.name).label or "", escape(notes.of(e.name).excluded or ""),
+                        _label_cell(e.attrs, notes.of(e.name).label), escape(notes.of(e.name).excluded or ""),
                     )
                 label = ""
         for path, why in foreign:
@@ -261,3 +262,11 @@ def _rate(dt) -> str:
     if not (dt > 0).all():
         return "timestamps not strictly increasing"
     return f"{1.0 / dt.mean():.2f} Hz (max gap {dt.max() * 1000:.1f} ms)"
+
+
+def _label_cell(attrs: dict, annotated: str | None) -> str:
+    """The episode's label as datasets and the real evaluation see it; a rollout says so."""
+    if not is_rollout(attrs):
+        return annotated or ""
+    label, _ = effective_label(attrs, annotated)
+    return f"rollout: {label or 'unlabelled'}"

@@ -113,6 +113,14 @@ def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp
     assert r.attrs["label"] is None and r.attrs["label_source"] is None
     res = runner.invoke(build_app(), args + ["--label", "failure"])
     assert res.exit_code == 2 and "--record" in res.output
+    # `episodes list` shows the label a dataset and the real evaluation see: the log's, else the recorded one
+    listing = runner.invoke(build_app(), ["episodes", "list", "--store", str(store)], env={"COLUMNS": "300"})
+    assert listing.exit_code == 0, listing.output
+    assert "rollout: success" in listing.output and "rollout: unlabelled" in listing.output
+    res = runner.invoke(build_app(), ["episodes", "label", "real1/0", "failure", "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    listing = runner.invoke(build_app(), ["episodes", "list", "--store", str(store)], env={"COLUMNS": "300"})
+    assert "rollout: failure" in listing.output and "rollout: success" not in listing.output
 
 
 def test_operator_keys_label_or_discard():
