@@ -7,7 +7,6 @@ the Dagster steps and the training code agree; both can point elsewhere through 
 
 import contextlib
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -17,14 +16,11 @@ from dagster import ConfigurableResource
 from assets_store import StoreLayout
 from assets_store.bundle import copy_bundle
 from assets_store.hashing import write_json_atomic
-from assets_store.layout import DEFAULT_MODEL_NAME, DEFAULT_STORE_DIRNAME
-from assets_store.remote import RemoteStore, store_root_url
+from assets_store.layout import DEFAULT_MODEL_NAME
+from assets_store.remote import RemoteStore
 from assets_store.sync import publish_bundle
 from pipeline.instance import REPO_ROOT
 
-
-
-LOCAL_ROOT_ENV = "ALOHA_LOCAL_STORE"
 
 
 class StoreResource(ConfigurableResource):
@@ -36,16 +32,13 @@ class StoreResource(ConfigurableResource):
     """
 
     root: Optional[str] = None
-    # with an object-store root: empty means $ALOHA_LOCAL_STORE, else ./.aloha_store
+    # with an object-store root: empty means $ALOHA_LOCAL_STORE, else ./.aloha_state/<URL>-<hash>
+    # (assets_store.layout.local_state_root)
     local_root: Optional[str] = None
 
     @property
     def layout(self) -> StoreLayout:
-        url = store_root_url(self.root)
-        if url is None:
-            return StoreLayout.at(self.root)
-        local = self.local_root or os.environ.get(LOCAL_ROOT_ENV) or str(os.path.join(os.getcwd(), DEFAULT_STORE_DIRNAME))
-        return StoreLayout(local, data_url=url)
+        return StoreLayout.of_root(self.root, self.local_root)
 
     def deploy_bundle(self, bundle_dir: Path, name: str, version: str | int, record: dict[str, Any]) -> None:
         """Put the verified bundle and its promotion record at <store>/deploy/<name>/<version> (replaced atomically);
