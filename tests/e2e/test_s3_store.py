@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader, StoreLayout, finalize_session
-from assets_store.bundle import seal_bundle, verify_bundle
+from assets_store.bundle import verify_bundle
 from assets_store.dataset import build_manifest, episode_content_hash, write_dataset
 from assets_store.layout import CHAMPION, FINALIZED_MARKER
 from assets_store.remote import RemoteStore
@@ -29,7 +29,7 @@ from assets_store.stats import dataset_stats, episode_partial_stats
 from assets_store.sync import publish_bundle, session_files
 from assets_store.synthetic import write_synthetic_episode
 from pipeline.cli.app import build_app
-from s3_kit import loopback_s3
+from s3_kit import loopback_s3, placeholder_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "robot-data"
@@ -150,12 +150,7 @@ def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(
 
 
 def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
-    bundle = tmp_path / "built"
-    bundle.mkdir()
-    (bundle / "model.safetensors").write_bytes(b"weights" * 100)
-    (bundle / "config.json").write_text(json.dumps({"robot": "sim"}))
-    (bundle / "stats.json").write_text("{}")
-    seal_bundle(bundle, dataset_id="ds1", mlflow_run_id="run1")
+    bundle = placeholder_bundle(tmp_path / "built")
     url = f"{s3}/deployed"
     remote = RemoteStore.at(url)
     publish_bundle(bundle, remote, remote.deploy_key("aloha-act", CHAMPION))
@@ -302,8 +297,11 @@ def test_aloha_ui_on_a_bucket_keeps_the_dagster_and_mlflow_state_local(layout, s
     out = subprocess.run(
         [cmd[0], "asset", "materialize", "-m", "pipeline.definitions", "-a", "defs",
          "--select", "raw_episodes,validated_episodes", "--partition", "rig4"],
-        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+        # in_process: one process, not one per step (each would import the pipeline again)
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO), "ALOHA_DAGSTER_EXECUTOR": "in_process"},
+        capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Executing steps in process" in out.stderr  # the executor the environment named
     runs = DagsterInstance.from_config(env["DAGSTER_HOME"]).get_runs()
     assert len(runs) == 1 and runs[0].is_success  # recorded in the local instance
     summary = json.loads(local.session_summary_path("rig4").read_text())  # the pipeline's reports: local
