@@ -334,7 +334,8 @@ def test_python_m_model_train_reads_a_dataset_by_its_bucket_url(layout, s3, tmp_
     assert "steps=2" in out.stdout and (tmp_path / "run" / "last.pt").is_file()
     assert not (REPO / "s3:").exists() and not (tmp_path / "s3:").exists()  # the old `Path(URL)` folder
 
-    missing = subprocess.run(
-        [sys.executable, "-m", "model.train", "--dataset", f"{url}/datasets/nope", "--out", str(tmp_path / "run2")],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 1 and f"error: {url}/datasets/nope: expected a dataset directory" in missing.stderr
+    from model.train import cli_app
+
+    missing = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/nope", "--out", str(tmp_path / "run2")])
+    assert missing.exit_code == 1
+    assert f"error: {url}/datasets/nope: expected a dataset directory" in " ".join(missing.output.split())
