@@ -153,7 +153,6 @@ TASKS: dict[str, SimTask] = {
 }
 
 
-
 def get_task(name: str) -> SimTask:
     """The task by its one name (a key of TASKS, what episodes store as their task). The robot that runs it has
     its own name (`SimTask.robot_name`, `--robot sim-...`): the registry maps those, not this table."""
