@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -16,6 +17,10 @@ from assets_store.names import validate_name
 
 STORE_ENV = "ALOHA_STORE"
 DEFAULT_STORE_DIRNAME = ".aloha_store"
+# With an object-store root: where the pipeline's own files (reports, datasets, runs, deployments, the embedded
+# Dagster and MLflow state) live on the machine that runs it; default ./.aloha_state/<URL, readable>-<hash>.
+LOCAL_STORE_ENV = "ALOHA_LOCAL_STORE"
+DEFAULT_STATE_DIRNAME = ".aloha_state"
 
 EPISODE_SUFFIX = ".zarr"
 _EPISODE_DIRNAME = re.compile(r"^episode_(\d{6})\.zarr$")
@@ -47,6 +52,25 @@ def is_remote_root(root: str | os.PathLike | None) -> bool:
     """A URL other than `file://`: an object store (or fsspec's in-memory filesystem), read through fsspec."""
     return url_scheme(root) not in (None, *LOCAL_SCHEMES)
 
+
+def store_root_url(explicit: str | os.PathLike | None = None) -> str | None:
+    """The object-store URL the store root names (`--store`, then $ALOHA_STORE), or None for a local store."""
+    root = explicit if explicit else os.environ.get(STORE_ENV)
+    root = str(root) if root else None
+    return root if is_remote_root(root) else None
+
+
+def local_state_root(url: str, explicit: str | os.PathLike | None = None) -> Path:
+    """The local directory that keeps the pipeline's own files for the object-store root `url`: `explicit`, then
+    $ALOHA_LOCAL_STORE, else ./.aloha_state/<URL made a file name>-<hash of the URL>. One per URL by default, so two
+    buckets (or a bucket and the local ./.aloha_store) never share reports, annotations, runs or Dagster history."""
+    chosen = explicit or os.environ.get(LOCAL_STORE_ENV)
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    url = url.rstrip("/")
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", url)[:48].strip("_")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return (Path.cwd() / DEFAULT_STATE_DIRNAME / f"{readable}-{digest}").resolve()
 
 
 def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -155,6 +179,17 @@ class StoreLayout:
     @classmethod
     def at(cls, explicit: str | os.PathLike | None = None) -> "StoreLayout":
         return cls(resolve_store_root(explicit))
+
+    @classmethod
+    def of_root(cls, root: str | os.PathLike | None = None, local_root: str | os.PathLike | None = None
+                ) -> "StoreLayout":
+        """The layout of any store root (`--store`, then $ALOHA_STORE, then ./.aloha_store), for the pipeline and
+        `aloha ui`: a local root as `at`; an object-store URL holds the recordings (`data_url`) and everything else
+        lives under `local_state_root(url, local_root)`."""
+        url = store_root_url(root)
+        if url is None:
+            return cls.at(root)
+        return cls(local_state_root(url, local_root), data_url=url)
 
     @classmethod
     def of_dataset(cls, dataset_dir: str | os.PathLike) -> "StoreLayout":

@@ -17,7 +17,9 @@ from typing import Any, Iterable, Iterator
 import fsspec
 
 from assets_store.errors import StoreError
-from assets_store.layout import FINALIZED_MARKER, LOCAL_SCHEMES, STORE_ENV, StoreLayout, is_remote_root, url_scheme
+from assets_store.layout import (
+    FINALIZED_MARKER, LOCAL_SCHEMES, StoreLayout, is_remote_root, store_root_url, url_scheme,
+)
 
 # The layout's sub-paths, relative: every path of a layout rooted at "/" minus the leading slash.
 _RELATIVE = StoreLayout(Path("/"))
@@ -126,11 +128,10 @@ def _batches(keys: list[str], sizes: dict[str, int], batch_bytes: int, max_files
         yield batch
 
 
-def store_root_url(explicit: str | os.PathLike | None = None) -> str | None:
-    """The object-store URL the store root names (`--store`, then $ALOHA_STORE), or None for a local store."""
-    root = explicit if explicit else os.environ.get(STORE_ENV)
-    root = str(root) if root else None
-    return root if is_remote_root(root) else None
+def path_or_url(location: str | os.PathLike) -> Path | str:
+    """A local path as a `Path`; an object-store URL kept a string (`Path` would fold `s3://b/x` into `s3:/b/x`)."""
+    text = str(location)
+    return text.rstrip("/") if is_remote_root(text) else Path(location)
 
 
 def open_store(explicit: str | os.PathLike | None = None) -> StoreLayout | RemoteStore:

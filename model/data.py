@@ -29,7 +29,7 @@ from assets_store import EpisodeReader, StoreLayout
 from assets_store.cotraining import action_columns, conform_actions
 from assets_store.dataset import dataset_episodes_url, load_dataset
 from assets_store.layout import STORE_ENV, is_remote_root
-from assets_store.remote import RemoteStore
+from assets_store.remote import RemoteStore, path_or_url
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
 from model.base_actions import smooth_base_actions
 
@@ -155,8 +155,7 @@ class ChunkDataset(Dataset):
         source: EpisodeSource | None = None,  # None: EpisodeSource.from_env()
     ):
         # A dataset directory, or its URL in an object store (<store URL>/datasets/<id>).
-        remote_dataset = is_remote_root(str(dataset_dir))
-        self.dataset_dir = str(dataset_dir).rstrip("/") if remote_dataset else Path(dataset_dir)
+        self.dataset_dir = path_or_url(dataset_dir)
         self.manifest, stats = load_dataset(self.dataset_dir)
         self.stats = {k: floored(v) for k, v in stats.items()}
         refs = {"train": self.manifest.train, "val": self.manifest.val, "all": self.manifest.episodes}[split]

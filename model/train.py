@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from assets_store.errors import StoreError
+from assets_store.remote import path_or_url
 from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
@@ -194,7 +195,7 @@ def complete_architecture(act_cfg: ACTConfig, train_ds: ChunkDataset) -> tuple[A
     return ACTConfig(**act_cfg.model_dump()), imagenet, notice  # re-validated
 
 
-def build_data(dataset_dir: Path, train_ds: ChunkDataset, act_cfg: ACTConfig, cfg: TrainConfig,
+def build_data(dataset_dir: Path | str, train_ds: ChunkDataset, act_cfg: ACTConfig, cfg: TrainConfig,
                info: DistInfo) -> TrainData:
     val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
     val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
@@ -442,7 +443,7 @@ class Trainer:
 
 
 def train(
-    dataset_dir: Path,
+    dataset_dir: Path | str,
     out_dir: Path,
     act_cfg: ACTConfig,
     train_cfg: TrainConfig,
@@ -450,9 +451,10 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train ACT on a store dataset into `out_dir`; `resume` continues the run from out_dir's last.pt. Checkpoints of
-    an earlier run in `out_dir` are never replaced unless `overwrite`."""
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    """Train ACT on a store dataset (a directory, or its URL <store URL>/datasets/<id>) into `out_dir`; `resume`
+    continues the run from out_dir's last.pt. Checkpoints of an earlier run in `out_dir` are never replaced unless
+    `overwrite`."""
+    dataset_dir, out_dir = path_or_url(dataset_dir), Path(out_dir)
     cfg = train_cfg
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -559,8 +561,9 @@ def cli_app():
 
     fields = {CLI_NAMES.get(n, n): (cls, n, f) for cls in (ACTConfig, TrainConfig) for n, f in tunable_fields(cls).items()}
     fixed = [
-        inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Path, typer.Option(
-            help="dataset directory <store>/datasets/<id>")]),
+        # a string: a Path would fold s3://bucket/... into s3:/bucket/...
+        inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, typer.Option(
+            help="dataset directory <store>/datasets/<id>, or its object-store URL (s3://.../datasets/<id>)")]),
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Path, typer.Option(
             help="run directory for checkpoints")]),
         inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default="paper", annotation=Annotated[
@@ -574,7 +577,7 @@ def cli_app():
             help="rich progress bar")]),
     ]
 
-    def main(dataset: Path, out: Path, preset: str, resume: bool, force: bool, progress: bool, **options: Any) -> None:
+    def main(dataset: str, out: Path, preset: str, resume: bool, force: bool, progress: bool, **options: Any) -> None:
         chosen = get_preset(preset)
         given = {cls: {} for cls in (ACTConfig, TrainConfig)}
         for option, value in options.items():

@@ -7,7 +7,6 @@ the Dagster steps and the training code agree; both can point elsewhere through 
 
 import contextlib
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -18,14 +17,13 @@ from pydantic import Field
 from assets_store import StoreLayout
 from assets_store.bundle import copy_bundle
 from assets_store.hashing import write_json_atomic
-from assets_store.layout import DEFAULT_MODEL_NAME, DEFAULT_STORE_DIRNAME
-from assets_store.remote import RemoteStore, store_root_url
+from assets_store.layout import DEFAULT_MODEL_NAME
+from assets_store.remote import RemoteStore
 from assets_store.sync import publish_bundle
 from pipeline.instance import REPO_ROOT
 
 
 
-LOCAL_ROOT_ENV = "ALOHA_LOCAL_STORE"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves
 
 
@@ -38,19 +36,15 @@ class StoreResource(ConfigurableResource):
     """
 
     root: Optional[str] = Field(None, description=(
-        "Store root: a directory, or an object-store URL (s3://...) holding the recordings. Empty: $ALOHA_STORE, "
-        "else ./.aloha_store."))
+        "Store root: a directory, or an object-store URL (s3://, gs://, az://) holding the recordings. Empty: "
+        "$ALOHA_STORE, else ./.aloha_store."))
     local_root: Optional[str] = Field(None, description=(
-        "With an object-store root: where the pipeline's own files live. Empty: $ALOHA_LOCAL_STORE, else "
-        "./.aloha_store."))
+        "With an object-store root: where the pipeline's own files live (reports, Dagster and MLflow state). Empty: "
+        "$ALOHA_LOCAL_STORE, else ./.aloha_state/<URL>-<hash>."))
 
     @property
     def layout(self) -> StoreLayout:
-        url = store_root_url(self.root)
-        if url is None:
-            return StoreLayout.at(self.root)
-        local = self.local_root or os.environ.get(LOCAL_ROOT_ENV) or str(os.path.join(os.getcwd(), DEFAULT_STORE_DIRNAME))
-        return StoreLayout(local, data_url=url)
+        return StoreLayout.of_root(self.root, self.local_root)
 
     def deploy_bundle(self, bundle_dir: Path, name: str, version: str | int, record: dict[str, Any]) -> None:
         """Put the verified bundle and its promotion record at <store>/deploy/<name>/<version> (replaced atomically);

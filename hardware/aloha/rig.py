@@ -191,7 +191,7 @@ def emulated_rig(config_path: Path | None, layout: StoreLayout | None,
     specs = {a.name: a.spec() for a in config.arms}
     calibrations = {}
     for name, spec in specs.items():
-        path = config.arm(name).calibration_path(calibration_dir) if config.arm(name).calibration else calibration_dir / f"{name}.json"
+        path = config.arm(name).calibration_path(calibration_dir)
         calibrations[name] = ArmCalibration.load(path) if path.exists() else emu.emulated_calibration(spec)
 
     def software_camera(cfg: CameraConfig) -> CameraHandle:

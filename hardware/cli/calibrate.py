@@ -34,14 +34,17 @@ def calibrate(
     """Record an arm's zero pose, joint ranges and gripper ends, interactively (torque stays off). An earlier
     calibration file is kept beside the new one as <file>.<time>.bak."""
     from hardware.aloha import emulated as emu
-    from hardware.aloha.rig import emulated_rig, real_rig
     from hardware.dynamixel import CalibrationError, DynamixelError, release_on_exit
     from hardware.dynamixel.calibration_data import keep_previous
     from hardware.dynamixel.calibration_procedure import Calibrator
+    from hardware.registry import RobotOptions, leader_arm_robots, make_robot
 
+    if robot not in leader_arm_robots():
+        fail(f"aloha calibrate calibrates Dynamixel arms: --robot {' or '.join(leader_arm_robots())}, not {robot!r}")
     lay = store_layout(store)
     try:
-        rig = emulated_rig(config, lay) if robot == "emulated" else real_rig(config, lay)
+        # the robot's own rig, as `aloha teleop --robot` builds it: its configuration, emulated or real
+        rig = make_robot(robot, RobotOptions(cameras=[], config=config, layout=lay)).rig
         rig.config.arm(arm)
     except (ValueError, KeyError, OSError) as exc:
         fail(str(exc))

@@ -17,7 +17,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 StoreOption = Annotated[
-    Optional[Path],
+    Optional[str],  # not Path: it would fold `s3://b/x` into `s3:/b/x`, a local folder, instead of refusing the URL
     typer.Option("--store", help="Store root (default: $ALOHA_STORE, else ./.aloha_store).", show_default=False),
 ]
 

@@ -152,14 +152,10 @@ TASKS: dict[str, SimTask] = {
     ),
 }
 
-ALIASES = {
-    "transfer-cube": "transfer_cube", "sim-transfer-cube": "transfer_cube", "sim-insertion": "insertion",
-    "mobile-transfer-cube": "mobile_transfer_cube", "sim-mobile-transfer-cube": "mobile_transfer_cube",
-}
-
 
 def get_task(name: str) -> SimTask:
-    key = ALIASES.get(name, name)
-    if key not in TASKS:
+    """The task by its one name (a key of TASKS, what episodes store as their task). The robot that runs it has
+    its own name (`SimTask.robot_name`, `--robot sim-...`): the registry maps those, not this table."""
+    if name not in TASKS:
         raise ValueError(f"unknown sim task {name!r}; expected one of {sorted(TASKS)}")
-    return TASKS[key]
+    return TASKS[name]

@@ -1,4 +1,5 @@
-"""`aloha ui`: the Dagster UI (`dagster dev`) on the store's instance."""
+"""`aloha ui`: the Dagster UI (`dagster dev`) on the store's instance (a local store, or an object-store root whose
+Dagster and MLflow state stay on this machine)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Sequence
+from typing import Annotated, Optional, Sequence
 
 import typer
 
-from hardware.cli.common import StoreOption as StoreOpt, check_writable, console, layout as store_layout
+from assets_store import StoreError, StoreLayout
+from hardware.cli.common import check_writable, console, fail
 
 # What stops `aloha ui`: Ctrl-C, `kill PID`, and the terminal (or SSH session) going away.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -24,17 +26,19 @@ GRACE_S = 20.0
 def ui(
     port: Annotated[int, typer.Option("--port", "-p", help="Webserver port.")] = 3000,
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default).")] = "127.0.0.1",
-    store: StoreOpt = None,
+    store: Annotated[Optional[str], typer.Option(
+        "--store", help="Store root, a path or an object-store URL such as s3://robot-data/aloha (default: "
+                        "$ALOHA_STORE, else ./.aloha_store). With a URL, Dagster's and MLflow's state stay local: "
+                        "$ALOHA_LOCAL_STORE, else ./.aloha_state/<URL>-<hash> ($DAGSTER_HOME if set).",
+        show_default=False)] = None,
 ) -> None:
     """Start `dagster dev -w workspace.yaml` on the store's instance (SQLite, telemetry off). Ctrl-C, SIGTERM or
     SIGHUP stop it with its webserver and daemon."""
-    from pipeline.instance import REPO_ROOT, dagster_env, workspace_file
+    from pipeline.instance import REPO_ROOT
 
-    layout = store_layout(store)  # an object-store root: one error line (the UI needs a local store)
-    check_writable(layout.root, "store")  # Dagster's and MLflow's state live under it
-    env = dagster_env(layout)
-    dagster = Path(sys.executable).with_name("dagster")
-    cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host, "-p", str(port)]
+    layout, cmd, env = ui_launch(store, host, port)
+    if layout.data_url:
+        console.print(f"Store: {layout.data_url}   (the pipeline's own files, Dagster and MLflow: {layout.root})")
     console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
     console.print(f"MLflow UI:  make mlflow-ui   or   mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1")
     if not _loopback(host):
@@ -42,6 +46,24 @@ def ui(
                       "this port can read the store's runs and launch jobs (put it behind TLS and authentication, "
                       "see docs/SCALE_OUT.md)")
     raise typer.Exit(run_process_group(cmd, env=env, cwd=str(REPO_ROOT)))
+
+
+def ui_launch(store: Optional[str], host: str, port: int) -> tuple[StoreLayout, list[str], dict[str, str]]:
+    """What `aloha ui` runs, prepared and checked (a bad root or an unwritable state directory: one error line):
+    the layout, the `dagster dev` command and its environment (`pipeline.instance.dagster_env`)."""
+    from pipeline.instance import dagster_env, dagster_home, workspace_file
+
+    try:
+        layout = StoreLayout.of_root(store)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    check_writable(layout.root, "local state" if layout.data_url else "store")  # reports, runs, MLflow's SQLite
+    check_writable(dagster_home(layout), "DAGSTER_HOME")
+    env = dagster_env(layout)
+    dagster = Path(sys.executable).with_name("dagster")
+    cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host,
+           "-p", str(port)]
+    return layout, cmd, env
 
 
 def _loopback(host: str) -> bool:

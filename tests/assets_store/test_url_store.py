@@ -17,8 +17,8 @@ import numpy as np
 from assets_store import EpisodeReader, StoreError, StoreLayout, finalize_session
 from assets_store.bundle import MANIFEST, seal_bundle
 from assets_store.hashing import file_sha256
-from assets_store.layout import FINALIZED_MARKER, resolve_store_root
-from assets_store.remote import RemoteStore, is_remote_root, open_store
+from assets_store.layout import FINALIZED_MARKER, is_remote_root, resolve_store_root
+from assets_store.remote import RemoteStore, open_store
 from assets_store.sync import publish_bundle, session_files, sync_session
 from assets_store.synthetic import write_synthetic_episode
 

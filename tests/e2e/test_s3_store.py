@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assets_store import EpisodeReader, StoreLayout, finalize_session
-from assets_store.bundle import seal_bundle, verify_bundle
+from assets_store.bundle import verify_bundle
 from assets_store.dataset import build_manifest, episode_content_hash, write_dataset
 from assets_store.layout import CHAMPION, FINALIZED_MARKER
 from assets_store.remote import RemoteStore
@@ -29,7 +29,7 @@ from assets_store.stats import dataset_stats, episode_partial_stats
 from assets_store.sync import publish_bundle, session_files
 from assets_store.synthetic import write_synthetic_episode
 from pipeline.cli.app import build_app
-from s3_kit import loopback_s3
+from s3_kit import loopback_s3, placeholder_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "robot-data"
@@ -150,12 +150,7 @@ def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(
 
 
 def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
-    bundle = tmp_path / "built"
-    bundle.mkdir()
-    (bundle / "model.safetensors").write_bytes(b"weights" * 100)
-    (bundle / "config.json").write_text(json.dumps({"robot": "sim"}))
-    (bundle / "stats.json").write_text("{}")
-    seal_bundle(bundle, dataset_id="ds1", mlflow_run_id="run1")
+    bundle = placeholder_bundle(tmp_path / "built")
     url = f"{s3}/deployed"
     remote = RemoteStore.at(url)
     publish_bundle(bundle, remote, remote.deploy_key("aloha-act", CHAMPION))
@@ -252,11 +247,95 @@ def test_verbs_that_need_a_local_store_refuse_an_object_store_root_in_one_line(t
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
     app = build_app()
-    for args in (["episodes", "list"], ["ui"], ["replay", "s1/0"]):
+    for args in (["episodes", "list"], ["replay", "s1/0"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "error: store root s3://robot-data/aloha: an object-store URL" in " ".join(result.output.split())
         assert result.exception is None or isinstance(result.exception, SystemExit)
+    monkeypatch.delenv("ALOHA_STORE")
+    # The same root given as --store (it used to become the local folder `s3:/robot-data/aloha`).
+    for args in (["demo"], ["episodes", "list"], ["record", "--robot", "sim-insertion", "--session", "s1"]):
+        result = runner.invoke(app, [*args, "--store", "s3://robot-data/aloha"])
+        assert result.exit_code == 2, (args, result.output)
+        assert "error: store root s3://robot-data/aloha: an object-store URL" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []  # no local folder named `s3:`
     plain = runner.invoke(app, ["sync", "s1", "--to", str(tmp_path / "bucket")])
     assert plain.exit_code == 2 and "error: --to must be a URL" in " ".join(plain.output.split())
+
+
+def test_aloha_ui_on_a_bucket_keeps_the_dagster_and_mlflow_state_local(layout, s3, tmp_path, monkeypatch):
+    """`aloha ui --store s3://...`: the code location gets the URL, the Dagster instance and MLflow's SQLite stay in
+    a local state directory, and the real `dagster` CLI, in that environment, ingests the session from the bucket."""
+    from dagster import DagsterInstance
+
+    from pipeline.cli.ui import ui_launch
+    from pipeline.partitions import SESSIONS
+    from pipeline.resources import MlflowResource, StoreResource
+    from pipeline_kit import make_session
+
+    make_session(layout, "rig4", 2)
+    url = f"{s3}/ui"
+    assert runner.invoke(build_app(), ["sync", "rig4", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    layout.session_dir("rig4").rename(tmp_path / "moved-away")  # the episodes exist only in the bucket
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for var in ("ALOHA_STORE", "ALOHA_LOCAL_STORE", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+
+    local, cmd, env = ui_launch(url, "127.0.0.1", 3000)
+    state = local.root  # one local state directory per store URL
+    assert state.parent == cwd / ".aloha_state" and state.name.startswith("s3_robot-data_ui-")
+    assert (env["ALOHA_STORE"], env["ALOHA_LOCAL_STORE"]) == (url, str(state))
+    assert env["DAGSTER_HOME"] == str(state / "dagster_home") and cmd[1:3] == ["dev", "-w"]
+    with monkeypatch.context() as mp:  # what the code location builds from that environment
+        for var in ("ALOHA_STORE", "ALOHA_LOCAL_STORE"):
+            mp.setenv(var, env[var])
+        assert MlflowResource(store=StoreResource()).resolved_tracking_uri == f"sqlite:///{state}/mlflow/mlflow.db"
+
+    DagsterInstance.from_config(env["DAGSTER_HOME"]).add_dynamic_partitions(SESSIONS, ["rig4"])
+    out = subprocess.run(
+        [cmd[0], "asset", "materialize", "-m", "pipeline.definitions", "-a", "defs",
+         "--select", "raw_episodes,validated_episodes", "--partition", "rig4"],
+        # in_process: one process, not one per step (each would import the pipeline again)
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO), "ALOHA_DAGSTER_EXECUTOR": "in_process"},
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Executing steps in process" in out.stderr  # the executor the environment named
+    runs = DagsterInstance.from_config(env["DAGSTER_HOME"]).get_runs()
+    assert len(runs) == 1 and runs[0].is_success  # recorded in the local instance
+    summary = json.loads(local.session_summary_path("rig4").read_text())  # the pipeline's reports: local
+    assert len(summary["episodes"]) == 2
+    remote = RemoteStore.at(url)
+    remote.refresh()
+    assert {rel.split("/")[0] for rel in remote.files(remote.key(""))} == {"raw"}  # only the data is in the bucket
+
+
+def test_python_m_model_train_reads_a_dataset_by_its_bucket_url(layout, s3, tmp_path, monkeypatch):
+    paths = _record(layout, "rig5", episodes=2, steps=16)
+    url = f"{s3}/cli-train"
+    assert runner.invoke(build_app(), ["sync", "rig5", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    refs = [("rig5", p.name, episode_content_hash(p), len(EpisodeReader(p))) for p in paths]
+    partials = [episode_partial_stats(EpisodeReader(p).qpos, EpisodeReader(p).action) for p in paths]
+    manifest = build_manifest(refs, val_fraction=0.5, robot="tiny", fps=50.0, joint_names=["a", "b", "c"],
+                              camera_names=EpisodeReader(paths[0]).camera_names)
+    write_dataset(StoreLayout(tmp_path / "builder", data_url=url), manifest, dataset_stats(partials))
+    layout.session_dir("rig5").rename(tmp_path / "moved-away")  # the episodes exist only in the bucket
+    monkeypatch.delenv("ALOHA_STORE")  # the dataset's URL alone says where its episodes are
+
+    out = subprocess.run(
+        [sys.executable, "-m", "model.train", "--dataset", f"{url}/datasets/{manifest.id}", "--out",
+         str(tmp_path / "run"), "--preset", "small", "--steps", "2", "--hidden-dim", "32", "--dim-feedforward", "64",
+         "--nheads", "2", "--enc-layers", "1", "--vae-enc-layers", "1", "--chunk-size", "4", "--no-pretrained",
+         "--image-size", "32x48", "--batch-size", "4", "--num-workers", "0", "--val-batches", "1", "--no-bf16",
+         "--no-progress", "--threads", "1"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "steps=2" in out.stdout and (tmp_path / "run" / "last.pt").is_file()
+    assert not (REPO / "s3:").exists() and not (tmp_path / "s3:").exists()  # the old `Path(URL)` folder
+
+    from model.train import cli_app
+
+    missing = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/nope", "--out", str(tmp_path / "run2")])
+    assert missing.exit_code == 1
+    assert f"error: {url}/datasets/nope: expected a dataset directory" in " ".join(missing.output.split())

@@ -255,11 +255,11 @@ def test_rollout_refuses_to_replace_videos_and_reports_before_it_runs(layout, tm
 
 
 # ---------------------------------------------------------------------------------------------- calibrate
-def calibrate(store: Path, *extra: str) -> tuple[int, str, str]:
+def calibrate(store: Path, *extra: str, robot: str = "emulated") -> tuple[int, str, str]:
     """`aloha calibrate` of the emulated rig's left leader (whose emulator sways it), an operator pressing Enter at
     each of the three prompts and letting the arm move for a while during the range sweep."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli.app", "calibrate", "--robot", "emulated", "--arm", "left_leader",
+        [sys.executable, "-m", "pipeline.cli.app", "calibrate", "--robot", robot, "--arm", "left_leader",
          "--store", str(store), *extra],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200"),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -296,6 +296,20 @@ def test_calibrate_keeps_the_previous_calibration(tmp_path):
 
     code, out, err = calibrate(store, "--output", str(tmp_path))  # a directory: refused before the procedure
     assert code == 1 and "is a directory" in err and "1/3" not in out
+    one_error_line(err)
+
+
+def test_calibrate_builds_the_rig_of_the_robot_it_is_given(tmp_path):
+    """The emulated Mobile ALOHA is calibrated on its emulator with its own configuration (it used to get the real
+    ALOHA's rig, and its serial ports); a robot without Dynamixel arms is refused in one line."""
+    store = tmp_path / "store"
+    code, out, err = calibrate(store, robot="emulated-mobile")
+    assert code == 0, out + err
+    path = StoreLayout(store).emulated_calibration_dir / "left_leader.json"
+    assert json.loads(path.read_text())["arm"] == "left_leader"  # under the emulated calibrations
+
+    code, out, err = calibrate(store, robot="sim-transfer-cube")
+    assert code == 1 and "--robot" in err and "not 'sim-transfer-cube'" in err and "1/3" not in out
     one_error_line(err)
 
 

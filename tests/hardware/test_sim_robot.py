@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from hardware.registry import RobotOptions, is_simulated, make_robot, make_teleoperator, robot_names, robots_help
+from hardware.registry import RobotOptions, is_simulated, make_robot, make_teleoperator, robot_names, robots_help, task_of
 from hardware.sim import SimRobot, make_sim_robot
 from hardware.sim import constants as C
 from hardware.sim.physics import SimPhysics
@@ -117,6 +117,14 @@ def test_registry_builds_sim_robots_with_options():
     assert "sim-insertion (MuJoCo, insertion)" in robots_help() and robots_help(["aloha"]) == "aloha (real hardware)"
     with pytest.raises(ValueError, match=r"unknown camera\(s\) \['nope'\]"):  # refused when built, not at the first render
         make_robot("sim-transfer-cube", RobotOptions(cameras=["top", "nope"]))
+
+
+def test_each_sim_task_has_one_name_and_its_robot_another():
+    for key, task in TASKS.items():
+        assert get_task(key) is task and task.name == key and task_of(task.robot_name) == key
+    for other in ("sim-transfer-cube", "transfer-cube"):  # robot names and spellings are not task names
+        with pytest.raises(ValueError, match=rf"unknown sim task '{other}'; expected one of \['insertion'"):
+            get_task(other)
 
 
 def test_rendering_then_loading_the_policy_stack_does_not_crash(tmp_path):

@@ -1,0 +1,75 @@
+"""An object-store root for the pipeline and `aloha ui`: only the data moves; the pipeline's own files, the Dagster
+instance and MLflow's SQLite stay on this machine (the S3 protocol itself: tests/e2e/test_s3_store.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assets_store import StoreLayout
+from assets_store.layout import local_state_root
+from pipeline.cli.app import build_app
+from pipeline.cli.ui import ui_launch
+from pipeline.resources import MlflowResource, StoreResource
+
+URL = "memory://robot-data/aloha"
+
+
+@pytest.fixture
+def bare_env(tmp_path, monkeypatch) -> Path:
+    """A working directory of its own, with none of the store or Dagster variables set."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for var in ("ALOHA_STORE", "ALOHA_LOCAL_STORE", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    return cwd
+
+
+def test_a_url_store_keeps_its_state_in_one_local_directory_per_url(bare_env, tmp_path, monkeypatch):
+    state = local_state_root(URL)
+    assert state.parent == bare_env / ".aloha_state" and state.name.startswith("memory_robot-data_aloha-")
+    assert local_state_root(URL + "/") == state and local_state_root("memory://robot-data/other") != state
+    layout = StoreLayout.of_root(URL)
+    assert (layout.root, layout.data_url) == (state, URL)
+    assert layout.mlflow_tracking_uri == f"sqlite:///{state}/mlflow/mlflow.db" and layout.dagster_home.is_relative_to(state)
+    assert str(layout.raw_dir) == f"{URL}/raw"  # only the recordings are read from the URL
+    assert StoreResource(root=URL).layout == layout  # the pipeline's resource agrees with `aloha ui`
+    assert not list(bare_env.iterdir())  # working out a layout creates nothing
+    assert MlflowResource(store=StoreResource(root=URL)).resolved_tracking_uri == layout.mlflow_tracking_uri
+
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(tmp_path / "pipeline-local"))
+    assert StoreLayout.of_root(URL).root == tmp_path / "pipeline-local"
+    assert StoreLayout.of_root(URL, tmp_path / "given").root == tmp_path / "given"  # StoreResource.local_root
+    assert StoreLayout.of_root(tmp_path / "plain") == StoreLayout(tmp_path / "plain")  # local roots as before
+
+
+def test_aloha_ui_on_a_url_store_uses_dagster_home_when_set(bare_env, tmp_path, monkeypatch):
+    layout, cmd, env = ui_launch(URL, "127.0.0.1", 3000)
+    assert env["DAGSTER_HOME"] == str(layout.root / "dagster_home")
+    assert (env["ALOHA_STORE"], env["ALOHA_LOCAL_STORE"]) == (URL, str(layout.root))
+    assert "enabled: false" in (layout.root / "dagster_home" / "dagster.yaml").read_text()
+
+    home = tmp_path / "my_dagster_home"  # Dagster's own setting: a production dagster.yaml, kept as it is
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  postgres: {}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _, _, env = ui_launch(URL, "127.0.0.1", 3000)
+    assert env["DAGSTER_HOME"] == str(home)
+    assert (home / "dagster.yaml").read_text() == "storage:\n  postgres: {}\n"
+
+    store = tmp_path / "store"  # a local store keeps its own instance, whatever $DAGSTER_HOME says (as before)
+    _, _, env = ui_launch(str(store), "127.0.0.1", 3000)
+    assert env["DAGSTER_HOME"] == str(store / "dagster_home") and env["ALOHA_STORE"] == str(store)
+
+
+def test_aloha_ui_refuses_an_unusable_local_state_directory_in_one_line(bare_env, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(blocker / "state"))
+    result = CliRunner().invoke(build_app(), ["ui", "--store", URL, "--port", "1"])
+    assert result.exit_code == 1, result.output
+    assert f"error: local state {blocker / 'state'}: {blocker} is not a directory" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
