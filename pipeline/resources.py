@@ -40,7 +40,7 @@ class StoreResource(ConfigurableResource):
         "$ALOHA_STORE, else ./.aloha_store."))
     local_root: Optional[str] = Field(None, description=(
         "With an object-store root: where the pipeline's own files live (reports, Dagster and MLflow state). Empty: "
-        "$ALOHA_LOCAL_STORE, else ./.aloha_state/<URL>-<hash>."))
+        "$ALOHA_LOCAL_STORE, else `./.aloha_state/<URL>-<hash>`."))
 
     @property
     def layout(self) -> StoreLayout:
