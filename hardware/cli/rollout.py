@@ -15,7 +15,7 @@ from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
 from hardware.interfaces import RobotError
-from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
+from hardware.registry import SimViewName, episode_len, is_simulated, robot_names, robots_help, task_of
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
@@ -75,6 +75,9 @@ def rollout(
     backend: Annotated[str, typer.Option(
         "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
     ] = "torch",
+    sim_view: Annotated[SimViewName, typer.Option(
+        "--sim-view", help="Simulator only: 'shifted' moves the cameras a few cm / degrees and changes the lighting "
+                           "(an evaluation variant; physics unchanged).")] = "default",
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -118,7 +121,9 @@ def rollout(
         if not force:
             fail(f"{other}; pass --force to run it anyway", code=2)
         console.print(f"[yellow]warning:[/] {other}; running it because of --force")
-    extra = {"config": config, "layout": layout(store)}
+    if sim_view != "default" and not simulated:
+        fail(f"--sim-view {sim_view}: only a simulator renders another view; {robot!r} has real cameras", 2)
+    extra = {"config": config, "layout": layout(store), "view": sim_view}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
     res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)
 
