@@ -110,3 +110,39 @@ def test_unknown_views_and_views_of_real_cameras_are_refused():
         make_sim_robot("transfer_cube", cameras=[], view="sideways")
     with pytest.raises(ValueError, match="only a simulator renders another view"):
         make_robot("emulated", RobotOptions(view="shifted"))
+
+
+def first_video_frame(video_dir) -> np.ndarray:
+    import av
+
+    (path,) = sorted(video_dir.glob("*.mp4"))
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_the_pipelines_evaluation_renders_the_view_it_is_configured_with(tmp_path):
+    from bundle_kit import tiny_sim_bundle
+    from pipeline.assets.evaluation import EvaluationConfig, closed_loop_evaluation
+
+    bundle = tiny_sim_bundle(tmp_path / "bundle", ["top"], robot="sim-transfer-cube")
+    frames = {}
+    for view in ("default", "shifted"):
+        config = EvaluationConfig(episodes=1, episode_len=3, videos=1, sim_view=view)
+        report = closed_loop_evaluation(bundle, "sim-transfer-cube", config, (48, 64), video_dir=tmp_path / view)
+        assert len(report.episodes) == 1
+        frames[view] = first_video_frame(tmp_path / view).astype(np.int16)
+    assert np.abs(frames["shifted"] - frames["default"]).mean() > 5.0
+
+
+def test_rollout_refuses_a_sim_view_on_real_cameras(tmp_path):
+    from typer.testing import CliRunner
+
+    from bundle_kit import tiny_sim_bundle
+    from pipeline.cli.app import build_app
+
+    bundle = tiny_sim_bundle(tmp_path / "bundle", ["top"], robot="sim-transfer-cube")
+    res = CliRunner().invoke(build_app(), ["rollout", "--robot", "emulated", "--policy", str(bundle), "--force",
+                                           "--sim-view", "shifted", "--store", str(tmp_path / "store")])
+    assert res.exit_code == 2, res.output
+    assert "--sim-view shifted: only a simulator renders another view" in res.output
+    assert "Traceback" not in res.output
