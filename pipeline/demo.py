@@ -20,6 +20,7 @@ from model.config import DEMO, ACTConfig, TrainConfig
 DemoTask = Literal["transfer_cube", "insertion", "mobile_transfer_cube"]  # every sim task (hardware.sim.tasks)
 DEMO_TASK = "transfer_cube"
 DEMO_ROBOT = get_task(DEMO_TASK).robot_name
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # Dagster's console logger, not DEBUG
 
 
 # The demo's training recipe is the "demo" preset (model/config.py, where its measurements are noted).
@@ -51,7 +52,10 @@ class DemoOptions:
     seed: int | None = None
     num_workers: int = _DEMO_TRAIN["num_workers"]
     cameras: list[str] | None = None  # None: the task's cameras
+    # run config of the dataset, act_policy and policy_evaluation assets, over the demo's (bench/bench_policy.py)
+    dataset_config: dict[str, Any] = field(default_factory=dict)
     extra_training_config: dict[str, Any] = field(default_factory=dict)
+    extra_evaluation_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def robot(self) -> str:
@@ -134,44 +138,65 @@ def run_config(opts: DemoOptions) -> dict[str, Any]:
     )
     return {
         "ops": {
+            # The task's robot only: a store may hold other tasks' sessions (a demo of another task, a bench).
+            "dataset": {"config": {"robot": opts.robot, **opts.dataset_config}},
             "act_policy": {"config": {**training, **opts.extra_training_config}},
-            "policy_evaluation": {
-                "config": {"episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k}
-            },
+            "policy_evaluation": {"config": {
+                "episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k,
+                **opts.extra_evaluation_config,
+            }},
         },
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        **_QUIET,
     }
 
 
-def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
-    """Ingest the session, then train/evaluate/promote, on the store's persistent instance. Returns metadata."""
-    from pipeline.definitions import build_definitions
-    from pipeline.instance import local_instance
-    from pipeline.jobs import INGEST_JOB, TRAIN_JOB
-    from pipeline.partitions import SESSIONS
-
-    instance = instance or local_instance(layout)
-    defs = build_definitions(store_root=str(layout.root))
-    if session not in instance.get_dynamic_partitions(SESSIONS):
-        instance.add_dynamic_partitions(SESSIONS, [session])
-    from hardware.registry import episode_len
-
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    # Episodes cut shorter than the scripted plan cannot succeed: a quick smoke run trains on them anyway.
-    truncated = {"ops": {"raw_episodes": {"config": {
-        "keep_failed_demos": opts.steps_per_episode < episode_len(opts.robot)}}}}
-    ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        partition_key=session, instance=instance, run_config={**quiet, **truncated}, raise_on_error=True
-    )
-    train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
-        instance=instance, run_config=run_config(opts), raise_on_error=True
-    )
+def _asset_metadata(*results) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for result in (ingest, train):
+    for result in results:
         for event in result.get_asset_materialization_events():
             mat = event.materialization
             out[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return out
+
+
+def ingest(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
+    """Check and validate the recorded session (the ingest job, its partition added). Returns asset metadata."""
+    from hardware.registry import episode_len
+    from pipeline.definitions import build_definitions
+    from pipeline.instance import local_instance
+    from pipeline.jobs import INGEST_JOB
+    from pipeline.partitions import SESSIONS
+
+    instance = instance or local_instance(layout)
+    if session not in instance.get_dynamic_partitions(SESSIONS):
+        instance.add_dynamic_partitions(SESSIONS, [session])
+    # Episodes cut shorter than the scripted plan cannot succeed: a quick smoke run trains on them anyway.
+    truncated = {"ops": {"raw_episodes": {"config": {
+        "keep_failed_demos": opts.steps_per_episode < episode_len(opts.robot)}}}}
+    result = build_definitions(store_root=str(layout.root)).resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=session, instance=instance, run_config={**_QUIET, **truncated}, raise_on_error=True
+    )
+    return _asset_metadata(result)
+
+
+def train_and_deploy(layout: StoreLayout, config: dict[str, Any], instance=None) -> dict[str, dict[str, Any]]:
+    """Dataset -> training -> evaluation -> promotion with this run config (`run_config`). Returns asset metadata."""
+    from pipeline.definitions import build_definitions
+    from pipeline.instance import local_instance
+    from pipeline.jobs import TRAIN_JOB
+
+    result = build_definitions(store_root=str(layout.root)).resolve_job_def(TRAIN_JOB).execute_in_process(
+        instance=instance or local_instance(layout), run_config=config, raise_on_error=True
+    )
+    return _asset_metadata(result)
+
+
+def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
+    """Ingest the session, then train/evaluate/promote, on the store's persistent instance. Returns metadata."""
+    from pipeline.instance import local_instance
+
+    instance = instance or local_instance(layout)
+    return {**ingest(layout, session, opts, instance), **train_and_deploy(layout, run_config(opts), instance)}
 
 
 def summarize(session: str, recorded: int, meta: dict[str, dict[str, Any]], record_s: float, pipeline_s: float) -> DemoSummary:
