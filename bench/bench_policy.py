@@ -254,8 +254,9 @@ def resolution(text: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=[*PARTS, "all"])
-    ap.add_argument("--store", required=True, help="store of the bench (sessions, runs); reused between runs")
+    ap.add_argument("part", nargs="?", choices=[*PARTS, "all"],
+                    help="the experiment; none: print this help and run nothing (`make bench`: they take hours)")
+    ap.add_argument("--store", help="store of the bench (sessions, runs); reused between runs")
     ap.add_argument("--episodes", type=int, default=50, help="episodes of the task (cotrain: N mobile episodes)")
     ap.add_argument("--static-episodes", type=int, default=50, help="cotrain: static transfer-cube episodes")
     ap.add_argument("--train-minutes", type=number_list(float), default=None,
@@ -268,6 +269,12 @@ def main() -> None:
     ap.add_argument("--resolution", type=resolution, default=DemoOptions.resolution, help="camera HxW")
     ap.add_argument("--augment-task", default=STATIC, choices=("transfer_cube", "insertion"))
     args = ap.parse_args()
+    if args.part is None:
+        ap.print_help()
+        print("\nbench_policy: no part given, nothing run (each experiment trains for tens of minutes)")
+        return
+    if args.store is None:
+        ap.error("--store is required: the bench records its sessions there once and reuses them")
     if min(args.episodes, args.static_episodes) < 2 or args.eval_episodes < 1:
         sys.exit("error: --episodes and --static-episodes: at least 2 (a dataset splits off validation); "
                  "--eval-episodes: at least 1")
