@@ -185,7 +185,7 @@ def make_sim_robot(
     **render_options: Any,
 ) -> SimRobot:
     """A simulated ALOHA for `task` ("transfer_cube" | "insertion" | "mobile_transfer_cube"); cameras default the
-    task's, resolution (H, W) default SimConfig's."""
+    task's, resolution (H, W) default SimConfig's; `view="shifted"` renders the evaluation variant (SimConfig)."""
     config = SimConfig(task=task, **render_options)
     if cameras is not None:  # [] = no cameras (replay, fast evaluation)
         config.cameras = list(cameras)
