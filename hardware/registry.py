@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from assets_store import StoreLayout
 from hardware.interfaces import Robot, Teleoperator
 from hardware.sim.constants import EPISODE_LEN
 from hardware.sim.tasks import TASKS
+
+
+# The simulator's named camera pose and lighting variants (hardware.sim.view.VIEWS), listed without loading MuJoCo.
+SimViewName = Literal["default", "shifted"]
 
 
 @dataclass
@@ -23,6 +27,7 @@ class RobotOptions:
     resolution: tuple[int, int] | None = None  # (H, W) where the robot can choose (simulator, emulator)
     config: Path | None = None  # robot configuration file (real / emulated ALOHA)
     layout: StoreLayout | None = None  # store (calibration files live under it by default)
+    view: SimViewName = "default"  # simulator only: evaluation variants of camera pose and lighting
 
 
 RobotFactory = Callable[[RobotOptions], Robot]
@@ -44,7 +49,7 @@ def _sim_robot(task: str) -> RobotFactory:
         from hardware.sim.robot import make_sim_robot
 
         # cameras None = the sim's default camera; [] = none (replay, evaluation without images)
-        return make_sim_robot(task, cameras=options.cameras, resolution=options.resolution)
+        return make_sim_robot(task, cameras=options.cameras, resolution=options.resolution, view=options.view)
 
     return make
 
@@ -147,7 +152,10 @@ def leader_arm_robots() -> list[str]:
 
 
 def make_robot(name: str, options: RobotOptions | None = None) -> Robot:
-    return _entry(name).make_robot(options or RobotOptions())
+    options = options or RobotOptions()
+    if options.view != RobotOptions.view and not _entry(name).simulated:
+        raise ValueError(f"view {options.view!r}: only a simulator renders another view; {name!r} has real cameras")
+    return _entry(name).make_robot(options)
 
 
 def make_teleoperator(name: str, robot: Robot, options: RobotOptions | None = None) -> Teleoperator:

@@ -1,4 +1,7 @@
-"""`aloha demo`: scripted transfer-cube episodes -> the whole Dagster graph in-process -> a promoted policy.
+"""`aloha demo`: scripted episodes of a sim task -> the whole Dagster graph in-process -> a promoted policy.
+
+The recipe (covering placements, the "demo" training preset, held-out evaluation) is the transfer cube's, measured
+there; `--task` applies it unchanged to the other sim tasks (insertion, the mobile transfer cube).
 
 Everything lands in one store (episodes, Dagster's SQLite instance, MLflow's SQLite database and artifacts), so the
 Dagster and MLflow UIs opened afterwards show exactly the runs the demo made.
@@ -11,10 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from assets_store import StoreLayout
+from hardware.sim.tasks import get_task
 from model.config import DEMO, ACTConfig, TrainConfig
 
-DEMO_ROBOT = "sim-transfer-cube"
+DemoTask = Literal["transfer_cube", "insertion", "mobile_transfer_cube"]  # every sim task (hardware.sim.tasks)
 DEMO_TASK = "transfer_cube"
+DEMO_ROBOT = get_task(DEMO_TASK).robot_name
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # Dagster's console logger, not DEBUG
 
 
 # The demo's training recipe is the "demo" preset (model/config.py, where its measurements are noted).
@@ -29,13 +35,14 @@ class DemoOptions:
     # same 20 min to val loss 0.009-0.012 and 100% of 50 held-out seeds, in two runs (README, Benchmarks).
     episodes: int = 50
     placements: Literal["covering", "random"] = "covering"
-    episode_len: int = 400
+    task: DemoTask = DEMO_TASK
+    episode_len: int | None = None  # None: the task's (ACT's 400; the mobile task drives first: 650)
     resolution: tuple[int, int] = (120, 160)  # what the cameras record (and evaluation renders)
     train_resolution: tuple[int, int] = _DEMO_TRAIN["image_size"]  # what the policy sees
     backbone_stages: int = _DEMO_ARCH["backbone_stages"]
     dropout: float = _DEMO_ARCH["dropout"]
     lr: float = _DEMO_TRAIN["lr"]  # the backbone's too
-    train_minutes: float = _DEMO_TRAIN["time_budget_s"] / 60
+    train_minutes: float | None = _DEMO_TRAIN["time_budget_s"] / 60  # None: train_steps alone is the budget
     train_steps: int | None = _DEMO_TRAIN["steps"]
     eval_episodes: int = 50
     temporal_ensemble_k: float | None = 0.01
@@ -44,7 +51,22 @@ class DemoOptions:
     # measured); a number: that first seed, as `aloha record --seed`
     seed: int | None = None
     num_workers: int = _DEMO_TRAIN["num_workers"]
+    cameras: list[str] | None = None  # None: the task's cameras
+    # run config of the dataset, act_policy and policy_evaluation assets, over the demo's (bench/bench_policy.py)
+    dataset_config: dict[str, Any] = field(default_factory=dict)
     extra_training_config: dict[str, Any] = field(default_factory=dict)
+    extra_evaluation_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def robot(self) -> str:
+        """The sim robot that records (and is evaluated on) the task: each sim task is one robot."""
+        return get_task(self.task).robot_name
+
+    @property
+    def steps_per_episode(self) -> int:
+        from hardware.registry import episode_len
+
+        return self.episode_len or episode_len(self.robot)
 
 
 @dataclass
@@ -72,7 +94,7 @@ def demo_seeds(layout: StoreLayout, opts: DemoOptions) -> tuple[list[int] | None
     """The seeds the demo records, and a line saying which: a second demo in the same store repeats no scene."""
     from hardware.sim.placements import session_seeds
 
-    return session_seeds(layout, DEMO_TASK, opts.episodes, first_seed=opts.seed,
+    return session_seeds(layout, opts.task, opts.episodes, first_seed=opts.seed,
                          covering=opts.placements == "covering")
 
 
@@ -83,17 +105,17 @@ def record_demo_session(layout: StoreLayout, opts: DemoOptions, on_progress: Cal
 
     if seeds is None:
         seeds = demo_seeds(layout, opts)[0]  # None only for an explicit --seed with random placements
-    robot_opts = RobotOptions(resolution=opts.resolution, layout=layout)
-    robot = make_robot(DEMO_ROBOT, robot_opts)
-    teleop = make_teleoperator(DEMO_ROBOT, robot, robot_opts)
+    robot_opts = RobotOptions(cameras=opts.cameras, resolution=opts.resolution, layout=layout)
+    robot = make_robot(opts.robot, robot_opts)
+    teleop = make_teleoperator(opts.robot, robot, robot_opts)
     config = RecordConfig(
         session=opts.session,
         episodes=opts.episodes,
-        episode_len=opts.episode_len,
+        episode_len=opts.steps_per_episode,
         seed=opts.seed or 0,  # used only without explicit seeds: episode i uses seed + i
         seeds=seeds,
         realtime=False,  # a simulator needs no wall clock: record as fast as the machine allows
-        task=DEMO_TASK,
+        task=opts.task,
         operator="scripted",
         finalize=True,
     )
@@ -105,7 +127,7 @@ def run_config(opts: DemoOptions) -> dict[str, Any]:
 
     training = preset_run_config(
         DEMO.name,
-        time_budget_s=float(opts.train_minutes * 60),
+        time_budget_s=None if opts.train_minutes is None else float(opts.train_minutes * 60),
         steps=opts.train_steps,
         image_size=opts.train_resolution,
         lr=opts.lr,
@@ -116,43 +138,65 @@ def run_config(opts: DemoOptions) -> dict[str, Any]:
     )
     return {
         "ops": {
+            # The task's robot only: a store may hold other tasks' sessions (a demo of another task, a bench).
+            "dataset": {"config": {"robot": opts.robot, **opts.dataset_config}},
             "act_policy": {"config": {**training, **opts.extra_training_config}},
-            "policy_evaluation": {
-                "config": {"episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k}
-            },
+            "policy_evaluation": {"config": {
+                "episodes": opts.eval_episodes, "temporal_ensemble_k": opts.temporal_ensemble_k,
+                **opts.extra_evaluation_config,
+            }},
         },
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        **_QUIET,
     }
 
 
-def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
-    """Ingest the session, then train/evaluate/promote, on the store's persistent instance. Returns metadata."""
-    from pipeline.definitions import build_definitions
-    from pipeline.instance import local_instance
-    from pipeline.jobs import INGEST_JOB, TRAIN_JOB
-    from pipeline.partitions import SESSIONS
-
-    instance = instance or local_instance(layout)
-    defs = build_definitions(store_root=str(layout.root))
-    if session not in instance.get_dynamic_partitions(SESSIONS):
-        instance.add_dynamic_partitions(SESSIONS, [session])
-    from hardware.sim.constants import EPISODE_LEN
-
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    # Episodes cut shorter than the scripted plan cannot succeed: a quick smoke run trains on them anyway.
-    truncated = {"ops": {"raw_episodes": {"config": {"keep_failed_demos": opts.episode_len < EPISODE_LEN}}}}
-    ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        partition_key=session, instance=instance, run_config={**quiet, **truncated}, raise_on_error=True
-    )
-    train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
-        instance=instance, run_config=run_config(opts), raise_on_error=True
-    )
+def _asset_metadata(*results) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for result in (ingest, train):
+    for result in results:
         for event in result.get_asset_materialization_events():
             mat = event.materialization
             out[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return out
+
+
+def ingest(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
+    """Check and validate the recorded session (the ingest job, its partition added). Returns asset metadata."""
+    from hardware.registry import episode_len
+    from pipeline.definitions import build_definitions
+    from pipeline.instance import local_instance
+    from pipeline.jobs import INGEST_JOB
+    from pipeline.partitions import SESSIONS
+
+    instance = instance or local_instance(layout)
+    if session not in instance.get_dynamic_partitions(SESSIONS):
+        instance.add_dynamic_partitions(SESSIONS, [session])
+    # Episodes cut shorter than the scripted plan cannot succeed: a quick smoke run trains on them anyway.
+    truncated = {"ops": {"raw_episodes": {"config": {
+        "keep_failed_demos": opts.steps_per_episode < episode_len(opts.robot)}}}}
+    result = build_definitions(store_root=str(layout.root)).resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=session, instance=instance, run_config={**_QUIET, **truncated}, raise_on_error=True
+    )
+    return _asset_metadata(result)
+
+
+def train_and_deploy(layout: StoreLayout, config: dict[str, Any], instance=None) -> dict[str, dict[str, Any]]:
+    """Dataset -> training -> evaluation -> promotion with this run config (`run_config`). Returns asset metadata."""
+    from pipeline.definitions import build_definitions
+    from pipeline.instance import local_instance
+    from pipeline.jobs import TRAIN_JOB
+
+    result = build_definitions(store_root=str(layout.root)).resolve_job_def(TRAIN_JOB).execute_in_process(
+        instance=instance or local_instance(layout), run_config=config, raise_on_error=True
+    )
+    return _asset_metadata(result)
+
+
+def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) -> dict[str, dict[str, Any]]:
+    """Ingest the session, then train/evaluate/promote, on the store's persistent instance. Returns metadata."""
+    from pipeline.instance import local_instance
+
+    instance = instance or local_instance(layout)
+    return {**ingest(layout, session, opts, instance), **train_and_deploy(layout, run_config(opts), instance)}
 
 
 def summarize(session: str, recorded: int, meta: dict[str, dict[str, Any]], record_s: float, pipeline_s: float) -> DemoSummary:

@@ -19,7 +19,7 @@ from hardware.cli.rollout_record import check_record_options, start_recording
 from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
 from hardware.policy_wire import DEFAULT_TIMEOUT_S
-from hardware.registry import episode_len, is_simulated, robot_names, robots_help, task_of
+from hardware.registry import SimViewName, episode_len, is_simulated, robot_names, robots_help, task_of
 
 
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
@@ -95,6 +95,9 @@ def rollout(
     server_timeout: Annotated[float, typer.Option(
         "--server-timeout", min=0.001, help="Seconds a --policy-server request may take before the robot stops.")
     ] = DEFAULT_TIMEOUT_S,
+    sim_view: Annotated[SimViewName, typer.Option(
+        "--sim-view", help="Simulator only: 'shifted' moves the cameras a few cm / degrees and changes the lighting "
+                           "(an evaluation variant; physics unchanged).")] = "default",
     store: StoreOption = None,
 ) -> None:
     """Run a policy; print success rate (where the robot can judge it) and inference latency percentiles."""
@@ -147,7 +150,9 @@ def rollout(
         if not force:
             fail(f"{other}; pass --force to run it anyway", code=2)
         console.print(f"[yellow]warning:[/] {other}; running it because of --force")
-    extra = {"config": config, "layout": layout(store)}
+    if sim_view != "default" and not simulated:
+        fail(f"--sim-view {sim_view}: only a simulator renders another view; {robot!r} has real cameras", 2)
+    extra = {"config": config, "layout": layout(store), "view": sim_view}
     # Simulators render at the policy's input size unless told otherwise: the cheapest faithful choice.
     res = parse_resolution(resolution) or (tuple(pol.image_size) if simulated else None)
 

@@ -1,9 +1,10 @@
 """MuJoCo ALOHA simulator: the gym-aloha scenes on the plain `mujoco` bindings, scripted demonstrators, seeds.
 
 Public entry points (imported lazily, so `hardware.registry` can list the sim robots without loading MuJoCo):
-    make_sim_robot(task, cameras=None, resolution=None) -> SimRobot          a `hardware.interfaces.Robot`
+    make_sim_robot(task, cameras=None, resolution=None, view="default") -> SimRobot    a `hardware.interfaces.Robot`
         task: "transfer_cube" | "insertion" (ACT's) | "mobile_transfer_cube" (Mobile ALOHA: 16-D actions, the rig on
         a velocity-driven base that starts out of reach of the table; `mobile_base`, `mobile_scene`)
+        view: "default" | "shifted" (cameras moved and lights changed, physics untouched: evaluation; `view`)
     ScriptedDemonstrator()                                                   a `hardware.interfaces.Teleoperator`
     heldout_seeds(n) -> list[int]                         seeds recording never uses (evaluation: `hardware.rollout`)
     covering_seeds(task, n) -> list[int]                        recording seeds spread evenly over the placements
@@ -30,6 +31,8 @@ _EXPORTS = {
     "heldout_seeds": "hardware.sim.placements",
     "covering_seeds": "hardware.sim.placements",
     "session_seeds": "hardware.sim.placements",
+    "VIEWS": "hardware.sim.view",
+    "get_view": "hardware.sim.view",
 }
 
 __all__ = sorted(_EXPORTS)

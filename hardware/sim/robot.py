@@ -19,6 +19,7 @@ from hardware.sim.mobile_base import BasePose
 from hardware.sim.physics import SimPhysics
 from hardware.sim.render import CameraRenderer, RenderSettings
 from hardware.sim.tasks import SimTask, get_task
+from hardware.sim.view import DEFAULT_VIEW, apply_view, get_view
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SimConfig:
     resolution: tuple[int, int] = (480, 640)  # (H, W)
     shadows: bool = False
     multisample: bool = False
+    view: str = DEFAULT_VIEW  # a named camera pose and lighting (hardware.sim.view): evaluation variants
 
 
 class SimRobot(Robot):
@@ -43,6 +45,7 @@ class SimRobot(Robot):
         self.name = self.task.robot_name
         self._physics: SimPhysics | None = None
         self._renderer: CameraRenderer | None = None
+        self.view = get_view(self.config.view)  # an unknown name is refused here, not at the first render
         self._camera_names = self._resolve_cameras(self.config.cameras)
         self.seed: int | None = None
         self.reward = 0
@@ -71,6 +74,7 @@ class SimRobot(Robot):
     def physics(self) -> SimPhysics:
         if self._physics is None:
             self._physics = SimPhysics(self.task.joint_scene, weld_torque_scale=None)
+            apply_view(self._physics.model, self.view)  # rendering only: physics is the scene's
         return self._physics
 
     def _resolve_cameras(self, cameras: list[str] | None) -> list[str]:
@@ -168,6 +172,7 @@ class SimRobot(Robot):
                 "max_reward": self.episode_max_reward,
                 "success": self.success,
                 "resolution": list(self.config.resolution),
+                **({} if self.view.is_default else {"view": self.view.name}),
                 **self._base_attrs(),
             },
         }
@@ -180,7 +185,7 @@ def make_sim_robot(
     **render_options: Any,
 ) -> SimRobot:
     """A simulated ALOHA for `task` ("transfer_cube" | "insertion" | "mobile_transfer_cube"); cameras default the
-    task's, resolution (H, W) default SimConfig's."""
+    task's, resolution (H, W) default SimConfig's; `view="shifted"` renders the evaluation variant (SimConfig)."""
     config = SimConfig(task=task, **render_options)
     if cameras is not None:  # [] = no cameras (replay, fast evaluation)
         config.cameras = list(cameras)

@@ -1,4 +1,4 @@
-"""`aloha demo`: record scripted sim episodes, materialize the whole graph in-process, print what came out.
+"""`aloha demo`: record scripted sim episodes of a task, materialize the whole graph in-process, print what came out.
 
 Its option defaults are read from `DemoOptions`, whose training defaults are the "demo" preset of model/config.py.
 """
@@ -16,23 +16,30 @@ from assets_store import StoreLayout
 from assets_store.layout import CHAMPION
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, layout as store_layout, parse_resolution, session_to_record
 from hardware.sim.gl import select_gl_backend
-from pipeline.demo import DEMO_ROBOT, DemoOptions
+from pipeline.demo import DemoOptions, DemoTask
 
 
 def demo(
+    ctx: typer.Context,
+    task: Annotated[DemoTask, typer.Option(
+        "--task", help="Sim task: the transfer cube's recipe (covering placements, demo preset) applied to it."
+    )] = DemoOptions.task,
     episodes: Annotated[int, typer.Option(
         "--episodes", min=2, help="Scripted episodes to record.")] = DemoOptions.episodes,
     placements: Annotated[Literal["covering", "random"], typer.Option(
         "--placements", help="Cube placements: spread evenly over the table, or seeded random (seed + i)."
     )] = DemoOptions.placements,
     train_minutes: Annotated[float, typer.Option(
-        "--train-minutes", help="Training time budget (minutes).")] = DemoOptions.train_minutes,
+        "--train-minutes", help="Training time budget (minutes); with --train-steps alone, no time limit."
+    )] = DemoOptions.train_minutes,
     train_steps: Annotated[Optional[int], typer.Option(
-        "--train-steps", help="Stop after this many steps.")] = DemoOptions.train_steps,
+        "--train-steps", min=1, help="Stop after this many steps (and at --train-minutes if also given)."
+    )] = DemoOptions.train_steps,
     eval_episodes: Annotated[int, typer.Option(
         "--eval-episodes", help="Held-out seeds for closed-loop success.")] = DemoOptions.eval_episodes,
-    episode_len: Annotated[int, typer.Option(
-        "--episode-len", help="Control steps per episode.")] = DemoOptions.episode_len,
+    episode_len: Annotated[Optional[int], typer.Option(
+        "--episode-len", min=1, help="Control steps per episode (default: the task's: 400, mobile 650)."
+    )] = DemoOptions.episode_len,
     resolution: Annotated[str, typer.Option(
         "--resolution", help="Camera HxW (recording and evaluation).")] = "{}x{}".format(*DemoOptions.resolution),
     train_resolution: Annotated[str, typer.Option(
@@ -48,7 +55,7 @@ def demo(
     session: Annotated[Optional[str], typer.Option("--session", help="Session name (default demo-<time>).")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Record scripted transfer-cube episodes, run the whole pipeline in-process, print what came out."""
+    """Record scripted episodes of a sim task, run the whole pipeline in-process, print what came out."""
     select_gl_backend()
     os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
     from dagster import DagsterError
@@ -59,7 +66,11 @@ def demo(
     layout = store_layout(store)  # an object-store root: one error line (the demo records locally)
     session = session or time.strftime("demo-%Y%m%d-%H%M%S")
     session_to_record(layout, session)  # a bad name, an unwritable store, a finalized session: one line, no work
+    # A step budget alone is that budget: the default minutes would cut a long one short.
+    source = ctx.get_parameter_source("train_minutes")  # typer's own click: compare the source by name
+    minutes_given = source is not None and source.name != "DEFAULT"
     opts = DemoOptions(
+        task=task,
         episodes=episodes,
         placements=placements,
         episode_len=episode_len,
@@ -67,7 +78,7 @@ def demo(
         train_resolution=parse_resolution(train_resolution),
         backbone_stages=backbone_stages,
         dropout=dropout,
-        train_minutes=train_minutes,
+        train_minutes=train_minutes if minutes_given or train_steps is None else None,
         train_steps=train_steps,
         eval_episodes=eval_episodes,
         temporal_ensemble_k=temporal_ensemble if temporal_ensemble >= 0 else None,
@@ -75,8 +86,9 @@ def demo(
     )
     console.rule(f"[bold]aloha demo[/]: store {layout.root}")
     console.print(
-        f"1/2 recording {episodes} scripted transfer-cube episodes into session [bold]{opts.session}[/] "
-        f"({opts.resolution[0]}x{opts.resolution[1]}, {episode_len} steps each, {placements} cube placements)"
+        f"1/2 recording {episodes} scripted {task.replace('_', '-')} episodes ({opts.robot}) into session "
+        f"[bold]{opts.session}[/] ({opts.resolution[0]}x{opts.resolution[1]}, {opts.steps_per_episode} steps each, "
+        f"{placements} placements)"
     )
     seeds, seeds_note = demo_seeds(layout, opts)
     console.print(f"    {seeds_note}")
@@ -92,8 +104,10 @@ def demo(
         recorded = record_demo_session(layout, opts, on_progress, seeds)
         progress.update(task, completed=len(recorded.episodes))
     record_s = time.perf_counter() - t0
+    budget = " or ".join(([f"{opts.train_minutes:g} min"] if opts.train_minutes is not None else [])
+                         + ([f"{opts.train_steps} steps"] if opts.train_steps is not None else []))
     console.print(
-        f"2/2 materializing the Dagster graph in-process (training budget {train_minutes:g} min at "
+        f"2/2 materializing the Dagster graph in-process (training budget {budget} at "
         f"{opts.train_resolution[0]}x{opts.train_resolution[1]}, ResNet18 to layer{opts.backbone_stages}, "
         f"dropout {opts.dropout:g}, "
         f"evaluation on {eval_episodes} held-out seeds)"
@@ -107,10 +121,10 @@ def demo(
              f"  recorded episodes are kept in session {opts.session!r}; the failed run is in the Dagster UI "
              f"(aloha ui --store {layout.root})")
     summary = summarize(opts.session, len(recorded.episodes), meta, record_s, time.perf_counter() - t1)
-    print_summary(summary, layout)
+    print_summary(summary, layout, opts.robot)
 
 
-def print_summary(s, layout: StoreLayout) -> None:
+def print_summary(s, layout: StoreLayout, robot: str) -> None:
     table = Table(title="aloha demo: summary", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -139,7 +153,7 @@ def print_summary(s, layout: StoreLayout) -> None:
     )
     # Not promoted (below the floor, or no better than the champion): the candidate's own bundle still runs.
     policy = CHAMPION if s.promoted else s.bundle_dir
-    console.print(f"  Try it:  aloha rollout --robot {DEMO_ROBOT} --policy {policy} --episodes 5{store_flag}")
+    console.print(f"  Try it:  aloha rollout --robot {robot} --policy {policy} --episodes 5{store_flag}")
 
 
 def register(app: typer.Typer) -> None:
