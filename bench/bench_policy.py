@@ -136,7 +136,7 @@ class Bench:
         """One pipeline run (dataset, training, evaluation on the default view); its result and bundle."""
         opts.train_minutes, opts.train_steps = budget.minutes, budget.steps
         print(f"  {part}: {variant}, budget {budget}", flush=True)
-        meta = train_and_deploy(self.layout, run_config(opts), self.instance)
+        meta = train_and_deploy(self.layout, run_config(opts), self.instance, opts.model_name)
         trained, evaluated = meta["act_policy"], meta.get("policy_evaluation", {})
         result = Result(part, variant, str(budget), int(trained["steps"]), float(trained["wall_s"]) / 60,
                         float(trained["val_loss"]))

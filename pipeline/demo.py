@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from assets_store import StoreLayout
+from assets_store.layout import DEFAULT_MODEL_NAME
 from hardware.sim.tasks import get_task
 from model.config import DEMO, ACTConfig, TrainConfig
 
@@ -61,6 +62,12 @@ class DemoOptions:
     def robot(self) -> str:
         """The sim robot that records (and is evaluated on) the task: each sim task is one robot."""
         return get_task(self.task).robot_name
+
+    @property
+    def model_name(self) -> str:
+        """The MLflow registered model (and deploy/<name>/) of the task: one champion per task, so an insertion
+        policy is never gated against a transfer-cube champion. Transfer cube keeps the default name."""
+        return DEFAULT_MODEL_NAME if self.task == DEMO_TASK else f"{DEFAULT_MODEL_NAME}-{self.task.replace('_', '-')}"
 
     @property
     def steps_per_episode(self) -> int:
@@ -179,13 +186,16 @@ def ingest(layout: StoreLayout, session: str, opts: DemoOptions, instance=None) 
     return _asset_metadata(result)
 
 
-def train_and_deploy(layout: StoreLayout, config: dict[str, Any], instance=None) -> dict[str, dict[str, Any]]:
-    """Dataset -> training -> evaluation -> promotion with this run config (`run_config`). Returns asset metadata."""
+def train_and_deploy(layout: StoreLayout, config: dict[str, Any], instance=None,
+                     model_name: str = DEFAULT_MODEL_NAME) -> dict[str, dict[str, Any]]:
+    """Dataset -> training -> evaluation -> promotion (of `model_name`) with this run config (`run_config`).
+    Returns asset metadata."""
     from pipeline.definitions import build_definitions
     from pipeline.instance import local_instance
     from pipeline.jobs import TRAIN_JOB
 
-    result = build_definitions(store_root=str(layout.root)).resolve_job_def(TRAIN_JOB).execute_in_process(
+    defs = build_definitions(store_root=str(layout.root), registered_model_name=model_name)
+    result = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
         instance=instance or local_instance(layout), run_config=config, raise_on_error=True
     )
     return _asset_metadata(result)
@@ -196,7 +206,7 @@ def materialize(layout: StoreLayout, session: str, opts: DemoOptions, instance=N
     from pipeline.instance import local_instance
 
     instance = instance or local_instance(layout)
-    return {**ingest(layout, session, opts, instance), **train_and_deploy(layout, run_config(opts), instance)}
+    return {**ingest(layout, session, opts, instance), **train_and_deploy(layout, run_config(opts), instance, opts.model_name)}
 
 
 def summarize(session: str, recorded: int, meta: dict[str, dict[str, Any]], record_s: float, pipeline_s: float) -> DemoSummary:

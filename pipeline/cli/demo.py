@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from assets_store import StoreLayout
-from assets_store.layout import CHAMPION
+from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption as StoreOpt, console, fail, layout as store_layout, parse_resolution, session_to_record
 from hardware.sim.gl import select_gl_backend
 from pipeline.demo import DemoOptions, DemoTask
@@ -121,10 +121,10 @@ def demo(
              f"  recorded episodes are kept in session {opts.session!r}; the failed run is in the Dagster UI "
              f"(aloha ui --store {layout.root})")
     summary = summarize(opts.session, len(recorded.episodes), meta, record_s, time.perf_counter() - t1)
-    print_summary(summary, layout, opts.robot)
+    print_summary(summary, layout, opts.robot, opts.model_name)
 
 
-def print_summary(s, layout: StoreLayout, robot: str) -> None:
+def print_summary(s, layout: StoreLayout, robot: str, model_name: str = DEFAULT_MODEL_NAME) -> None:
     table = Table(title="aloha demo: summary", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -153,7 +153,8 @@ def print_summary(s, layout: StoreLayout, robot: str) -> None:
     )
     # Not promoted (below the floor, or no better than the champion): the candidate's own bundle still runs.
     policy = CHAMPION if s.promoted else s.bundle_dir
-    console.print(f"  Try it:  aloha rollout --robot {robot} --policy {policy} --episodes 5{store_flag}")
+    name_flag = f" --name {model_name}" if model_name != DEFAULT_MODEL_NAME and s.promoted else ""
+    console.print(f"  Try it:  aloha rollout --robot {robot} --policy {policy}{name_flag} --episodes 5{store_flag}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,13 @@ def test_every_sim_task_is_a_demo_task_recorded_by_its_own_robot():
     assert DemoOptions().robot == "sim-transfer-cube" and DemoOptions().steps_per_episode == 400  # unchanged
 
 
+def test_each_demo_task_has_its_own_registered_model():
+    # an insertion candidate is never gated against a transfer-cube champion (one champion per task)
+    names = {task: DemoOptions(task=task).model_name for task in get_args(DemoTask)}
+    assert names["transfer_cube"] == "aloha-act"  # the default name, as before
+    assert len(set(names.values())) == len(names)
+
+
 def test_demo_records_insertion_at_covering_placements_of_peg_and_socket(layout):
     opts = DemoOptions(task="insertion", episodes=2, episode_len=12, resolution=(32, 32), session="insertion")
     seeds, note = demo_seeds(layout, opts)
