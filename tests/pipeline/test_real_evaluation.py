@@ -85,6 +85,9 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     make_rollout_session(layout, "roll-v1", sha_1, ["success", "success", "success"])
     make_rollout_session(layout, "roll-v2", sha_2, ["success", "failure", "failure", None, "success"])
     annotate(layout, "roll-v2", 4, "exclude", by="op", reason="the cube fell off the table")
+    # The simulator's rollouts of the candidate all succeed, but they are not real success: counted apart.
+    make_rollout_session(layout, "roll-v2-sim", sha_2, ["success"] * 3, robot="sim-transfer-cube",
+                         label_source="simulator")
 
     # Too few for the configured minimum: still the offline rule.
     dep = regate(defs, instance, min_real_rollouts=4)["deployed_policy"]
@@ -96,6 +99,8 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     real, dep = meta["real_robot_evaluation"], meta["deployed_policy"]
     assert (real["candidate_successes"], real["candidate_rollouts"], real["candidate_excluded"]) == (1, 3, 1)
     assert real["candidate_unlabelled"] == 1 and real["champion_version"] == "1"
+    assert real["candidate_simulated"] == 3 and real["champion_simulated"] == 0 and real["candidate_with_takeover"] == 0
+    assert real["candidate_success"] == "1 of 3 (33.33%)" and real["candidate_ci95"] == "6.149% - 79.23%"
     assert (real["champion_successes"], real["champion_rollouts"]) == (3, 3)
     assert real["candidate_ci95_low"] < real["candidate_success_rate"] < real["candidate_ci95_high"]
     assert "`roll-v2/0`" in real["rollouts"] and f"file://{layout.session_dir('roll-v1')}" in real["rollouts"]
@@ -132,6 +137,12 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     # Re-gating the champion itself leaves the decision that promoted it as it was.
     regate(defs, instance)
     assert c.get_model_version(MODEL, "2").tags["promotion"] == "promoted"
+
+    # A success a human had to take over during counts as a failure of the policy.
+    make_rollout_session(layout, "roll-v2-help", sha_2, ["success"], takeover_spans=[(1, 3)])
+    real = regate(defs, instance)["real_robot_evaluation"]
+    assert (real["candidate_successes"], real["candidate_rollouts"], real["candidate_with_takeover"]) == (3, 4, 1)
+    assert "| success (taken over: counts as a failure) | operator | 2 |" in real["rollouts"]
 
 
 def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(layout):
