@@ -171,6 +171,7 @@ def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(l
     result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=cursor))
     assert [r.job_name for r in result.run_requests] in ([None], [REAL_EVALUATION_JOB])
     assert result.run_requests[0].tags["aloha/rollout_sessions"] == "roll-b"
+    assert result.run_requests[0].run_config == {}  # no gate has run yet: the job's defaults
     # Not twice: the cursor remembers it.
     again = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert isinstance(again, SkipReason)
@@ -179,3 +180,38 @@ def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(l
     ingest_result = finalized_sessions_sensor(build_sensor_context(instance=instance, resources=resources))
     kinds = {r.partition_key: r.tags[SESSION_KIND_TAG] for r in ingest_result.run_requests}
     assert kinds == {"demos": "demonstration", "roll-a": "rollout", "roll-b": "rollout"}
+
+
+def test_the_sensors_re_gate_keeps_the_labs_run_config(layout):
+    """A lab's gate settings and MLflow addresses hold when the sensor, not a person, launches the re-gate: the
+    latest successful train_and_deploy or real_evaluation run's config for the gate, the real evaluation and the
+    resources."""
+    from dagster import AssetKey, AssetMaterialization, DagsterRun, DagsterRunStatus
+
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey("policy_evaluation")))
+    lab = {"success_floor": 0.5, "min_real_rollouts": 4}
+    mlflow = {"config": {"tracking_uri": "http://mlflow.lab:5000", "ui_url": "https://mlflow.lab"}}
+    trained = {"ops": {"act_policy": {"config": {"steps": 10}}, "deployed_policy": {"config": lab},
+                       "real_robot_evaluation": {"config": {"videos": 1}}},
+               "resources": {"mlflow": mlflow}}
+    instance.add_run(DagsterRun(TRAIN_JOB, run_id="a" * 36, run_config=trained, status=DagsterRunStatus.SUCCESS))
+    instance.add_run(DagsterRun(TRAIN_JOB, run_id="b" * 36, run_config={"ops": {"deployed_policy": {"config": {
+        "success_floor": 0.9}}}}, status=DagsterRunStatus.FAILURE))  # a failed run says nothing
+    resources = {"store": StoreResource(root=str(layout.root))}
+
+    make_rollout_session(layout, "roll-a", "d" * 64, ["success"])
+    result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources))
+    request = result.run_requests[0]
+    assert request.run_config == {"ops": {"deployed_policy": {"config": lab},
+                                          "real_robot_evaluation": {"config": {"videos": 1}}},
+                                  "resources": {"mlflow": mlflow}}
+    assert request.tags["aloha/run_config_from"] == "a" * 36
+
+    # A later re-gate run launched by hand with other settings is the one that carries over next.
+    later = {"ops": {"deployed_policy": {"config": {"success_floor": 0.2}}}}
+    instance.add_run(DagsterRun(REAL_EVALUATION_JOB, run_id="c" * 36, run_config=later,
+                                status=DagsterRunStatus.SUCCESS))
+    make_rollout_session(layout, "roll-b", "d" * 64, ["failure"])
+    result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert result.run_requests[0].run_config == later
