@@ -15,7 +15,7 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.cli.rollout_record import check_record_options, start_recording
+from hardware.cli.rollout_record import check_record_options, start_recording, what_served
 from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
 from hardware.policy_wire import DEFAULT_TIMEOUT_S
@@ -178,7 +178,8 @@ def rollout(
             recorder, human = (None, None) if record is None else start_recording(
                 bot, layout(store), record, bundle=bundle, manifest=manifest, robot=robot, task=task or task_of(robot),
                 k=k, query_every=query_every, asynchronous=asynchronous, backend=backend, label=label,
-                takeover=takeover, keys=keys)
+                takeover=takeover, keys=keys, served=what_served(
+                    pol, manifest, layout(store).promotion_record_path(name, CHAMPION) if policy == CHAMPION else None))
             report = run_rollouts(
                 bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
                 async_inference=async_inference, record=None if recorder is None else recorder.episode,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,16 +46,40 @@ def _resumed(lay: StoreLayout, session: str) -> Optional[dict]:
     return None
 
 
+def what_served(pol: Any, manifest: dict, champion_record: Optional[Path]) -> dict[str, str]:
+    """Where the policy that ran came from, beyond its bundle directory: the policy server's address and what it
+    ran, the bundle's MLflow run, and for `--policy champion` the promoted version (the champion path moves on the
+    next promotion; the promotion record beside it says which version is there now)."""
+    out = {}
+    if getattr(pol, "served_by", None):
+        out["policy_server"] = str(pol.served_by)
+    if manifest.get("mlflow_run_id"):
+        out["mlflow_run_id"] = str(manifest["mlflow_run_id"])
+    if champion_record is not None:
+        try:
+            version = json.loads(champion_record.read_text()).get("version")
+        except (OSError, ValueError, AttributeError) as exc:
+            console.print(f"[yellow]warning:[/] {champion_record}: no promoted version recorded with the rollouts "
+                          f"(unreadable promotion record: {exc})")
+        else:
+            if version is not None:
+                out["promoted_version"] = str(version)
+    return out
+
+
 def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, manifest: dict, robot: str,
                     task: Optional[str], k: Optional[float], query_every: int, asynchronous: bool, backend: str,
-                    label: Optional[str], takeover: Optional[bool], keys: Any) -> tuple[Any, Any]:
-    """The `RolloutRecorder` of this run and the human takeover (the leader arms) or None."""
+                    label: Optional[str], takeover: Optional[bool], keys: Any,
+                    served: Optional[dict[str, str]] = None) -> tuple[Any, Any]:
+    """The `RolloutRecorder` of this run and the human takeover (the leader arms) or None. `served`: what_served;
+    with a policy server, `backend` is the server's (recorded in `policy_server`), not this command's."""
     from hardware.rollout_recording import OperatorKeys, RolloutRecorder, RolloutSettings, fixed_label, simulator_label
 
     settings = RolloutSettings(
         bundle_manifest_sha256=bundle_identity(bundle), bundle_dir=str(bundle),
         dataset_id=manifest.get("dataset_id") or None, task=task, temporal_ensemble_k=k, query_every=query_every,
-        inference="async" if asynchronous else "sync", backend=backend,
+        inference="async" if asynchronous else "sync",
+        backend="policy_server" if (served or {}).get("policy_server") else backend, served=dict(served or {}),
     )
     resumed = (_resumed(lay, record) or {}).get("rollout") or {}
     if resumed and resumed.get("bundle_manifest_sha256") != settings.bundle_manifest_sha256:

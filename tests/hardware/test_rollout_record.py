@@ -220,3 +220,43 @@ def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, la
     (ep,) = report.episodes
     # one takeover (the squeeze fires once, however long it is held), never handed back: it lasts to the end
     assert len(ep.takeover_spans) == 1 and 10 < ep.takeover_spans[0][0] < 40 and ep.takeover_spans[0][1] == 60
+
+
+def test_recorded_settings_say_what_ran_a_policy_server_and_the_champion_version(bundles, tmp_path):
+    """The backend that ran is the server's (its address and what it served are recorded), and `--policy champion`
+    records the version promoted there now, since the champion path moves with the next promotion."""
+    import json
+    import shutil
+    import signal
+
+    from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
+    from proc_kit import signal_and_collect
+    from test_policy_server import start_server
+
+    store = tmp_path / "store"
+    layout = StoreLayout(store)
+    shutil.copytree(bundles["emulated"], layout.deploy_path(DEFAULT_MODEL_NAME, CHAMPION))
+    layout.promotion_record_path(DEFAULT_MODEL_NAME, CHAMPION).write_text(json.dumps({"version": 3, "rule": "first"}))
+    args = ["rollout", "--robot", "emulated", "--policy", "champion", "--resolution", "32x32", "--max-steps", "5",
+            "--label", "success", "--no-takeover", "--store", str(store)]
+    res = runner.invoke(build_app(), args + ["--record", "local"])
+    assert res.exit_code == 0, res.output
+    (r,) = _episodes(store, "local")
+    rollout = r.attrs["rollout"]
+    assert rollout["promoted_version"] == "3" and rollout["backend"] == "torch"
+    assert "policy_server" not in rollout and "mlflow_run_id" not in rollout  # an imported bundle: no MLflow run
+
+    proc, address = start_server(bundles["emulated"])
+    try:
+        res = runner.invoke(build_app(), args + ["--record", "served", "--policy-server", address])
+    finally:
+        signal_and_collect(proc, signal.SIGTERM)
+    assert res.exit_code == 0, res.output
+    (r,) = _episodes(store, "served")
+    rollout = r.attrs["rollout"]
+    assert rollout["backend"] == "policy_server" and rollout["promoted_version"] == "3"
+    assert rollout["policy_server"].startswith(f"{address} (device cpu, backend torch")
+    # A pipeline bundle names its MLflow training run: recorded too.
+    from hardware.cli.rollout_record import what_served
+
+    assert what_served(object(), {"mlflow_run_id": "0123abcd"}, None) == {"mlflow_run_id": "0123abcd"}
