@@ -102,7 +102,7 @@ def rollout(
         fail(f"--robot {robot!r}: unknown robot; expected one of {robot_names()}", 2)
     max_steps = max_steps or episode_len(robot)
     simulated = is_simulated(robot)
-    check_record_options(layout(store), robot, record, label, takeover, simulated)
+    check_record_options(layout(store), robot, record, label, takeover, simulated, asynchronous)
     if simulated:
         from hardware.sim.gl import select_gl_backend
 

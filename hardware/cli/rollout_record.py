@@ -17,7 +17,7 @@ from hardware.registry import leader_arm_robots
 
 
 def check_record_options(lay: StoreLayout, robot: str, record: Optional[str], label: Optional[str],
-                         takeover: Optional[bool], simulated: bool) -> None:
+                         takeover: Optional[bool], simulated: bool, asynchronous: bool = False) -> None:
     """User errors before anything loads or connects."""
     from hardware.rollout_recording import LABELS
 
@@ -31,6 +31,8 @@ def check_record_options(lay: StoreLayout, robot: str, record: Optional[str], la
         fail(f"--label: robot {robot!r} is a simulator; its rollouts are labelled by the task's own success", 2)
     if takeover and robot not in leader_arm_robots():
         fail(f"--takeover needs leader arms: --robot {' or '.join(leader_arm_robots())}, not {robot!r}", 2)
+    if takeover and asynchronous:  # the leaders take over between synchronous policy steps
+        fail("--takeover needs synchronous inference: leave out --async", 2)
     session_to_record(lay, record)
     if (attrs := _resumed(lay, record)) is not None and not is_rollout(attrs):  # never mixed with demonstrations
         fail(f"--record: session {record!r} holds demonstrations; record rollouts into a new session")
@@ -96,15 +98,11 @@ def start_recording(bot: Any, lay: StoreLayout, record: str, *, bundle: Path, ma
                       "(label them with `aloha episodes label SESSION/N success|failure`)")
         labeler = fixed_label(None)
     human = None
-    if takeover is not False and robot in leader_arm_robots():
-        if asynchronous:
-            if takeover:
-                fail("--takeover needs synchronous inference: leave out --async", 2)
-        else:
-            from hardware.aloha.takeover import LeaderTakeover
+    if takeover is not False and robot in leader_arm_robots() and not asynchronous:  # --async: refused if asked
+        from hardware.aloha.takeover import LeaderTakeover
 
-            human = LeaderTakeover(bot.rig)
-            hold = human.config.hold_s
-            console.print(f"  takeover: squeeze both leader grippers shut for {hold:g} s"
-                          + (" or press [bold]t[/]" if keys.enabled else "") + " (the same again hands back)")
+        human = LeaderTakeover(bot.rig)
+        hold = human.config.hold_s
+        console.print(f"  takeover: squeeze both leader grippers shut for {hold:g} s"
+                      + (" or press [bold]t[/]" if keys.enabled else "") + " (the same again hands back)")
     return RolloutRecorder(bot, lay, record, settings, labeler), human

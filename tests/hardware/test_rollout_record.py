@@ -113,6 +113,10 @@ def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp
     assert r.attrs["label"] is None and r.attrs["label_source"] is None
     res = runner.invoke(build_app(), args + ["--label", "failure"])
     assert res.exit_code == 2 and "--record" in res.output
+    # takeover with asynchronous inference is refused before any policy loads (this one does not even exist)
+    res = runner.invoke(build_app(), ["rollout", "--robot", "emulated", "--policy", str(tmp_path / "none"),
+                                      "--record", "real3", "--takeover", "--async", "--store", str(store)])
+    assert res.exit_code == 2 and "--takeover needs synchronous inference" in res.output
     # `episodes list` shows the label a dataset and the real evaluation see: the log's, else the recorded one
     listing = runner.invoke(build_app(), ["episodes", "list", "--store", str(store)], env={"COLUMNS": "300"})
     assert listing.exit_code == 0, listing.output
