@@ -215,3 +215,12 @@ def test_the_sensors_re_gate_keeps_the_labs_run_config(layout):
     make_rollout_session(layout, "roll-b", "d" * 64, ["failure"])
     result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert result.run_requests[0].run_config == later
+
+
+def test_a_failed_evaluation_video_upload_only_warns(store, tmp_path):
+    from pipeline.assets.evaluation import log_videos
+
+    (tmp_path / "episode_000_seed_1.mp4").write_bytes(b"not really a video")
+    warnings = []
+    assert log_videos(client(store), "0" * 32, tmp_path, warnings.append) == []  # no such run: MLflow refuses
+    assert len(warnings) == 1 and warnings[0].startswith(f"evaluation videos not logged to MLflow run {'0' * 32}: ")
