@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from assets_store import StoreLayout
+from assets_store import StoreLayout, finalize_session
 from assets_store.episode_reader import read_root_attrs
 from assets_store.errors import StoreError
 from assets_store.bundle import bundle_identity
-from assets_store.rollouts import is_rollout
+from assets_store.rollouts import ROLLOUT_KIND, is_rollout
 from assets_store.sessions import episode_dirs
 from hardware.cli.common import console, fail, session_to_record
 from hardware.registry import leader_arm_robots
@@ -36,6 +36,29 @@ def check_record_options(lay: StoreLayout, robot: str, record: Optional[str], la
     session_to_record(lay, record)
     if (attrs := _resumed(lay, record)) is not None and not is_rollout(attrs):  # never mixed with demonstrations
         fail(f"--record: session {record!r} holds demonstrations; record rollouts into a new session")
+
+
+def finalize_left_open(lay: StoreLayout, record: Optional[str], bundle: Path) -> None:
+    """`--episodes 0 --record SESSION`: finalize a rollout session an interrupted run left open, with no robot
+    motion (the pipeline's sensor then counts it). Its rollouts must be of the --policy bundle."""
+    if record is None:
+        fail("--episodes 0 finalizes a rollout session left open: give --record SESSION", 2)
+    attrs = _resumed(lay, record)
+    if attrs is None:
+        fail(f"--record: session {record!r} holds no rollout: nothing to finalize")
+    rollout = attrs.get("rollout") if isinstance(attrs.get("rollout"), dict) else {}
+    try:
+        sha = bundle_identity(bundle)
+        if rollout.get("bundle_manifest_sha256") != sha:
+            fail(f"--record: session {record!r} holds rollouts of another bundle ({rollout.get('bundle_dir')}), "
+                 f"not of --policy {bundle}")
+        marker = finalize_session(lay, record, {
+            "kind": ROLLOUT_KIND, "bundle_manifest_sha256": sha, "bundle_dir": rollout.get("bundle_dir"),
+            "robot": rollout.get("robot"), "task": rollout.get("task"), "recorded_this_run": 0,
+            "discarded_this_run": 0})
+    except StoreError as exc:
+        fail(f"--record: {exc}")
+    console.print(f"[green]rollout session finalized[/]: {marker}")
 
 
 def _resumed(lay: StoreLayout, session: str) -> Optional[dict]:

@@ -93,6 +93,26 @@ def test_a_resumed_rollout_session_takes_rollouts_of_its_own_bundle_only(bundles
     assert len(_episodes(store, "open")) == 1
 
 
+    # `--episodes 0` finalizes a session an interrupted run left open, with no robot motion: of its own bundle only.
+    from assets_store.bundle import bundle_identity
+
+    finalize = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--episodes", "0",
+                "--store", str(store)]
+    res = runner.invoke(build_app(), finalize + ["--record", "open"])
+    assert res.exit_code == 1 and "another bundle (/elsewhere/bundle)" in res.output
+    assert read_finalized_marker(StoreLayout(store).session_dir("open")) is None
+    assert runner.invoke(build_app(), finalize).exit_code == 2  # nothing named to finalize
+    mine = RolloutSettings(bundle_identity(bundle), str(bundle), task="transfer_cube")
+    recorder = RolloutRecorder(robot, StoreLayout(store), "interrupted", mine, simulator_label)
+    run_rollouts(robot, policy, [3], num_steps=4, record=recorder.episode)
+    res = runner.invoke(build_app(), finalize + ["--record", "interrupted"])
+    assert res.exit_code == 0, res.output
+    assert "rollout session finalized" in res.output
+    marker = read_finalized_marker(StoreLayout(store).session_dir("interrupted"))
+    assert marker["kind"] == "rollout" and marker["bundle_manifest_sha256"] == bundle_identity(bundle)
+    assert marker["episodes"] == ["episode_000000.zarr"] and marker["robot"] == "sim-transfer-cube"
+
+
 def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp_path):
     store = tmp_path / "store"
     args = ["rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]), "--resolution", "32x32",
