@@ -15,7 +15,9 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.cli.rollout_record import check_record_options, finalize_left_open, start_recording, what_served
+from hardware.cli.rollout_record import (
+    check_record_options, finalize_left_open, start_recording, what_served,
+)
 from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
 from hardware.policy_wire import DEFAULT_TIMEOUT_S

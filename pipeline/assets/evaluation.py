@@ -136,7 +136,7 @@ def policy_evaluation(
             report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
                                             on_episode=progress.on_episode, on_step=progress.on_step,
                                             video_dir=video_dir)
-            videos = log_videos(mlflow.client(), run_id, video_dir, context.log.warning) if video_dir is not None else []
+            videos = [] if video_dir is None else log_videos(mlflow.client(), run_id, video_dir, context.log.warning)
         finally:
             if video_dir is not None:
                 shutil.rmtree(video_dir, ignore_errors=True)  # ours: made above
