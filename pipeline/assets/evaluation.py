@@ -91,10 +91,7 @@ def log_videos(client, run_id: str, video_dir: Path, warn: Callable[[str], Any])
         return []
     try:
         client.log_artifacts(run_id, str(video_dir), SIM_VIDEOS)
-    except MlflowException as exc:
-        warn(f"evaluation videos not logged to MLflow run {run_id}: {exc.message}")
-        return []
-    except OSError as exc:
+    except (MlflowException, OSError) as exc:  # e.g. an artifact store that is down or full
         warn(f"evaluation videos not logged to MLflow run {run_id}: {exc}")
         return []
     return [f"{SIM_VIDEOS}/{f.name}" for f in files]

@@ -142,8 +142,8 @@ def real_robot_evaluation(
             try:
                 videos = log_rollout_videos(client, who.run_id, tally.rollouts, config.videos, context.log.warning)
                 run = client.get_run(who.run_id)
-            except MlflowException as exc:  # the run was deleted, say: the counts above still stand
-                context.log.warning(f"{who.label}: videos not logged to MLflow run {who.run_id}: {exc.message}")
+            except (MlflowException, OSError) as exc:  # the run was deleted, say: the counts above still stand
+                context.log.warning(f"{who.label}: videos not logged to MLflow run {who.run_id}: {exc}")
                 continue
             if videos:
                 metadata[f"{who.key}_videos"] = MetadataValue.md(
