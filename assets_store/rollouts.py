@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from assets_store.annotations import LABELS, EpisodeCuration, read_annotations
 from assets_store.episode_reader import read_root_attrs
@@ -38,8 +38,12 @@ def rollout_attrs(
     label: str | None = None,
     label_source: str | None = None,
     takeover_spans: list[tuple[int, int]] | list[list[int]] | None = None,
+    served: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The root attributes of one rollout episode (`EpisodeWriter.close(extra_attrs=...)`), as the contract fixes."""
+    """The root attributes of one rollout episode (`EpisodeWriter.close(extra_attrs=...)`), as the contract fixes.
+    `served`: where the policy came from where that is not the bundle_dir alone (`policy_server`: the server's
+    address and what it ran; `mlflow_run_id`; `promoted_version` of a champion, whose path moves), added to
+    `rollout` as given."""
     return {
         "kind": ROLLOUT_KIND,
         "rollout": {
@@ -53,6 +57,7 @@ def rollout_attrs(
             "inference": str(inference),
             "backend": str(backend),
             "seed": None if seed is None else int(seed),
+            **{str(k): str(v) for k, v in (served or {}).items()},
         },
         "label": label,
         "label_source": label_source,
@@ -76,6 +81,13 @@ class LabelledRollout:
     label: str  # success | failure
     label_source: str  # annotation, or the attr's label_source (operator, simulator, option)
     takeover_steps: int  # steps a human drove
+    taken_over: bool = False  # a human took over at least once (non-empty takeover_spans)
+
+    @property
+    def succeeded(self) -> bool:
+        """Counts as a policy success: labelled success and nobody had to take over (an intervention means the
+        policy needed help, whatever the label says)."""
+        return self.label == "success" and not self.taken_over
 
     @property
     def ref(self) -> str:
@@ -92,6 +104,7 @@ class RolloutTally:
     sessions: list[str] = field(default_factory=list)  # finalized rollout sessions run with this bundle
     unlabelled: int = 0  # episodes without a label: not counted
     excluded: int = 0  # episodes excluded in the annotation log: not counted
+    simulated: int = 0  # rollouts on a simulator (robot or label source): real success counts only real robots
     problems: list[str] = field(default_factory=list)  # "<path>: <what is wrong>", one per skipped episode/session/line
 
     @property
@@ -100,7 +113,12 @@ class RolloutTally:
 
     @property
     def successes(self) -> int:
-        return sum(r.label == "success" for r in self.rollouts)
+        return sum(r.succeeded for r in self.rollouts)
+
+    @property
+    def with_takeover(self) -> int:
+        """Counted rollouts a human took over during: each counts as a failure of the policy."""
+        return sum(r.taken_over for r in self.rollouts)
 
     @property
     def rate(self) -> float | None:
@@ -148,10 +166,13 @@ def rollout_sessions(layout: StoreLayout) -> tuple[dict[str, dict[str, Any]], li
     return out, problems
 
 
-def labelled_rollouts(layout: StoreLayout, bundle_manifest_sha256: str) -> RolloutTally:
-    """Every labelled, not excluded rollout episode run with the bundle whose manifest.json has this sha256, in
-    finalized rollout sessions. The effective label is the annotation log's last label, else the episode's attr.
-    A malformed episode, marker or log line is reported in `problems`, and the rest still count."""
+def labelled_rollouts(layout: StoreLayout, bundle_manifest_sha256: str, *,
+                      simulated: Callable[[str], bool]) -> RolloutTally:
+    """Every labelled, not excluded rollout episode on a real robot run with the bundle whose manifest.json has this
+    sha256, in finalized rollout sessions. The effective label is the annotation log's last label, else the
+    episode's attr. `simulated(robot_name)` says which robots are simulators (the caller knows the registry): their
+    rollouts, and any labelled by a simulator, are counted apart in `simulated`. A malformed episode, marker or log
+    line is reported in `problems`, and the rest still count."""
     tally = RolloutTally(bundle_manifest_sha256)
     sessions, tally.problems = rollout_sessions(layout)
     for session, marker in sessions.items():
@@ -166,11 +187,12 @@ def labelled_rollouts(layout: StoreLayout, bundle_manifest_sha256: str) -> Rollo
             continue
         tally.problems += log.problems
         for entry in entries:
-            _count(tally, session, entry.path, entry.name, entry.problem, log.of(entry.name))
+            _count(tally, session, entry.path, entry.name, entry.problem, log.of(entry.name), simulated)
     return tally
 
 
-def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: str, curation: EpisodeCuration) -> None:
+def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: str, curation: EpisodeCuration,
+           simulated: Callable[[str], bool]) -> None:
     if problem:
         tally.problems.append(f"{path}: {problem}")
         return
@@ -186,12 +208,16 @@ def _count(tally: RolloutTally, session: str, path: Path, name: str, problem: st
     if curation.excluded is not None:
         tally.excluded += 1
         return
+    if attrs.get("label_source") == "simulator" or simulated(str(attrs["rollout"].get("robot"))):
+        tally.simulated += 1
+        return
     label, source = effective_label(attrs, curation.label)
     if label is None:
         tally.unlabelled += 1
         return
-    steps = sum(b - a for a, b in attrs.get("takeover_spans") or [])
-    tally.rollouts.append(LabelledRollout(session, name, path, label, str(source or "?"), int(steps)))
+    spans = attrs.get("takeover_spans") or []
+    steps = sum(b - a for a, b in spans)
+    tally.rollouts.append(LabelledRollout(session, name, path, label, str(source or "?"), int(steps), bool(spans)))
 
 
 def effective_label(attrs: Mapping[str, Any], annotated: str | None) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ episode is then never committed), the simulator's own success (`simulator_label`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -86,6 +86,7 @@ class RolloutSettings:
     query_every: int = 1
     inference: str = "sync"
     backend: str = "torch"
+    served: dict[str, str] = field(default_factory=dict)  # policy server, MLflow run, champion version (rollout_attrs)
 
 
 class RolloutRecorder:
@@ -150,6 +151,7 @@ class RolloutEpisodeSink:
                 temporal_ensemble_k=s.temporal_ensemble_k, query_every=s.query_every, inference=s.inference,
                 backend=s.backend, seed=self.seed, label=verdict.label, label_source=verdict.source,
                 takeover_spans=episode.takeover_spans,
+                served=s.served,
             )
             end_attrs = {k: v for k, v in rec.robot.episode_attrs().items() if k != "task"}
             path = self.writer.close(extra_attrs={

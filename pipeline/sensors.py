@@ -14,8 +14,10 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -25,7 +27,7 @@ from dagster import (
 from assets_store import is_session_finalized, list_sessions
 from assets_store.rollouts import ROLLOUT_KIND, rollout_sessions
 from assets_store.sessions import foreign_session_dirs
-from pipeline.jobs import ingest_session_job, real_evaluation_job
+from pipeline.jobs import REAL_EVALUATION_JOB, TRAIN_JOB, ingest_session_job, real_evaluation_job
 from pipeline.partitions import SESSIONS, sessions_partitions
 from pipeline.resources import StoreResource
 
@@ -88,6 +90,24 @@ def _seen(cursor: str | None) -> set[str]:
     return {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
 
 
+REGATE_OPS = ("real_robot_evaluation", "deployed_policy")  # the re-gate run's assets: their config carries over
+
+
+def last_gate_config(instance) -> tuple[dict, str | None]:
+    """(run config, its run id) for a re-gate: the gate's and the real evaluation's op config and the resources of
+    the latest successful train_and_deploy or real_evaluation run, so a lab's floors, min_real_rollouts and MLflow
+    addresses hold when a sensor, not a person, launches it. ({}, None) before any such run."""
+    records = [r for job in (TRAIN_JOB, REAL_EVALUATION_JOB) for r in instance.get_run_records(
+        RunsFilter(job_name=job, statuses=[DagsterRunStatus.SUCCESS]), limit=1)]
+    if not records:
+        return {}, None
+    run = max(records, key=lambda r: r.storage_id).dagster_run  # the later one: ids only grow
+    previous = run.run_config or {}
+    config = {"ops": {k: v for k, v in (previous.get("ops") or {}).items() if k in REGATE_OPS},
+              "resources": previous.get("resources") or {}}
+    return {k: v for k, v in config.items() if v}, run.run_id
+
+
 @sensor(
     job=real_evaluation_job,
     minimum_interval_seconds=30,
@@ -109,8 +129,12 @@ def rollout_sessions_sensor(context: SensorEvaluationContext, store: StoreResour
                                                    "yet: the first training run counts them"), cursor=cursor)
     context.log.info(f"new finalized rollout sessions: {new}")
     key = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+    run_config, source = last_gate_config(context.instance)
+    tags = {"aloha/rollout_sessions": ", ".join(new)[:1000]}
+    if source:
+        tags["aloha/run_config_from"] = source
+        context.log.info(f"re-gate with the gate's run config of run {source}")
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"real_evaluation:{key}",
-                                 tags={"aloha/rollout_sessions": ", ".join(new)[:1000]})],
+        run_requests=[RunRequest(run_key=f"real_evaluation:{key}", run_config=run_config, tags=tags)],
         cursor=cursor,
     )

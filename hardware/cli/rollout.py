@@ -15,7 +15,9 @@ from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
 from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
-from hardware.cli.rollout_record import check_record_options, start_recording
+from hardware.cli.rollout_record import (
+    check_record_options, finalize_left_open, start_recording, what_served,
+)
 from hardware.keyboard import TerminalCommands
 from hardware.interfaces import RobotError
 from hardware.policy_wire import DEFAULT_TIMEOUT_S
@@ -41,7 +43,8 @@ def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
 def rollout(
     robot: Annotated[str, typer.Option("--robot", help=robots_help())],
     policy: Annotated[str, typer.Option("--policy", help="Bundle directory, or 'champion' (the deployed one).")],
-    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to run.")] = 1,
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=0, help=(
+        "Episodes to run; 0 with --record: finalize a rollout session left open, without moving the robot."))] = 1,
     temporal_ensemble: Annotated[
         float, typer.Option("--temporal-ensemble", help="k of the exp(-k i) weights; negative: chunks open loop.")
     ] = 0.01,
@@ -105,7 +108,10 @@ def rollout(
         fail(f"--robot {robot!r}: unknown robot; expected one of {robot_names()}", 2)
     max_steps = max_steps or episode_len(robot)
     simulated = is_simulated(robot)
-    check_record_options(layout(store), robot, record, label, takeover, simulated)
+    check_record_options(layout(store), robot, record, label, takeover, simulated, asynchronous)
+    if episodes == 0:  # no robot motion: only the marker an interrupted run never wrote
+        finalize_left_open(layout(store), record, resolve_policy(store, policy, name))
+        return
     if simulated:
         from hardware.sim.gl import select_gl_backend
 
@@ -183,7 +189,8 @@ def rollout(
             recorder, human = (None, None) if record is None else start_recording(
                 bot, layout(store), record, bundle=bundle, manifest=manifest, robot=robot, task=task or task_of(robot),
                 k=k, query_every=query_every, asynchronous=asynchronous, backend=backend, label=label,
-                takeover=takeover, keys=keys)
+                takeover=takeover, keys=keys, served=what_served(
+                    pol, manifest, layout(store).promotion_record_path(name, CHAMPION) if policy == CHAMPION else None))
             report = run_rollouts(
                 bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
                 async_inference=async_inference, record=None if recorder is None else recorder.episode,
@@ -194,7 +201,8 @@ def rollout(
             console.print(f"[green]rollout session finalized[/]: {marker}" if marker is not None
                           else f"session {record!r}: no rollout kept, nothing to finalize")
     except StoreError as exc:  # e.g. the rollout session could not be written; committed episodes are kept
-        fail(f"rollout stopped: {exc}" + (f"; session {record!r} is left open" if record else ""))
+        fail(f"rollout stopped: {exc}" + (f"; session {record!r} is left open (--episodes 0 finalizes it)"
+                                          if record else ""))
     except IncompatiblePolicy as exc:
         fail(f"refusing to run: {exc}", code=2)
     except RobotError as exc:  # a servo, camera or base fault mid-run: the robot stopped itself safely
@@ -202,7 +210,8 @@ def rollout(
     except OSError as exc:  # e.g. a video that could not be written (each is atomic: no partial file)
         fail(f"rollout stopped: {os_error_text(exc)}")
     except KeyboardInterrupt:  # the running rollout is not stored; those before it are
-        fail("interrupted" + (f": session {record!r} is left open (the same command resumes it)" if record else ""),
+        fail("interrupted" + (f": session {record!r} is left open (the same command resumes it; with --episodes 0 "
+                              "it finalizes it)" if record else ""),
              code=130)
     table = Table(title="rollout", show_header=False)
     table.add_column(style="bold")

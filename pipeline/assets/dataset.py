@@ -164,7 +164,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
             camera_names=list(ref["camera_names"]),
             annotations=curation,
             spans=spans,
-            takeover_spans=config.takeover_spans,
+            takeover_spans=bool(spans),  # the id changes only when a takeover span came in
         )
         stats = dataset_stats(partials)
     out = write_dataset(layout, manifest, stats)

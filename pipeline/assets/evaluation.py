@@ -85,11 +85,19 @@ def artifact_links(run_url: str, artifacts: list[str]) -> str:
     return "\n".join(f"- [{a}]({run_url}/artifacts/{a})" for a in artifacts)
 
 
-def log_videos(client, run_id: str, video_dir: Path) -> list[str]:
-    """Log every MP4 under `video_dir` to the run under SIM_VIDEOS; their artifact paths."""
+def log_videos(client, run_id: str, video_dir: Path, warn: Callable[[str], Any]) -> list[str]:
+    """Log every MP4 under `video_dir` to the run under SIM_VIDEOS; their artifact paths. An upload that fails is
+    warned about and leaves no links: the evaluation's numbers still stand (as in the real evaluation)."""
+    from mlflow.exceptions import MlflowException
+
     files = sorted(video_dir.glob("*.mp4"))
-    if files:
+    if not files:
+        return []
+    try:
         client.log_artifacts(run_id, str(video_dir), SIM_VIDEOS)
+    except (MlflowException, OSError) as exc:  # e.g. an artifact store that is down or full
+        warn(f"evaluation videos not logged to MLflow run {run_id}: {exc}")
+        return []
     return [f"{SIM_VIDEOS}/{f.name}" for f in files]
 
 
@@ -129,7 +137,7 @@ def policy_evaluation(
             report = closed_loop_evaluation(bundle_dir, manifest.robot, config, resolution,
                                             on_episode=progress.on_episode, on_step=progress.on_step,
                                             video_dir=video_dir)
-            videos = log_videos(mlflow.client(), run_id, video_dir) if video_dir is not None else []
+            videos = [] if video_dir is None else log_videos(mlflow.client(), run_id, video_dir, context.log.warning)
         finally:
             if video_dir is not None:
                 shutil.rmtree(video_dir, ignore_errors=True)  # ours: made above

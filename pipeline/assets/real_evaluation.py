@@ -20,6 +20,8 @@ from assets_store import EpisodeReader, StoreError
 from assets_store.bundle import bundle_identity
 from assets_store.layout import StoreLayout, episode_stem
 from assets_store.rollouts import LabelledRollout, RolloutTally, labelled_rollouts
+from hardware.registry import is_simulated
+from pipeline import metadata_format as fmt
 from pipeline.assets.evaluation import EVALUATION_GROUP, artifact_links, policy_evaluation
 from pipeline.lineage import upstream
 from pipeline.promotion import RealSuccess
@@ -39,8 +41,9 @@ class RealEvaluationConfig(Config):
 
 
 def real_success(layout: StoreLayout, bundle_manifest_sha256: str) -> tuple[RealSuccess, RolloutTally]:
-    """The bundle's labelled rollouts in the store now, as the gate's score and the tally it came from."""
-    tally = labelled_rollouts(layout, bundle_manifest_sha256)
+    """The bundle's labelled rollouts on real robots in the store now, as the gate's score and the tally it came
+    from (a simulator's rollouts are counted apart: the simulator evaluation already judges them)."""
+    tally = labelled_rollouts(layout, bundle_manifest_sha256, simulated=is_simulated)
     return RealSuccess(tally.successes, tally.count), tally
 
 
@@ -66,7 +69,8 @@ def rollout_table(judged: list[tuple[Judged, RolloutTally]]) -> str:
     rows = ["| bundle | rollout | label | labelled by | takeover steps | episode |", "|---|---|---|---|---|---|"]
     for who, tally in judged:
         for r in tally.rollouts[:MAX_TABLE_ROWS]:
-            rows.append(f"| {who.label} | `{r.ref}` | {r.label} | {r.label_source} | {r.takeover_steps} "
+            label = f"{r.label} (taken over: counts as a failure)" if r.label == "success" and r.taken_over else r.label
+            rows.append(f"| {who.label} | `{r.ref}` | {label} | {r.label_source} | {r.takeover_steps} "
                         f"| [{r.episode}](file://{r.path}) |")
         if tally.count > MAX_TABLE_ROWS:
             rows.append(f"| {who.label} | ... {tally.count - MAX_TABLE_ROWS} more | | | | |")
@@ -119,19 +123,27 @@ def real_robot_evaluation(
             f"{who.key}_bundle_manifest_sha256": who.sha,
             f"{who.key}_successes": tally.successes,
             f"{who.key}_rollouts": tally.count,
+            f"{who.key}_with_takeover": tally.with_takeover,
             f"{who.key}_unlabelled": tally.unlabelled,
             f"{who.key}_excluded": tally.excluded,
+            f"{who.key}_simulated": tally.simulated,
             f"{who.key}_sessions": MetadataValue.json(tally.sessions),
         })
         if tally.count:
             lo, hi = tally.interval
-            metadata.update({f"{who.key}_success_rate": tally.rate, f"{who.key}_ci95_low": lo, f"{who.key}_ci95_high": hi})
+            metadata.update({
+                f"{who.key}_success": fmt.share(tally.successes, tally.count),
+                f"{who.key}_ci95": f"{fmt.percent(lo)} - {fmt.percent(hi)}",
+                f"{who.key}_success_rate": fmt.significant(tally.rate),
+                f"{who.key}_ci95_low": fmt.significant(lo),
+                f"{who.key}_ci95_high": fmt.significant(hi),
+            })
         if who.run_id and config.videos and tally.rollouts:
             try:
                 videos = log_rollout_videos(client, who.run_id, tally.rollouts, config.videos, context.log.warning)
                 run = client.get_run(who.run_id)
-            except MlflowException as exc:  # the run was deleted, say: the counts above still stand
-                context.log.warning(f"{who.label}: videos not logged to MLflow run {who.run_id}: {exc.message}")
+            except (MlflowException, OSError) as exc:  # the run was deleted, say: the counts above still stand
+                context.log.warning(f"{who.label}: videos not logged to MLflow run {who.run_id}: {exc}")
                 continue
             if videos:
                 metadata[f"{who.key}_videos"] = MetadataValue.md(

@@ -8,13 +8,18 @@ import pytest
 from assets_store import finalize_session
 from assets_store.annotations import annotate
 from assets_store.layout import FINALIZED_MARKER
-from assets_store.rollouts import (
-    ROLLOUT_KIND, is_rollout, labelled_rollouts, rollout_attrs, rollout_sessions, wilson_interval,
-)
-from pipeline_kit import make_session
+from assets_store.rollouts import ROLLOUT_KIND, is_rollout, rollout_attrs, rollout_sessions, wilson_interval
+from pipeline_kit import ROBOT as SIM_ROBOT, make_session
 from rollout_kit import make_rollout_session, write_rollout
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+def labelled_rollouts(layout, sha):
+    """As the pipeline counts them: sim-* robots are simulators (the registry's answer, without importing hardware)."""
+    from assets_store.rollouts import labelled_rollouts as count
+
+    return count(layout, sha, simulated=lambda robot: robot.startswith("sim-"))
 
 
 def test_rollout_attrs_follow_the_contract():
@@ -71,3 +76,24 @@ def test_a_malformed_episode_or_session_is_reported_by_name_and_the_rest_count(l
     assert "episode_000001.zarr: rollout.bundle_manifest_sha256: expected" in problems
     assert f"r3/{FINALIZED_MARKER}" in problems and f"r4/{FINALIZED_MARKER}: bundle_manifest_sha256" in problems
     assert sorted(rollout_sessions(layout)[0]) == ["r1", "r2"]
+
+
+def test_simulator_rollouts_never_count_as_real_success(layout):
+    make_rollout_session(layout, "real", SHA_A, ["failure", "success"])
+    make_rollout_session(layout, "sim", SHA_A, ["success", "success", "success"], robot=SIM_ROBOT,
+                         label_source="simulator")
+    # A simulator's label on a robot the check does not know (imported, renamed) still marks it simulated.
+    make_rollout_session(layout, "sim-label", SHA_A, ["success"], robot="imported", label_source="simulator")
+    tally = labelled_rollouts(layout, SHA_A)
+    assert (tally.successes, tally.count, tally.simulated) == (1, 2, 4)
+    assert [r.ref for r in tally.rollouts] == ["real/0", "real/1"]
+
+
+def test_a_rollout_a_human_took_over_counts_as_a_failure_whatever_its_label(layout):
+    make_rollout_session(layout, "r1", SHA_A, ["success", "success"])
+    make_rollout_session(layout, "r2", SHA_A, ["success", "failure"], takeover_spans=[(2, 4)])
+    tally = labelled_rollouts(layout, SHA_A)
+    assert (tally.successes, tally.count, tally.with_takeover) == (2, 4, 2)
+    assert tally.rate == pytest.approx(0.5)
+    assert [(r.ref, r.label, r.succeeded, r.takeover_steps) for r in tally.rollouts[2:]] == [
+        ("r2/0", "success", False, 2), ("r2/1", "failure", False, 2)]

@@ -93,6 +93,26 @@ def test_a_resumed_rollout_session_takes_rollouts_of_its_own_bundle_only(bundles
     assert len(_episodes(store, "open")) == 1
 
 
+    # `--episodes 0` finalizes a session an interrupted run left open, with no robot motion: of its own bundle only.
+    from assets_store.bundle import bundle_identity
+
+    finalize = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--episodes", "0",
+                "--store", str(store)]
+    res = runner.invoke(build_app(), finalize + ["--record", "open"])
+    assert res.exit_code == 1 and "another bundle (/elsewhere/bundle)" in res.output
+    assert read_finalized_marker(StoreLayout(store).session_dir("open")) is None
+    assert runner.invoke(build_app(), finalize).exit_code == 2  # nothing named to finalize
+    mine = RolloutSettings(bundle_identity(bundle), str(bundle), task="transfer_cube")
+    recorder = RolloutRecorder(robot, StoreLayout(store), "interrupted", mine, simulator_label)
+    run_rollouts(robot, policy, [3], num_steps=4, record=recorder.episode)
+    res = runner.invoke(build_app(), finalize + ["--record", "interrupted"])
+    assert res.exit_code == 0, res.output
+    assert "rollout session finalized" in res.output
+    marker = read_finalized_marker(StoreLayout(store).session_dir("interrupted"))
+    assert marker["kind"] == "rollout" and marker["bundle_manifest_sha256"] == bundle_identity(bundle)
+    assert marker["episodes"] == ["episode_000000.zarr"] and marker["robot"] == "sim-transfer-cube"
+
+
 def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp_path):
     store = tmp_path / "store"
     args = ["rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]), "--resolution", "32x32",
@@ -113,6 +133,10 @@ def test_emulated_rollout_without_a_terminal_takes_the_label_option(bundles, tmp
     assert r.attrs["label"] is None and r.attrs["label_source"] is None
     res = runner.invoke(build_app(), args + ["--label", "failure"])
     assert res.exit_code == 2 and "--record" in res.output
+    # takeover with asynchronous inference is refused before any policy loads (this one does not even exist)
+    res = runner.invoke(build_app(), ["rollout", "--robot", "emulated", "--policy", str(tmp_path / "none"),
+                                      "--record", "real3", "--takeover", "--async", "--store", str(store)])
+    assert res.exit_code == 2 and "--takeover needs synchronous inference" in res.output
     # `episodes list` shows the label a dataset and the real evaluation see: the log's, else the recorded one
     listing = runner.invoke(build_app(), ["episodes", "list", "--store", str(store)], env={"COLUMNS": "300"})
     assert listing.exit_code == 0, listing.output
@@ -220,3 +244,43 @@ def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, la
     (ep,) = report.episodes
     # one takeover (the squeeze fires once, however long it is held), never handed back: it lasts to the end
     assert len(ep.takeover_spans) == 1 and 10 < ep.takeover_spans[0][0] < 40 and ep.takeover_spans[0][1] == 60
+
+
+def test_recorded_settings_say_what_ran_a_policy_server_and_the_champion_version(bundles, tmp_path):
+    """The backend that ran is the server's (its address and what it served are recorded), and `--policy champion`
+    records the version promoted there now, since the champion path moves with the next promotion."""
+    import json
+    import shutil
+    import signal
+
+    from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
+    from proc_kit import signal_and_collect
+    from test_policy_server import start_server
+
+    store = tmp_path / "store"
+    layout = StoreLayout(store)
+    shutil.copytree(bundles["emulated"], layout.deploy_path(DEFAULT_MODEL_NAME, CHAMPION))
+    layout.promotion_record_path(DEFAULT_MODEL_NAME, CHAMPION).write_text(json.dumps({"version": 3, "rule": "first"}))
+    args = ["rollout", "--robot", "emulated", "--policy", "champion", "--resolution", "32x32", "--max-steps", "5",
+            "--label", "success", "--no-takeover", "--store", str(store)]
+    res = runner.invoke(build_app(), args + ["--record", "local"])
+    assert res.exit_code == 0, res.output
+    (r,) = _episodes(store, "local")
+    rollout = r.attrs["rollout"]
+    assert rollout["promoted_version"] == "3" and rollout["backend"] == "torch"
+    assert "policy_server" not in rollout and "mlflow_run_id" not in rollout  # an imported bundle: no MLflow run
+
+    proc, address = start_server(bundles["emulated"])
+    try:
+        res = runner.invoke(build_app(), args + ["--record", "served", "--policy-server", address])
+    finally:
+        signal_and_collect(proc, signal.SIGTERM)
+    assert res.exit_code == 0, res.output
+    (r,) = _episodes(store, "served")
+    rollout = r.attrs["rollout"]
+    assert rollout["backend"] == "policy_server" and rollout["promoted_version"] == "3"
+    assert rollout["policy_server"].startswith(f"{address} (device cpu, backend torch")
+    # A pipeline bundle names its MLflow training run: recorded too.
+    from hardware.cli.rollout_record import what_served
+
+    assert what_served(object(), {"mlflow_run_id": "0123abcd"}, None) == {"mlflow_run_id": "0123abcd"}

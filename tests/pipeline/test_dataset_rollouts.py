@@ -77,3 +77,13 @@ def test_rollouts_stay_out_unless_asked_then_only_their_takeover_spans(layout):
     assert int(item["images"][0, 0, 0, 0]) == 5 * 9  # the frame of the episode's step 5
     np.testing.assert_allclose(item["qpos"].numpy(), ds.stats["qpos"].normalize(raw.qpos[5]), atol=1e-5)
 
+
+
+def test_asking_for_takeover_spans_when_none_came_in_keeps_the_dataset_id(layout):
+    make_session(layout, "demos", 2)
+    defs = build_definitions(store_root=str(layout.root))
+    instance = DagsterInstance.ephemeral()
+    assert ingest(defs, instance, "demos").success
+    plain = _build(defs, instance)
+    asked = _build(defs, instance, takeover_spans=True)
+    assert asked["dataset_id"] == plain["dataset_id"] and asked["takeover_steps"] == 0

@@ -85,6 +85,9 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     make_rollout_session(layout, "roll-v1", sha_1, ["success", "success", "success"])
     make_rollout_session(layout, "roll-v2", sha_2, ["success", "failure", "failure", None, "success"])
     annotate(layout, "roll-v2", 4, "exclude", by="op", reason="the cube fell off the table")
+    # The simulator's rollouts of the candidate all succeed, but they are not real success: counted apart.
+    make_rollout_session(layout, "roll-v2-sim", sha_2, ["success"] * 3, robot="sim-transfer-cube",
+                         label_source="simulator")
 
     # Too few for the configured minimum: still the offline rule.
     dep = regate(defs, instance, min_real_rollouts=4)["deployed_policy"]
@@ -96,6 +99,8 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     real, dep = meta["real_robot_evaluation"], meta["deployed_policy"]
     assert (real["candidate_successes"], real["candidate_rollouts"], real["candidate_excluded"]) == (1, 3, 1)
     assert real["candidate_unlabelled"] == 1 and real["champion_version"] == "1"
+    assert real["candidate_simulated"] == 3 and real["champion_simulated"] == 0 and real["candidate_with_takeover"] == 0
+    assert real["candidate_success"] == "1 of 3 (33.33%)" and real["candidate_ci95"] == "6.149% - 79.23%"
     assert (real["champion_successes"], real["champion_rollouts"]) == (3, 3)
     assert real["candidate_ci95_low"] < real["candidate_success_rate"] < real["candidate_ci95_high"]
     assert "`roll-v2/0`" in real["rollouts"] and f"file://{layout.session_dir('roll-v1')}" in real["rollouts"]
@@ -133,6 +138,12 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     regate(defs, instance)
     assert c.get_model_version(MODEL, "2").tags["promotion"] == "promoted"
 
+    # A success a human had to take over during counts as a failure of the policy.
+    make_rollout_session(layout, "roll-v2-help", sha_2, ["success"], takeover_spans=[(1, 3)])
+    real = regate(defs, instance)["real_robot_evaluation"]
+    assert (real["candidate_successes"], real["candidate_rollouts"], real["candidate_with_takeover"]) == (3, 4, 1)
+    assert "| success (taken over: counts as a failure) | operator | 2 |" in real["rollouts"]
+
 
 def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(layout):
     make_session(layout, "demos", 1)
@@ -160,6 +171,7 @@ def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(l
     result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=cursor))
     assert [r.job_name for r in result.run_requests] in ([None], [REAL_EVALUATION_JOB])
     assert result.run_requests[0].tags["aloha/rollout_sessions"] == "roll-b"
+    assert result.run_requests[0].run_config == {}  # no gate has run yet: the job's defaults
     # Not twice: the cursor remembers it.
     again = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert isinstance(again, SkipReason)
@@ -168,3 +180,47 @@ def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(l
     ingest_result = finalized_sessions_sensor(build_sensor_context(instance=instance, resources=resources))
     kinds = {r.partition_key: r.tags[SESSION_KIND_TAG] for r in ingest_result.run_requests}
     assert kinds == {"demos": "demonstration", "roll-a": "rollout", "roll-b": "rollout"}
+
+
+def test_the_sensors_re_gate_keeps_the_labs_run_config(layout):
+    """A lab's gate settings and MLflow addresses hold when the sensor, not a person, launches the re-gate: the
+    latest successful train_and_deploy or real_evaluation run's config for the gate, the real evaluation and the
+    resources."""
+    from dagster import AssetKey, AssetMaterialization, DagsterRun, DagsterRunStatus
+
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey("policy_evaluation")))
+    lab = {"success_floor": 0.5, "min_real_rollouts": 4}
+    mlflow = {"config": {"tracking_uri": "http://mlflow.lab:5000", "ui_url": "https://mlflow.lab"}}
+    trained = {"ops": {"act_policy": {"config": {"steps": 10}}, "deployed_policy": {"config": lab},
+                       "real_robot_evaluation": {"config": {"videos": 1}}},
+               "resources": {"mlflow": mlflow}}
+    instance.add_run(DagsterRun(TRAIN_JOB, run_id="a" * 36, run_config=trained, status=DagsterRunStatus.SUCCESS))
+    instance.add_run(DagsterRun(TRAIN_JOB, run_id="b" * 36, run_config={"ops": {"deployed_policy": {"config": {
+        "success_floor": 0.9}}}}, status=DagsterRunStatus.FAILURE))  # a failed run says nothing
+    resources = {"store": StoreResource(root=str(layout.root))}
+
+    make_rollout_session(layout, "roll-a", "d" * 64, ["success"])
+    result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources))
+    request = result.run_requests[0]
+    assert request.run_config == {"ops": {"deployed_policy": {"config": lab},
+                                          "real_robot_evaluation": {"config": {"videos": 1}}},
+                                  "resources": {"mlflow": mlflow}}
+    assert request.tags["aloha/run_config_from"] == "a" * 36
+
+    # A later re-gate run launched by hand with other settings is the one that carries over next.
+    later = {"ops": {"deployed_policy": {"config": {"success_floor": 0.2}}}}
+    instance.add_run(DagsterRun(REAL_EVALUATION_JOB, run_id="c" * 36, run_config=later,
+                                status=DagsterRunStatus.SUCCESS))
+    make_rollout_session(layout, "roll-b", "d" * 64, ["failure"])
+    result = rollout_sessions_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert result.run_requests[0].run_config == later
+
+
+def test_a_failed_evaluation_video_upload_only_warns(store, tmp_path):
+    from pipeline.assets.evaluation import log_videos
+
+    (tmp_path / "episode_000_seed_1.mp4").write_bytes(b"not really a video")
+    warnings = []
+    assert log_videos(client(store), "0" * 32, tmp_path, warnings.append) == []  # no such run: MLflow refuses
+    assert len(warnings) == 1 and warnings[0].startswith(f"evaluation videos not logged to MLflow run {'0' * 32}: ")
