@@ -126,9 +126,10 @@ def rollout(
         fail("--query-every: with --async the policy is queried as often as inference allows; leave it at 1", 2)
     if asynchronous and realtime is False:
         fail("--no-realtime: --async runs the policy beside a real-time loop; drop one of them", 2)
-    if policy_server and (backend != "torch" or device != "cpu"):
-        fail("--backend, --device: with --policy-server the server runs the policy; give them to "
-             "`aloha serve-policy`", 2)
+    if policy_server and backend != "torch":
+        fail("--backend: with --policy-server the server runs the policy; give --backend to `aloha serve-policy`", 2)
+    if policy_server and device != "cpu":
+        fail("--device: with --policy-server the server runs the policy; give --device to `aloha serve-policy`", 2)
     if device not in DEVICES:
         fail(f"--device {device!r}: expected one of {list(DEVICES)}", 2)
     if device == "cuda":
