@@ -8,6 +8,8 @@ step the configured fallback is taken and counted: `hold` repeats the last actio
 after that step. The worker always predicts from the newest observation (older unprocessed ones are dropped).
 
 The first chunk of an episode is predicted before the loop starts (`start_episode`), so step 0 is always covered.
+A policy on the CPU gets every core but one for the rollout's duration (`connect` to `disconnect`; torch's thread
+count is process-wide, so it is restored after): the loop thread keeps a core to step and render on time.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from hardware.interfaces import Observation, Robot, Teleoperator
+from model.onnx_export import inference_threads
 from model.policy import TemporalEnsembler, ensemble
 
 Fallback = Literal["hold", "stop"]
@@ -83,7 +87,14 @@ class AsyncPolicyTeleoperator(Teleoperator):
         self._closing = False
         self._busy = False
         self._thread: threading.Thread | None = None
+        self._torch_threads: int | None = None  # the process's torch thread count while capped, to restore
         self._reset_episode()
+
+    def connect(self) -> None:
+        device = getattr(self.policy, "device", None)  # a remote policy's is "meta": nothing runs here
+        if device is not None and torch.device(device).type == "cpu" and self._torch_threads is None:
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(min(self._torch_threads, inference_threads()))
 
     def _reset_episode(self) -> None:
         self.t = 0
@@ -172,3 +183,6 @@ class AsyncPolicyTeleoperator(Teleoperator):
 
     def disconnect(self) -> None:
         self._stop_worker()
+        if self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None

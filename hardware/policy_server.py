@@ -56,11 +56,26 @@ def bundle_sha256(bundle: Path, manifest: Mapping[str, Any]) -> str:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """'HOST:PORT' -> (host, port); anything else is a ValueError naming what was expected."""
+    """'HOST:PORT' or '[IPv6]:PORT' -> (host without brackets, port); anything else is a ValueError naming what was
+    expected."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"policy server address {address!r}: expected HOST:PORT with a port in 1..65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not host or (":" in host and not bracketed) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"policy server address {address!r}: expected HOST:PORT with a port in 1..65535 (an IPv6 "
+                         f"host in brackets: [::1]:5555)")
     return host, int(port)
+
+
+def join_address(host: str, port: int | str) -> str:
+    """(host, port) -> 'HOST:PORT', an IPv6 host in brackets (as ZeroMQ endpoints and parse_address want it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _allow_ipv6(sock, host: str) -> None:
+    """ZeroMQ sockets are IPv4-only unless told: an IPv6 host (`::1`) needs the option before bind/connect."""
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
 
 
 def _wire_limit(specs: list[ArraySpec]) -> int:
@@ -91,9 +106,11 @@ class PolicyServer:
         self.policy.predict_chunk(arrays.pop("qpos"), arrays)
 
     def bind(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> str:
-        """Bind; port 0 picks a free one. Returns 'HOST:PORT' as bound."""
-        self._sock.bind(f"tcp://{host}:{port or '*'}")
-        endpoint = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()  # tcp://127.0.0.1:41234
+        """Bind; port 0 picks a free one. Returns 'HOST:PORT' as bound ('[::1]:PORT' for an IPv6 host)."""
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        _allow_ipv6(self._sock, host)
+        self._sock.bind(f"tcp://{join_address(host, port or '*')}")
+        endpoint = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()  # tcp://127.0.0.1:41234, tcp://[::1]:41234
         return endpoint.removeprefix("tcp://")
 
     def _check(self, kind: str, specs: list[ArraySpec]) -> None:
@@ -119,7 +136,7 @@ class PolicyServer:
                 p = self.policy
                 info = {"camera_names": p.camera_names, "joint_names": p.joint_names, "image_size": list(p.image_size),
                         "chunk_shape": [p.chunk_size, len(p.action_names)], "device": str(p.device),
-                        "backend": p.backend}
+                        "backend": p.backend, "inference_path": p.inference_path}  # the last: optional, v1
                 return encode(Message("welcome", request_id, self.bundle_hash, info=info)), None
             arrays = {name.removeprefix("images/"): np.array(a) for name, a in msg.arrays.items()}  # writable copies
             chunk = self.policy.predict_chunk(arrays.pop("qpos"), arrays)
@@ -155,7 +172,7 @@ class PolicyClient:
         host, port = parse_address(address)
         if not timeout_s > 0:
             raise ValueError(f"policy server timeout: expected seconds > 0, got {timeout_s}")
-        self.address = f"{host}:{port}"
+        self.address = join_address(host, port)
         self.bundle_hash = bundle_hash
         self.chunk_shape = tuple(chunk_shape)
         self.timeout_s = float(timeout_s)
@@ -169,6 +186,7 @@ class PolicyClient:
                            (zmq.REQ_RELAXED, 1), (zmq.REQ_CORRELATE, 1),
                            (zmq.MAXMSGSIZE, _wire_limit([ArraySpec("chunk", "<f8", self.chunk_shape)]))):
             self._sock.setsockopt(opt, value)
+        _allow_ipv6(self._sock, host)
         self._sock.connect(f"tcp://{self.address}")
         self._finalizer = weakref.finalize(self, _close_zmq, self._sock, self._ctx)
 
@@ -217,7 +235,9 @@ class RemotePolicy(Policy):
     else a rollout asks of a policy runs here, as in-process."""
 
     client: PolicyClient
-    served_by: str  # "HOST:PORT (device cuda, backend torch)": where inference actually runs, as the server says
+    # "HOST:PORT (device cuda, backend torch, torch cuda-graph fp32)": where and how inference runs, as the server
+    # says (a server without `inference_path` in its welcome leaves the last part out)
+    served_by: str
 
     def predict_chunk(self, qpos: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
         missing = [c for c in self.camera_names if c not in images]
@@ -243,5 +263,7 @@ def connect_policy(bundle: Path, address: str, *, timeout_s: float = DEFAULT_TIM
     policy.client = PolicyClient(address, bundle_sha256(bundle, policy.manifest),
                                  (policy.chunk_size, len(policy.action_names)), timeout_s)
     info = policy.client.request("hello").info
-    policy.served_by = f"{policy.client.address} (device {info.get('device', '?')}, backend {info.get('backend', '?')})"
+    path = info.get("inference_path")
+    policy.served_by = (f"{policy.client.address} (device {info.get('device', '?')}, backend {info.get('backend', '?')}"
+                        + (f", {path})" if isinstance(path, str) else ")"))
     return policy

@@ -8,8 +8,8 @@ No pickle: a peer sends only JSON and bytes the header describes. A header is ch
 (`decode(..., check=...)` sees the declared shapes first), so a receiver refuses what it would not accept by its
 size alone. An unknown schema or version is a `WireError` that names both, on either end.
 
-Kinds: `hello` -> `welcome` (the server's bundle and what it expects), `predict` -> `chunk`, and `error` for any
-refusal. Every message carries the bundle's manifest sha256: the client the one it expects, the server the one it
+Kinds: `hello` -> `welcome` (the server's bundle, what it expects, and where and how it runs the policy: `device`,
+`backend` and, optional within version 1, `inference_path`), `predict` -> `chunk`, and `error` for any refusal. Every message carries the bundle's manifest sha256: the client the one it expects, the server the one it
 serves.
 """
 

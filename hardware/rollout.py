@@ -118,6 +118,7 @@ class RolloutReport:
     inference: str = "sync"  # or "async"
     period_ms: Percentiles = field(default_factory=Percentiles)  # loop start-to-start periods, every episode
     chunk_age_steps: Percentiles = field(default_factory=Percentiles)  # async: steps from observation to use
+    realtime: bool = False  # the loop ran on the wall clock; False: a simulator's virtual clock (periods are nominal)
 
     @property
     def late_steps(self) -> int:
@@ -142,6 +143,7 @@ class RolloutReport:
             "max_reward": self.max_reward,
             "latency_ms": self.latency_ms.__dict__,
             "inference": self.inference,
+            "realtime": self.realtime,
             "period_ms": self.period_ms.__dict__,
             "late_steps": self.late_steps,
             "fallback_steps": self.fallback_steps,
@@ -241,7 +243,8 @@ def run_rollouts(
     simulated = bool(getattr(robot, "simulated", False))
     realtime = (not simulated) if realtime is None else (realtime or not simulated)
     realtime = realtime or async_inference is not None
-    report = RolloutReport(robot=robot.name, inference="sync" if async_inference is None else "async")
+    report = RolloutReport(robot=robot.name, inference="sync" if async_inference is None else "async",
+                           realtime=realtime)
     periods: list[np.ndarray] = []
     driving: Teleoperator = teleop if takeover is None else SharedControl(teleop, takeover, keys)
     robot.connect()

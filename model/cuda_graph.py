@@ -14,6 +14,7 @@ eager fp32 at batch 1); bf16 is an explicit choice.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from typing import Callable, Literal
 
 import torch
@@ -61,8 +62,9 @@ class CudaGraphForward:
                 self.forward(self.static_qpos, self.static_images)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.static_out = self.forward(self.static_qpos, self.static_images)
+        with torch.inference_mode():
+            self.static_out = capture(lambda: self.forward(self.static_qpos, self.static_images),
+                                      torch.cuda.graph(self.graph))
 
     def __call__(self, qpos: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if qpos.shape != self.static_qpos.shape or images.shape != self.static_images.shape:
@@ -72,6 +74,24 @@ class CudaGraphForward:
         self.static_images.copy_(images)
         self.graph.replay()
         return self.static_out.clone()  # the next replay overwrites the static output
+
+
+def capture(run: Callable[[], torch.Tensor], recording: AbstractContextManager) -> torch.Tensor:
+    """`run()` inside `recording` (a `torch.cuda.graph`). Where `run` fails midway, its own exception is raised: the
+    context's exit, ending a broken capture, may raise another error that would hide why capture failed."""
+    failed: list[BaseException] = []
+    try:
+        with recording:
+            try:
+                return run()
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+    except BaseException as exc:
+        if failed and exc is not failed[0]:
+            log.debug("ending the failed CUDA graph capture raised %s: %s", type(exc).__name__, exc)
+            raise failed[0] from None
+        raise
 
 
 def graph_or_eager(forward: torch.nn.Module, state_dim: int, cameras: int, image_size: tuple[int, int],

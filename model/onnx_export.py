@@ -6,11 +6,14 @@
 The bundle stays the source of truth: the graph is exported from the weights a verified bundle loaded, into a
 temporary directory that is removed once ONNX Runtime has read it (never inside the bundle). The TorchScript-based
 exporter is used (`dynamo=False`): the torch.export-based one needs `onnxscript`, which this project does not pin.
-Inference is batch 1 at z = 0 (ACT's decoder without the CVAE encoder), on the CPU.
+Inference is batch 1 at z = 0 (ACT's decoder without the CVAE encoder), on the CPU, with every core but one
+(`inference_threads`): beside an asynchronous rollout the control loop keeps a core, and a session's thread count is
+fixed when it is created.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,6 +26,11 @@ from model.act import ACT
 OPSET = 17
 INPUTS = ("qpos", "images")  # normalized (1, J) float32; (1, N, 3, H, W) float32 in [0, 1]
 OUTPUT = "actions"  # normalized (1, chunk, A)
+
+
+def inference_threads() -> int:
+    """Threads for CPU inference beside a control loop: every core but one, which the loop keeps."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class InferenceForward(torch.nn.Module):
@@ -60,8 +68,7 @@ class OnnxForward:
         except ImportError as exc:
             raise ImportError("the ONNX backend needs onnxruntime: pip install '.[onnx]'") from exc
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        options.intra_op_num_threads = int(threads or inference_threads())
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, qpos: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,10 @@ from hardware.policy_wire import DEFAULT_TIMEOUT_S
 from hardware.registry import SimViewName, episode_len, is_simulated, robot_names, robots_help, task_of
 
 
+DEVICES = ("cpu", "cuda")
+VIRTUAL_CLOCK = "n/a: virtual clock (--realtime measures it)"
+
+
 def resolve_policy(store: Optional[Path], policy: str, name: str) -> Path:
     """A bundle directory, or 'champion': the promoted bundle under <store>/deploy/<name>/champion."""
     if policy == CHAMPION:
@@ -57,7 +61,9 @@ def rollout(
     video: Annotated[Optional[Path], typer.Option("--video", help="Save one MP4 per episode here.")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", help="Camera HxW where selectable.")] = None,
     realtime: Annotated[
-        Optional[bool], typer.Option("--realtime/--no-realtime", help="Sim default: as fast as possible.")
+        Optional[bool], typer.Option("--realtime/--no-realtime", help=(
+            "Sim default: as fast as possible on a virtual clock (loop periods then are not measured); --async "
+            "always runs in real time."))
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Model name for --policy champion.")] = DEFAULT_MODEL_NAME,
     config: Annotated[Optional[Path], typer.Option("--config", help="Robot configuration (real/emulated).")] = None,
@@ -74,7 +80,8 @@ def rollout(
         bool, typer.Option("--overwrite", help="Replace existing videos of the same names and the --json file.")
     ] = False,
     asynchronous: Annotated[bool, typer.Option(
-        "--async", help="Run the policy beside the 50 Hz loop (in real time): the loop never waits for inference.")
+        "--async", help="Run the policy beside the 50 Hz loop (in real time): the loop never waits for inference. "
+                        "On the CPU inference then uses all cores but one, which the loop keeps.")
     ] = False,
     fallback: Annotated[str, typer.Option(
         "--fallback", help="With --async, a step no chunk covers: 'hold' the last action, or 'stop' the episode.")
@@ -82,6 +89,8 @@ def rollout(
     backend: Annotated[str, typer.Option(
         "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
     ] = "torch",
+    device: Annotated[str, typer.Option(
+        "--device", help="Where inference runs: 'cpu', or 'cuda' (a captured CUDA graph, fp32).")] = "cpu",
     record: Annotated[Optional[str], typer.Option(
         "--record", help="Store every rollout as an episode of this session (marked a rollout, never mixed with "
                          "demonstrations). Keys after each: s success, f failure, x discard.")] = None,
@@ -124,8 +133,21 @@ def rollout(
         fail(f"--fallback {fallback!r}: expected one of {list(FALLBACKS)}", 2)
     if asynchronous and query_every != 1:
         fail("--query-every: with --async the policy is queried as often as inference allows; leave it at 1", 2)
+    if asynchronous and realtime is False:
+        fail("--no-realtime: --async runs the policy beside a real-time loop; drop one of them", 2)
     if policy_server and backend != "torch":
         fail("--backend: with --policy-server the server runs the policy; give --backend to `aloha serve-policy`", 2)
+    if policy_server and device != "cpu":
+        fail("--device: with --policy-server the server runs the policy; give --device to `aloha serve-policy`", 2)
+    if device not in DEVICES:
+        fail(f"--device {device!r}: expected one of {list(DEVICES)}", 2)
+    if device == "cuda":
+        import torch
+
+        if backend == "onnx":
+            fail("--device cuda: --backend onnx runs on the CPU", 2)
+        if not torch.cuda.is_available():
+            fail("--device cuda: no CUDA device on this machine", 2)
     async_inference = AsyncInference(fallback) if asynchronous else None  # type: ignore[arg-type]
 
     if seed is None and simulated:
@@ -142,7 +164,8 @@ def rollout(
     k = temporal_ensemble if temporal_ensemble >= 0 and query_every == 1 else None  # ensembling queries every step
     try:  # the weights loaded are the bytes whose hashes matched the manifest
         if policy_server is None:
-            pol = Policy.from_bundle(bundle, device="cpu", temporal_ensemble_k=k, query_every=query_every, backend=backend)
+            pol = Policy.from_bundle(bundle, device=device, temporal_ensemble_k=k, query_every=query_every,
+                                     backend=backend)
         else:  # the local bundle says what to expect; the server must serve the same one (manifest sha256)
             from hardware.policy_server import connect_policy
 
@@ -183,6 +206,7 @@ def rollout(
             f"{max_steps} steps, temporal ensemble {'off' if k is None else k}"
             + (f", asynchronous inference (fallback {fallback})" if asynchronous else "")
             + (f", backend {backend}" if backend != "torch" else "")
+            + (f", {pol.inference_path} on {device}" if device != "cpu" else "")
             + (f", inference on policy server {pol.served_by}" if policy_server else "")
         )
         with TerminalCommands() if record else nullcontext() as keys, bar:
@@ -221,8 +245,12 @@ def rollout(
                   else f"{summary.rate:.0%} ({summary.successes}/{summary.episodes})")
     lat = report.latency_ms
     table.add_row("latency ms p50/p90/p99/max", f"{lat.p50:.1f} / {lat.p90:.1f} / {lat.p99:.1f} / {lat.max:.1f}")
-    table.add_row("loop period ms p50/p99", f"{report.period_ms.p50:.1f} / {report.period_ms.p99:.1f}")
-    table.add_row("late steps", str(report.late_steps))
+    if report.realtime:
+        table.add_row("loop period ms p50/p99", f"{report.period_ms.p50:.1f} / {report.period_ms.p99:.1f}")
+        table.add_row("late steps", str(report.late_steps))
+    else:  # every period is the nominal one: nothing was measured
+        table.add_row("loop period ms p50/p99", VIRTUAL_CLOCK)
+        table.add_row("late steps", VIRTUAL_CLOCK)
     if asynchronous:
         age = report.chunk_age_steps
         table.add_row("chunk age at use, steps p50/p99/max", f"{age.p50:.0f} / {age.p99:.0f} / {age.max:.0f}")

@@ -14,7 +14,14 @@ from hardware.cli.common import StoreOption, console, err_console, fail
 from hardware.cli.rollout import resolve_policy
 from hardware.policy_wire import DEFAULT_PORT
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def serving_device(device: str | None, backend: str, cuda_available: bool) -> str:
+    """--device, else ONNX Runtime's cpu for --backend onnx, else cuda where there is one."""
+    if device:
+        return device
+    return "cuda" if backend == "torch" and cuda_available else "cpu"
 
 
 def serve_policy(
@@ -25,10 +32,14 @@ def serve_policy(
         "--host", help="Address to bind. Anyone who can reach it may query the policy: widen it on trusted networks only.")
     ] = "127.0.0.1",
     device: Annotated[Optional[str], typer.Option(
-        "--device", help="Torch device (default: cuda where available, else cpu).", show_default=False)] = None,
+        "--device", help="Torch device (default: cuda where available, else cpu; --backend onnx: cpu).",
+        show_default=False)] = None,
     backend: Annotated[str, typer.Option(
         "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
     ] = "torch",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="'fp32', or 'bf16' (autocast; on a GPU faster only inside a CUDA graph; torch only).")
+    ] = "fp32",
     store: StoreOption = None,
 ) -> None:
     """Serve a policy bundle (every sha256 verified) over ZeroMQ until interrupted (Ctrl-C or SIGTERM)."""
@@ -38,14 +49,20 @@ def serve_policy(
         fail(str(exc))
     import torch
 
+    from model.cuda_graph import PRECISIONS
     from model.policy import Policy
 
+    if precision not in PRECISIONS:
+        fail(f"--precision {precision!r}: expected one of {list(PRECISIONS)}", 2)
+    if backend == "onnx" and precision != "fp32":
+        fail(f"--precision {precision}: --backend onnx runs fp32", 2)
     bundle = resolve_policy(store, policy, name)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = serving_device(device, backend, torch.cuda.is_available())
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail(f"--device {device}: no CUDA device on this machine", 2)
     try:  # the weights served are the bytes whose hashes matched the manifest
-        pol = Policy.from_bundle(bundle, device=device, temporal_ensemble_k=None, backend=backend)
+        pol = Policy.from_bundle(bundle, device=device, temporal_ensemble_k=None, backend=backend,
+                                 precision=precision)  # type: ignore[arg-type]
         server = PolicyServer(pol, bundle_sha256(bundle, pol.manifest))
         server.warm_up()
     except (StoreError, ValueError, ImportError, RuntimeError) as exc:  # RuntimeError: a device torch cannot use
@@ -60,8 +77,8 @@ def serve_policy(
         signal.signal(signum, lambda *_: stop.set())
     if host not in LOOPBACK:
         console.print(f"[yellow]warning:[/] bound to {host}: anyone who reaches it can query the policy")
-    console.print(f"serving policy {bundle} (manifest sha256 {server.bundle_hash}) on {address}, device {device}"
-                  + (f", backend {backend}" if backend != "torch" else ""), soft_wrap=True)  # one line: tests read it
+    console.print(f"serving policy {bundle} (manifest sha256 {server.bundle_hash}) on {address}, device {device}, "
+                  f"{pol.inference_path}", soft_wrap=True)  # one line: tests read it
     try:
         server.serve(stop, on_refused=lambda why: err_console.print(f"[yellow]refused:[/] {why}"))
     finally:

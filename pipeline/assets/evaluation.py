@@ -13,6 +13,7 @@ from pydantic import Field
 
 from assets_store.dataset import load_dataset
 from assets_store.episode_reader import read_root_attrs
+from hardware.async_policy import AsyncInference
 from hardware.registry import SimViewName, episode_len, is_simulated
 from hardware.rollout import RolloutEpisode, RolloutReport, make_robot_for_policy, run_rollouts
 from hardware.sim.placements import heldout_seeds
@@ -42,6 +43,14 @@ class EvaluationConfig(Config):
         "How the simulator renders: 'default' (the scene as recorded), or 'shifted' (every camera moved ~3 cm and "
         "turned ~3 degrees, lights dimmer and turned: hardware/sim/view.py), to measure robustness to camera pose "
         "and lighting. Physics is the same."))
+    realtime: bool = Field(False, description=(
+        "Run the loop on the wall clock at 50 Hz instead of the simulator's virtual clock. Only then are the loop's "
+        "period, late steps and chunk ages measured (and logged); on the virtual clock inference takes no loop time."))
+    asynchronous: bool = Field(False, description=(
+        "Run the policy beside the loop (`aloha rollout --async`): the loop never waits for inference and a step no "
+        "chunk covers holds the last action. Implies real time; needs query_every 1."))
+    backend: str = Field("torch", description=(
+        "Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU, faster there; needs the onnx extra)."))
     videos: int = Field(3, ge=0, description="How many of the first held-out episodes are filmed (MP4 of the "
                                              "cameras) and logged to the training run in MLflow under "
                                              "evaluation/videos/ (0: none).")
@@ -71,13 +80,36 @@ def closed_loop_evaluation(
     cost more than the evaluation)."""
     from model.policy import Policy
 
-    policy = Policy.from_bundle(
-        bundle_dir, device="cpu", temporal_ensemble_k=config.temporal_ensemble_k, query_every=config.query_every
-    )
+    if config.asynchronous and config.query_every != 1:
+        raise ValueError(f"query_every: asynchronous inference queries the policy as often as it can; expected 1, "
+                         f"got {config.query_every}")
+    policy = Policy.from_bundle(bundle_dir, device="cpu", temporal_ensemble_k=config.temporal_ensemble_k,
+                                query_every=config.query_every, backend=config.backend)
     bot = make_robot_for_policy(robot, policy, resolution=resolution, view=config.sim_view)
     seeds = heldout_seeds(config.episodes, config.seed_offset)
     return run_rollouts(bot, policy, seeds, num_steps=config.episode_len or episode_len(robot), on_episode=on_episode,
-                        on_step=on_step, video_dir=video_dir, videos=config.videos)
+                        on_step=on_step, video_dir=video_dir, videos=config.videos,
+                        realtime=config.realtime or config.asynchronous,
+                        async_inference=AsyncInference("hold") if config.asynchronous else None)
+
+
+def loop_metrics(report: RolloutReport) -> tuple[dict[str, Any], dict[str, float]]:
+    """The loop's timing as (asset metadata, MLflow eval metrics): measured only when the loop ran in real time; on a
+    virtual clock every period is the nominal 20 ms, so nothing is logged but which clock it was."""
+    if not report.realtime:
+        return {"loop_clock": "virtual clock (not measured; run config realtime: true measures the loop)"}, {}
+    values: dict[str, float] = {
+        "loop_period_ms_p50": report.period_ms.p50,
+        "loop_period_ms_p99": report.period_ms.p99,
+        "late_steps": report.late_steps,
+    }
+    if report.inference == "async":
+        values.update({"chunk_age_steps_p50": report.chunk_age_steps.p50,
+                       "chunk_age_steps_p99": report.chunk_age_steps.p99,
+                       "fallback_steps": report.fallback_steps})
+    metadata: dict[str, Any] = {"loop_clock": f"real time ({report.inference} inference)"}
+    metadata.update({k: v if isinstance(v, int) else fmt.significant(v) for k, v in values.items()})
+    return metadata, {f"eval/{k}": float(v) for k, v in values.items()}
 
 
 def artifact_links(run_url: str, artifacts: list[str]) -> str:
@@ -157,11 +189,13 @@ def policy_evaluation(
                 "temporal_ensemble_k": config.temporal_ensemble_k if config.temporal_ensemble_k is not None else -1.0,
                 "latency_ms_p50": fmt.significant(report.latency_ms.p50),
                 "latency_ms_p99": fmt.significant(report.latency_ms.p99),
-                "loop_period_ms_p99": fmt.significant(report.period_ms.p99),
-                "late_steps": report.late_steps,
+                "backend": config.backend,
                 "primary_metric": "success_rate",
             }
         )
+        loop_metadata, loop_eval = loop_metrics(report)
+        metadata.update(loop_metadata)
+        eval_metrics.update(loop_eval)
         eval_metrics.update(
             {
                 "eval/success_rate": rate,

@@ -102,11 +102,15 @@ class Slow:
 
     def __init__(self, policy, delay: float):
         self._policy, self._delay = policy, delay
+        self.torch_threads: list[int] = []  # torch's thread count at each inference
 
     def __getattr__(self, name):
         return getattr(self._policy, name)
 
     def served_chunk(self, qpos, images):
+        import torch
+
+        self.torch_threads.append(torch.get_num_threads())
         time.sleep(self._delay)
         return self._policy.served_chunk(qpos, images)
 
@@ -133,11 +137,22 @@ def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
     assert sync.late_steps == 8  # in the loop, a 60 ms policy overruns every 20 ms step
     assert sync.inference == "sync" and sync.period_ms.p50 >= 60.0 and sync.fallback_steps == 0
 
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
     report = run_rollouts(robot, policy, [seed], num_steps=50, async_inference=AsyncInference("hold"))
     episode = report.episodes[0]
-    assert report.inference == "async" and episode.steps == 50
-    # The loop's own count: beside the loop the same policy leaves (nearly) every step on time. The bounds leave
-    # room for the shared test machine's load spikes; inline, every step was late.
+    assert report.inference == "async" and report.realtime and episode.steps == 50
+    # Inference leaves the loop a core while the rollout runs; the process's setting comes back afterwards.
+    assert set(policy.torch_threads) == {min(threads, max(1, os.cpu_count() - 1))}
+    assert torch.get_num_threads() == threads
+    # The loop's own count: beside the loop the same policy leaves (nearly) every step on time, and the median
+    # period is the 20 ms one. The bounds leave room for the shared test machine's load spikes; inline, every step
+    # was late and the period was 60 ms.
+    assert 19.0 <= report.period_ms.p50 <= 21.0, report.period_ms
+    assert report.period_ms.p99 <= 100.0, report.period_ms  # generous: a load spike on the shared machine
     assert report.late_steps <= 10
     # A 40-action chunk outlasts a 60 ms inference by far: no step falls back even under load spikes.
     assert report.fallback_steps == 0
@@ -166,3 +181,26 @@ def test_cli_async_rollout_prints_the_loop_metrics(bundle, tmp_path):
 
     bad = CliRunner().invoke(build_app(), args[:-4] + ["--fallback", "wait", "--store", str(tmp_path / "store")])
     assert bad.exit_code == 2 and "--fallback 'wait'" in bad.output
+
+
+def test_cli_rollout_refuses_what_it_cannot_do_and_marks_the_virtual_clock(bundle, tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import build_app
+
+    base = ["rollout", "--robot", "sim-transfer-cube", "--policy", str(bundle), "--max-steps", "5",
+            "--store", str(tmp_path / "store")]
+    run = CliRunner().invoke
+    # --async always runs in real time: an explicit --no-realtime is refused, not silently overridden
+    res = run(build_app(), base + ["--async", "--no-realtime"])
+    assert res.exit_code == 2 and "error: --no-realtime: --async runs" in res.output
+    res = run(build_app(), base + ["--device", "tpu"])
+    assert res.exit_code == 2 and "--device 'tpu'" in res.output
+    if not torch.cuda.is_available():
+        res = run(build_app(), base + ["--device", "cuda"])
+        assert res.exit_code == 2 and "error: --device cuda: no CUDA device on this machine" in res.output
+    # On the simulator's virtual clock every period is the nominal 20 ms: the table does not claim it measured one.
+    res = run(build_app(), base)
+    assert res.exit_code == 0, res.output
+    assert "virtual clock" in res.output and "20.0 / 20.0" not in res.output

@@ -31,15 +31,16 @@ PATIENT_S = 30.0
 ENV = dict(os.environ, COLUMNS="250")  # rich writes each error as one line
 
 
-def start_server(bundle: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """`aloha serve-policy --port 0` as a child process; returns it and the HOST:PORT it printed."""
+def start_server(bundle: Path, *extra: str, lines: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`aloha serve-policy --port 0` as a child process; returns it and the HOST:PORT it printed (`lines`: what it
+    printed up to there)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli.app", "serve-policy", "--policy", str(bundle), "--port", "0", *extra],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
-    lines = []
+    lines = [] if lines is None else lines
     for line in proc.stdout:
         lines.append(line)
-        found = re.search(r"serving policy .* on (127\.0\.0\.1:\d+)", line)
+        found = re.search(r"serving policy .* on (127\.0\.0\.1:\d+|\[::1\]:\d+)", line)
         if found:
             return proc, found.group(1)
     proc.wait()
@@ -213,7 +214,7 @@ def test_a_killed_server_stops_the_robot_safely(bundles, tmp_path, monkeypatch, 
     text = " ".join(res.output.split())
     assert res.exit_code == 1, text
     assert f"error: rollout stopped, robot stopped safely: policy server {address}: no reply within 2 s" in text, text
-    assert f"inference on policy server {address} (device cpu, backend torch)" in text, text
+    assert f"inference on policy server {address} (device cpu, backend torch, torch eager fp32)" in text, text
     assert disconnected and len(seen) < 1000  # released at the fault, long before the episode's end
 
 
@@ -223,7 +224,8 @@ def test_addresses_and_cli_errors(bundles, server):
     from pipeline.cli.app import build_app
 
     assert parse_address("gpu-box:5555") == ("gpu-box", 5555)
-    for bad in ("gpu-box", ":5555", "gpu-box:0", "gpu-box:http"):
+    assert parse_address("[::1]:5555") == ("::1", 5555)
+    for bad in ("gpu-box", ":5555", "gpu-box:0", "gpu-box:http", "::1:5555", "[]:5555"):
         with pytest.raises(ValueError, match="expected HOST:PORT"):
             parse_address(bad)
     runner = CliRunner()
@@ -235,6 +237,10 @@ def test_addresses_and_cli_errors(bundles, server):
     res = runner.invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]), "--policy-server",
                                       server, "--backend", "onnx"])
     assert res.exit_code == 2 and "--backend: with --policy-server" in res.output, res.output
+    for extra, why in ((["--precision", "fp16"], "--precision 'fp16': expected one of ['fp32', 'bf16']"),
+                       (["--backend", "onnx", "--precision", "bf16"], "--precision bf16: --backend onnx runs fp32")):
+        res = runner.invoke(build_app(), ["serve-policy", "--policy", str(bundles[0]), *extra])
+        assert res.exit_code == 2 and f"error: {why}" in res.output, res.output
     # Nothing listening, or not an address: one error line before any robot connects.
     with zmq.Context() as ctx, ctx.socket(zmq.REP) as sock:
         silent = f"127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"  # bound, never answers
@@ -243,3 +249,34 @@ def test_addresses_and_cli_errors(bundles, server):
             res = runner.invoke(build_app(), ["rollout", "--robot", ROBOT, "--policy", str(bundles[0]),
                                               "--policy-server", where, "--server-timeout", "0.5"])
             assert res.exit_code == 1 and why in " ".join(res.output.split()), res.output
+
+
+def test_onnx_serves_on_the_cpu_unless_told():
+    from hardware.cli.serve_policy import serving_device
+
+    assert serving_device(None, "onnx", cuda_available=True) == "cpu"  # ONNX Runtime here runs on the CPU only
+    assert serving_device(None, "torch", cuda_available=True) == "cuda"
+    assert serving_device(None, "torch", cuda_available=False) == "cpu"
+    assert serving_device("cuda:1", "torch", cuda_available=True) == "cuda:1"
+
+
+def test_a_bf16_server_on_ipv6_loopback_says_how_it_runs(bundles):
+    # ::1 binds (ZeroMQ needs its IPv6 option), the client connects to [::1]:PORT, and the precision asked for is what
+    # the server line, the welcome and the client's served_by all report.
+    lines: list[str] = []
+    proc, address = start_server(bundles[0], "--host", "::1", "--precision", "bf16", lines=lines)
+    try:
+        assert address.startswith("[::1]:") and "device cpu, torch eager bf16" in lines[-1], lines
+        assert not any("warning" in line for line in lines), lines  # ::1 is loopback
+        policy = connect_policy(bundles[0], address, timeout_s=PATIENT_S, temporal_ensemble_k=None)
+        try:
+            assert policy.served_by == f"{address} (device cpu, backend torch, torch eager bf16)"
+            h, w = POLICY_HW
+            chunk = policy.predict_chunk(np.zeros(len(policy.joint_names), np.float32),
+                                         {"top": np.zeros((h, w, 3), np.uint8)})
+            assert chunk.shape == (policy.chunk_size, len(policy.action_names)) and np.isfinite(chunk).all()
+        finally:
+            policy.close()
+    finally:
+        out = signal_and_collect(proc, signal.SIGTERM)
+    assert proc.returncode == 0 and "stopped after 2 request(s), 0 refused" in out, out

@@ -18,7 +18,7 @@ import torch
 from bundle_kit import policy_inputs as _inputs, tiny_sim_bundle
 from model.checkpoint import load_checkpoint
 from model.config import TrainConfig
-from model.cuda_graph import graph_or_eager
+from model.cuda_graph import capture, graph_or_eager
 from model.onnx_export import InferenceForward
 from model.policy import Policy
 from model.train import train
@@ -77,7 +77,47 @@ def test_failed_capture_falls_back_to_eager_and_logs_it(bundle, caplog):
         torch.testing.assert_close(forward(q, imgs), policy.model(q, imgs)[0], rtol=0, atol=0)
 
 
+class EndsBadly:
+    """A capture context whose exit raises its own error, as torch.cuda.graph's does after a forward failed in it."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_a_failed_capture_raises_the_forward_s_own_error():
+    def forward():
+        raise ValueError("boom in the forward")
+
+    with pytest.raises(ValueError, match="boom in the forward"):
+        capture(forward, EndsBadly())
+    with pytest.raises(RuntimeError, match="when stream is capturing"):  # a failure of the exit alone is its own
+        capture(lambda: torch.zeros(1), EndsBadly())
+
+
 # ----------------------------------------------------------------------------- inference: CUDA
+@needs_cuda
+def test_a_forward_failing_during_capture_falls_back_to_eager_and_logs_its_error(bundle, caplog, monkeypatch):
+    from model.act import ACT
+
+    forward = ACT.forward
+
+    def fails_while_capturing(self, *args, **kwargs):
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("boom during capture")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ACT, "forward", fails_while_capturing)
+    with caplog.at_level(logging.WARNING, logger="model.cuda_graph"):
+        policy = Policy.from_bundle(bundle, device="cuda")
+    assert policy.inference_path == "torch eager fp32"
+    assert "CUDA graph capture failed (RuntimeError: boom during capture)" in caplog.text
+    qpos, images = _inputs(0, policy.camera_names)
+    assert np.isfinite(policy.predict_chunk(qpos, images)).all()  # eager outside capture still works
+
+
 @needs_cuda
 def test_cuda_default_is_the_graph_and_matches_eager(bundle):
     graph = Policy.from_bundle(bundle, device="cuda")

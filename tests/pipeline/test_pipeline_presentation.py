@@ -224,3 +224,31 @@ def test_aloha_rollout_shows_a_bar_over_the_episode_steps():
         assert (task.completed, task.description) == (0, "episode 2/2")
         bar.next_episode()  # after the last episode: it stays at the last one
         assert task.description == "episode 2/2"
+
+
+def test_evaluation_logs_loop_timing_only_when_the_loop_ran_in_real_time(tmp_path):
+    from bundle_kit import POLICY_HW, tiny_sim_bundle
+    from pipeline.assets.evaluation import EvaluationConfig, closed_loop_evaluation, loop_metrics
+
+    bundle = tiny_sim_bundle(tmp_path / "b", ["top"], robot="sim-transfer-cube")
+    base = dict(episodes=1, episode_len=6, videos=0)
+    virtual = closed_loop_evaluation(bundle, "sim-transfer-cube", EvaluationConfig(**base), POLICY_HW)
+    metadata, metrics = loop_metrics(virtual)
+    # On the virtual clock every period is the nominal 20 ms: nothing measured is claimed, in Dagster or MLflow.
+    assert not virtual.realtime and "virtual clock" in metadata["loop_clock"]
+    assert "loop_period_ms_p99" not in metadata and "late_steps" not in metadata and metrics == {}
+
+    report = closed_loop_evaluation(bundle, "sim-transfer-cube",
+                                    EvaluationConfig(**base, asynchronous=True, backend="onnx"), POLICY_HW)
+    metadata, metrics = loop_metrics(report)
+    assert report.realtime and report.inference == "async"  # asynchronous implies real time
+    assert metadata["loop_clock"] == "real time (async inference)"
+    assert set(metrics) == {"eval/loop_period_ms_p50", "eval/loop_period_ms_p99", "eval/late_steps",
+                            "eval/chunk_age_steps_p50", "eval/chunk_age_steps_p99", "eval/fallback_steps"}
+    assert metrics["eval/loop_period_ms_p50"] > 0 and metadata["fallback_steps"] == report.fallback_steps
+
+    timed = closed_loop_evaluation(bundle, "sim-transfer-cube", EvaluationConfig(**base, realtime=True), POLICY_HW)
+    assert timed.realtime and set(loop_metrics(timed)[1]) == {
+        "eval/loop_period_ms_p50", "eval/loop_period_ms_p99", "eval/late_steps"}
+    with pytest.raises(ValueError, match="query_every"):
+        closed_loop_evaluation(bundle, "sim-transfer-cube", EvaluationConfig(**base, asynchronous=True, query_every=2))
