@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 def default_signals() -> None:
     """Popen preexec_fn: a child gets SIGINT/SIGHUP at their defaults even when the test run itself ignores them
@@ -23,3 +31,19 @@ def signal_and_collect(proc, signum: int, timeout: float = 20) -> str:
             proc.kill()
             proc.wait()
     return out
+
+
+def start_server(bundle: Path, *extra: str, lines: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`aloha serve-policy --port 0` as a child process; returns it and the HOST:PORT it printed (`lines`: what it
+    printed up to there)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli.app", "serve-policy", "--policy", str(bundle), "--port", "0", *extra],
+        cwd=REPO, env=dict(os.environ, COLUMNS="250"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
+    lines = [] if lines is None else lines
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(r"serving policy .* on (127\.0\.0\.1:\d+|\[::1\]:\d+)", line)
+        if found:
+            return proc, found.group(1)
+    proc.wait()
+    raise AssertionError("server did not start:\n" + "".join(lines))

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import torch
 import zmq
 
 from bundle_kit import POLICY_HW, tiny_sim_bundle
-from proc_kit import default_signals, signal_and_collect
+from proc_kit import signal_and_collect, start_server
 
 from hardware.policy_server import PolicyClient, PolicyServerError, connect_policy, parse_address
 from hardware.policy_wire import SCHEMA, VERSION, Message, WireError, decode, encode
@@ -29,22 +26,6 @@ ROBOT = "sim-transfer-cube"
 # The shared test machine can be slow: a generous limit for requests that must succeed.
 PATIENT_S = 30.0
 ENV = dict(os.environ, COLUMNS="250")  # rich writes each error as one line
-
-
-def start_server(bundle: Path, *extra: str, lines: list[str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`aloha serve-policy --port 0` as a child process; returns it and the HOST:PORT it printed (`lines`: what it
-    printed up to there)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli.app", "serve-policy", "--policy", str(bundle), "--port", "0", *extra],
-        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
-    lines = [] if lines is None else lines
-    for line in proc.stdout:
-        lines.append(line)
-        found = re.search(r"serving policy .* on (127\.0\.0\.1:\d+|\[::1\]:\d+)", line)
-        if found:
-            return proc, found.group(1)
-    proc.wait()
-    raise AssertionError("server did not start:\n" + "".join(lines))
 
 
 @pytest.fixture(scope="module")

@@ -254,8 +254,7 @@ def test_recorded_settings_say_what_ran_a_policy_server_and_the_champion_version
     import signal
 
     from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
-    from proc_kit import signal_and_collect
-    from test_policy_server import start_server
+    from proc_kit import signal_and_collect, start_server
 
     store = tmp_path / "store"
     layout = StoreLayout(store)
