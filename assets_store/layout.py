@@ -199,8 +199,12 @@ class StoreLayout:
     # -------------------------------------------------------------------------- recordings
     @property
     def raw_dir(self) -> Path:
-        """Recordings; a `UPath` in the object store when the layout has a `data_url`."""
-        return UPath(self.data_url) / "raw" if self.data_url else self.root / "raw"
+        """Recordings; a `UPath` in the object store when the layout has a `data_url`. Its filesystem caches no
+        listings: robots sync sessions from other processes, and every reader of raw/ (the sensors in the
+        long-running daemon, the assets in a code server, a CLI verb) must see them, not the first listing it made."""
+        if self.data_url:
+            return UPath(self.data_url, use_listings_cache=False) / "raw"
+        return self.root / "raw"
 
     def session_dir(self, session: str) -> Path:
         return self.raw_dir / _session(session)

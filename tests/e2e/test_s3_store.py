@@ -339,3 +339,29 @@ def test_python_m_model_train_reads_a_dataset_by_its_bucket_url(layout, s3, tmp_
     missing = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/nope", "--out", str(tmp_path / "run2")])
     assert missing.exit_code == 1
     assert f"error: {url}/datasets/nope: expected a dataset directory" in " ".join(missing.output.split())
+
+
+def test_a_long_running_sensor_sees_a_session_another_client_wrote_after_its_first_tick(layout, s3, tmp_path):
+    """The sensor lives as long as the Dagster daemon: a listing s3fs cached on its first tick must not hide a
+    session that a robot's `aloha sync` (another process, another client) finalized since."""
+    import s3fs
+    from dagster import DagsterInstance, build_sensor_context
+
+    from assets_store.sync import sync_session
+    from pipeline.resources import StoreResource
+    from pipeline.sensors import finalized_sessions_sensor
+
+    url = f"{s3}/long-running"
+    _record(layout, "first", episodes=1, steps=4)
+    sync_session(layout, "first", RemoteStore.at(url))
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
+    assert [r.partition_key for r in finalized_sessions_sensor(context).run_requests] == ["first"]
+    instance.add_dynamic_partitions("sessions", ["first"])
+
+    _record(layout, "second", episodes=1, steps=4)
+    other = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    other.put(str(layout.session_dir("second")), f"{BUCKET}/long-running/raw/second", recursive=True)
+    assert other.exists(f"{BUCKET}/long-running/raw/second/{FINALIZED_MARKER}")
+    result = finalized_sessions_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["second"]
