@@ -60,6 +60,12 @@ def store_root_url(explicit: str | os.PathLike | None = None) -> str | None:
     return root if is_remote_root(root) else None
 
 
+def local_path_of(location: str | os.PathLike) -> Path:
+    """A local path, or the path of a `file://` URL (not resolved)."""
+    text = str(location)
+    return Path(_URL_ROOT.match(text).group(2) if url_scheme(text) in LOCAL_SCHEMES else text)
+
+
 def local_state_root(url: str, explicit: str | os.PathLike | None = None) -> Path:
     """The local directory that keeps the pipeline's own files for the object-store root `url`: `explicit`, then
     $ALOHA_LOCAL_STORE, else ./.aloha_state/<URL made a file name>-<hash of the URL>. One per URL by default, so two
@@ -86,7 +92,7 @@ def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
         root = str(Path.cwd() / DEFAULT_STORE_DIRNAME)
     scheme = url_scheme(root)
     if scheme in LOCAL_SCHEMES:
-        root = _URL_ROOT.match(root).group(2)
+        root = str(local_path_of(root))
     elif scheme:
         raise StoreError(
             f"store root {root}: an object-store URL; this command works on a local store (record locally, then "

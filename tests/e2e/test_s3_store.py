@@ -365,3 +365,86 @@ def test_a_long_running_sensor_sees_a_session_another_client_wrote_after_its_fir
     assert other.exists(f"{BUCKET}/long-running/raw/second/{FINALIZED_MARKER}")
     result = finalized_sessions_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["second"]
+
+
+def test_train_refuses_an_object_store_out_in_one_line(tmp_path, monkeypatch):
+    from model.train import cli_app
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli_app(), ["--dataset", str(tmp_path / "ds"), "--out", "s3://robot-data/aloha/runs/r1"])
+    assert result.exit_code == 2, result.output
+    assert "error: --out s3://robot-data/aloha/runs/r1: a run directory is local" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # the old `Path(URL)`: a local folder named `s3:`
+    # file:// is a local path: it gets as far as the dataset (which does not exist)
+    local = runner.invoke(cli_app(), ["--dataset", str(tmp_path / "ds"), "--out", (tmp_path / "run").as_uri()])
+    assert local.exit_code == 1 and "--out" not in local.output
+
+
+@pytest.fixture
+def unreachable_s3(monkeypatch):
+    """An S3 endpoint nothing listens on, with no credentials anywhere: botocore's errors, not OSError."""
+    import s3fs
+    from s3_kit import free_port
+
+    s3fs.S3FileSystem.clear_instance_cache()  # a client made for the live server would still reach it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield "s3://nowhere/aloha"
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_an_unreachable_object_store_is_one_error_line(layout, s3, unreachable_s3, tmp_path, monkeypatch):
+    from model.train import cli_app
+
+    _record(layout, "rig6", episodes=1, steps=4)
+    url = unreachable_s3
+    for args in (["sync", "rig6", "--to", url, "--store", str(layout.root)],
+                 ["pull", "--store", url, "--to", str(tmp_path / "policy")]):
+        result = runner.invoke(build_app(), args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"error: cannot reach {url}: Could not connect to the endpoint" in " ".join(result.output.split())
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    trained = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/x", "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 1 and f"error: cannot reach {url}/datasets/x" in " ".join(trained.output.split())
+    assert trained.exception is None or isinstance(trained.exception, SystemExit)
+
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = runner.invoke(build_app(), ["sync", "rig6", "--to", url, "--store", str(layout.root)])
+    assert result.exit_code == 1
+    assert f"error: cannot reach {url}: Unable to locate credentials" in " ".join(result.output.split())
+    assert not (tmp_path / "policy").exists()
+
+
+def test_pull_reports_a_failed_read_of_the_bucket_as_a_read(s3, tmp_path, monkeypatch):
+    import errno
+
+    url = f"{s3}/denied"
+    remote = RemoteStore.at(url)
+    publish_bundle(placeholder_bundle(tmp_path / "built"), remote, remote.deploy_key("aloha-act", CHAMPION))
+
+    def denied(rpath, lpath, **kwargs):
+        raise PermissionError(errno.EACCES, "Access Denied", rpath)
+
+    monkeypatch.setattr(remote.fs, "get_file", denied)  # the client `aloha pull` gets (fsspec's instance cache)
+    dest = tmp_path / "policy"
+    result = runner.invoke(build_app(), ["pull", "--store", url, "--to", str(dest)])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert f"error: could not read {url}: Access Denied" in out and "could not write" not in out
+    assert not dest.exists()
+
+
+def test_sync_with_a_bucket_store_root_asks_for_the_local_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    result = runner.invoke(build_app(), ["sync", "s1", "--to", "s3://robot-data/aloha"])
+    assert result.exit_code == 2
+    assert "give --store <local store>" in " ".join(result.output.split())
