@@ -448,3 +448,13 @@ def test_sync_with_a_bucket_store_root_asks_for_the_local_store(tmp_path, monkey
     result = runner.invoke(build_app(), ["sync", "s1", "--to", "s3://robot-data/aloha"])
     assert result.exit_code == 2
     assert "give --store <local store>" in " ".join(result.output.split())
+
+
+def test_the_object_store_benchmark_starts_as_documented(tmp_path):
+    """`python bench/bench_object_store.py`, run from anywhere: tests/ (for the S3 kit) must not shadow the packages
+    with its folders of the same names."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_object_store.py"), "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--samples" in out.stdout
