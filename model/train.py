@@ -34,7 +34,7 @@ from model.backbone import load_pretrained_into, resolve_pretrained
 from model.callbacks import RichProgressCallback, TrainCallback
 from model.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from model.config import PRESETS, ACTConfig, TrainConfig, get_preset, tunable_fields, value_type
-from model.data import ChunkDataset, GroupSampler, ResumableSampler, fixed_subset, make_loader
+from model.data import ChunkDataset, EpisodeSource, GroupSampler, ResumableSampler, fixed_subset, make_loader
 
 
 @dataclass
@@ -200,7 +200,8 @@ def build_data(dataset_dir: Path | str, train_ds: ChunkDataset, act_cfg: ACTConf
                info: DistInfo) -> TrainData:
     val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
     val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                          camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window)
+                          camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window,
+                          source=train_ds.source)
     if len(train_ds) == 0:
         raise ValueError(f"{dataset_dir}: the train split has no samples")
     if len(train_ds.groups) > 1:  # co-training: groups drawn by their sampling weights
@@ -471,7 +472,8 @@ def train(
         act_cfg = ACTConfig(**ckpt["act_config"])  # the architecture of the run being continued, not the caller's
     train_ds = ChunkDataset(dataset_dir, "train", chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
                             camera_names=act_cfg.camera_names if ckpt else None,
-                            base_smoothing_window=cfg.base_smoothing_window)
+                            base_smoothing_window=cfg.base_smoothing_window,
+                            source=EpisodeSource.from_env().with_cache(cfg.chunk_cache_dir, cfg.chunk_cache_bytes))
     imagenet = notice = None
     if ckpt is None:
         act_cfg, imagenet, notice = complete_architecture(act_cfg, train_ds)

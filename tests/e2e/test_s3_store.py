@@ -142,11 +142,12 @@ def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(
                     chunk_size=4, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=3,
                     action_dim=3, camera_names=cams, recommended_lr=1e-3, kl_weight=1.0)
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lr_backbone=1e-3, val_every=3, val_batches=1,
-                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0)
+                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0,
+                      chunk_cache_dir=str(tmp_path / "configured-cache"), chunk_cache_bytes=1 << 20)
     result = train(dataset_dir, tmp_path / "run", act, cfg)
     assert result.steps == 3 and np.isfinite(result.final_train_loss)
-    cached = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
-    assert cached  # the trainer's frames came through the node-local cache
+    cached = [p for p in (tmp_path / "configured-cache").iterdir() if not p.name.startswith(".")]
+    assert cached  # the trainer's frames came through the node-local cache its config names (over the variable's)
 
 
 def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
