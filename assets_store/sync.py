@@ -118,10 +118,12 @@ def _upload_verified(remote: RemoteStore, local: Path, key: str, digest: str) ->
         )
 
 
-def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
+def publish_bundle(src: Path, remote: RemoteStore, key: str, beside: dict[str, bytes] | None = None) -> dict:
     """Put the verified bundle `src` at `key` of an object store. Its manifest is the bundle's visibility: an old
     manifest at `key` is removed first, then every file is uploaded and verified, and the new manifest goes last, so
-    a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one."""
+    a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one.
+    `beside` ({key: bytes}, outside the bundle: its promotion record) is written just before the manifest, so a
+    reader that finds the new manifest finds what belongs with it."""
     manifest = verify_bundle(src)
     remote.refresh()
     held = set(remote.files(key))
@@ -135,5 +137,7 @@ def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
     stale = held - set(manifest["files"]) - {MANIFEST}
     for rel in sorted(stale):  # files of the bundle this one replaces (never the manifest's own files)
         remote.fs.rm_file(f"{key}/{rel}")
+    for other, body in (beside or {}).items():
+        remote.fs.pipe_file(other, body)  # one PUT: old or new, never half
     _upload_verified(remote, Path(src) / MANIFEST, f"{key}/{MANIFEST}", file_sha256(Path(src) / MANIFEST))
     return manifest
