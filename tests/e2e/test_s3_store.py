@@ -229,8 +229,11 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     from pipeline_kit import install_mlflow_db, migrated_mlflow_db, tiny_run_config
 
     install_mlflow_db(migrated_mlflow_db(tmp_path_factory), StoreLayout(local))
-    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config())
+    # A training process of its own (as a pod would be) reads the dataset from the bucket, by its URL.
+    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance,
+                                                                 run_config=tiny_run_config(launcher="subprocess"))
     assert trained.success
+    assert metadata(trained, "act_policy")["launcher"] == "subprocess"
     assert metadata(trained, "act_policy")["steps"] == 2
     assert metadata(trained, "deployed_policy")["promoted"] is True
     deployed = StoreLayout(local).deploy_path("aloha-act", CHAMPION)

@@ -102,3 +102,14 @@ def test_deploying_to_a_bucket_writes_the_promotion_record_before_the_manifest(t
     assert writes.index(record_key) < writes.index(f"{remote.deploy_key('aloha-act', 'champion')}/{MANIFEST}")
     assert writes[-1].endswith(f"/{MANIFEST}")
     assert json.loads(remote.fs.cat_file(record_key))["dataset_id"] == "two"
+
+
+def test_a_training_process_of_its_own_reads_the_dataset_from_the_bucket(tmp_path):
+    from pipeline.assets.training import training_dataset
+
+    local = str(tmp_path / "local" / "datasets" / "abc")
+    on_bucket = StoreLayout(tmp_path / "local", data_url=URL)
+    for launcher in ("subprocess", "k8s"):  # a pod cannot see the pipeline machine's disk
+        assert training_dataset(on_bucket, "abc", local, launcher) == f"{URL}/datasets/abc"
+    assert training_dataset(on_bucket, "abc", local, "in_process") == local  # the step's own copy
+    assert training_dataset(StoreLayout(tmp_path / "store"), "abc", local, "k8s") == local  # a local store: as before
