@@ -20,6 +20,8 @@ from assets_store.layout import FINALIZED_MARKER, StoreLayout
 from assets_store.remote import RemoteStore
 from assets_store.sessions import read_finalized_marker, session_entries
 
+MARKER_TMP_PREFIX = f".{FINALIZED_MARKER}.tmp-"  # the marker goes up under such a name, then one move
+
 
 @dataclass
 class SyncReport:
@@ -98,13 +100,17 @@ def sync_session(
     # Last: the marker makes the session visible, and only now is everything it lists in place.
     if FINALIZED_MARKER not in held:
         # Through a hidden name and one move: on a filesystem without atomic puts the marker never shows half-written.
-        tmp = f"{dest}/.{FINALIZED_MARKER}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = f"{dest}/{MARKER_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
         _upload_verified(remote, marker, tmp, file_sha256(marker))
         remote.fs.mv(tmp, f"{dest}/{FINALIZED_MARKER}")
         report.uploaded.append(FINALIZED_MARKER)
         report.bytes_uploaded += marker.stat().st_size
     else:
         report.skipped.append(FINALIZED_MARKER)
+    # The marker's temporaries an interrupted sync left (our own names, there before this run started): the marker
+    # is in place now, so they are only clutter.
+    for rel in sorted(rel for rel in held if rel.startswith(MARKER_TMP_PREFIX) and "/" not in rel):
+        remote.fs.rm_file(f"{dest}/{rel}")
     return report
 
 

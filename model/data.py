@@ -212,8 +212,11 @@ class ChunkDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
         source = EpisodeSource.from_env() if source is None else source
-        if not source.store_url and (url := dataset_episodes_url(self.dataset_dir)):
-            source = replace(source, store_url=url)
+        # A dataset read from a bucket takes its episodes from its own store; a local one from $ALOHA_STORE's bucket
+        # when that is set (a training pod), else from where it records them.
+        own = dataset_episodes_url(self.dataset_dir)
+        if own and (not source.store_url or is_remote_root(str(self.dataset_dir))):
+            source = replace(source, store_url=own)
         if source.store_url:
             remote = RemoteStore.at(source.store_url)
             self.paths = [remote.episode_url(r.session, r.episode) for r in refs]

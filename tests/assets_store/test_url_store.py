@@ -261,3 +261,15 @@ def test_publish_bundle_removes_the_old_manifest_first_and_puts_the_new_one_last
     with pytest.raises(StoreError, match="sha256 after upload"):
         publish_bundle(placeholder_bundle(tmp_path / "c", dataset_id="three"), corrupted, key)
     assert ("put", MANIFEST) not in fs.ops and MANIFEST not in remote.files(key)  # no bundle visible under the key
+
+
+def test_a_later_sync_removes_the_marker_temporaries_an_interrupted_one_left(layout, remote):
+    session = _session(layout)
+    dest = remote.session_key(session)
+    remote.fs.pipe_file(f"{dest}/.{FINALIZED_MARKER}.tmp-dead0001", b"half a marker")  # a sync killed mid-marker
+    sync_session(layout, session, remote)
+    assert remote.is_session_finalized(session)
+    assert not [rel for rel in remote.files(dest) if ".tmp-" in rel]
+    remote.fs.pipe_file(f"{dest}/.{FINALIZED_MARKER}.tmp-dead0002", b"half a marker")
+    sync_session(layout, session, remote)  # the session already complete: the leftover goes all the same
+    assert set(remote.files(dest)) == {*session_files(layout, session), FINALIZED_MARKER}

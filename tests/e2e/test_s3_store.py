@@ -462,3 +462,25 @@ def test_the_object_store_benchmark_starts_as_documented(tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--samples" in out.stdout
+
+
+def test_a_dataset_given_by_its_url_reads_its_episodes_from_its_own_store(layout, tmp_path, monkeypatch):
+    """A training pod with $ALOHA_STORE naming one bucket, handed a dataset of another bucket by URL."""
+    import uuid
+
+    from model.data import ChunkDataset
+
+    from assets_store.sync import sync_session
+
+    paths = _record(layout, "rig7", episodes=1, steps=6)
+    url = f"memory://own-{uuid.uuid4().hex[:8]}/aloha"
+    sync_session(layout, "rig7", RemoteStore.at(url))
+    r = EpisodeReader(paths[0])
+    manifest = build_manifest([("rig7", paths[0].name, episode_content_hash(paths[0]), len(r))], val_fraction=0.0,
+                              camera_names=r.camera_names)
+    write_dataset(StoreLayout(tmp_path / "builder", data_url=url), manifest,
+                  dataset_stats([episode_partial_stats(r.qpos, r.action)]))
+    monkeypatch.setenv("ALOHA_STORE", "memory://another-bucket/aloha")
+    ds = ChunkDataset(f"{url}/datasets/{manifest.id}", "all", chunk_size=2, image_size=(32, 48))
+    assert f"{url.removeprefix('memory://')}/raw/rig7/" in ds.paths[0]  # (fsspec writes memory:///...)
+    assert ds[0]["images"].shape[0] == len(r.camera_names)
