@@ -228,8 +228,9 @@ class StoreLayout:
 
     def annotations_path(self, session: str) -> Path:
         """The session's append-only annotation log (labels, exclusions): beside the session directory, never in
-        it (a finalized session is immutable), and always under the local root, even when recordings are in a bucket."""
-        return self.root / "raw" / f"{_session(session)}.annotations.jsonl"
+        it (a finalized session is immutable). With a `data_url` it is read from the bucket, where `aloha sync`
+        uploads it with the session (it is written on the machine that recorded, through a local layout)."""
+        return self.raw_dir / f"{_session(session)}.annotations.jsonl"
 
     @property
     def calibration_dir(self) -> Path:

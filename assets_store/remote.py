@@ -63,6 +63,9 @@ class RemoteStore:
     def session_key(self, session: str) -> str:
         return self.key(relative_key(_RELATIVE.session_dir(session)))
 
+    def annotations_key(self, session: str) -> str:
+        return self.key(relative_key(_RELATIVE.annotations_path(session)))
+
     def dataset_key(self, dataset_id: str) -> str:
         return self.key(relative_key(_RELATIVE.dataset_dir(dataset_id)))
 

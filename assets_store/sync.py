@@ -4,15 +4,20 @@ Recorders write locally (a 50 Hz loop never waits on the network); this copies w
 hashed back from the object store after upload and compared with the local file. A sync that stops midway (killed,
 network gone) leaves no marker, so the pipeline's sensor does not see the session; run again and it skips each file
 the store already holds with the same sha256, uploading only the rest, then the marker.
+
+The session's annotation log (labels, exclusions; append-only, beside the session) goes up whole after the session,
+and again whenever it has grown: the store's copy must be an earlier state of the local one, else the sync refuses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from assets_store.annotations import MAX_LOG_BYTES
 from assets_store.bundle import MANIFEST, verify_bundle
 from assets_store.errors import StoreError
 from assets_store.hashing import file_sha256
@@ -30,6 +35,7 @@ class SyncReport:
     uploaded: list[str] = field(default_factory=list)  # paths relative to the session directory
     skipped: list[str] = field(default_factory=list)  # already there with the same sha256
     bytes_uploaded: int = 0
+    annotations_uploaded: bool = False  # the session's annotation log, new or grown since the last sync
 
 
 def session_files(layout: StoreLayout, session: str) -> list[str]:
@@ -78,6 +84,7 @@ def sync_session(
                 f"{report.url}: the store already holds a finalized session of this name with another "
                 f"{FINALIZED_MARKER}; nothing was uploaded (a finalized session is never replaced)"
             )
+    annotations = _annotations_to_upload(layout, session, remote)  # refused here, before anything is uploaded
     local_sha = {rel: file_sha256(sdir / rel) for rel in files}
 
     # What is already there with the same size is hashed back; a match is kept, anything else uploaded again.
@@ -107,6 +114,12 @@ def sync_session(
         report.bytes_uploaded += marker.stat().st_size
     else:
         report.skipped.append(FINALIZED_MARKER)
+    if annotations is not None:  # after the session: the log names its episodes
+        key = remote.annotations_key(session)
+        remote.fs.pipe_file(key, annotations)  # one PUT: the old log or the new one, never half
+        _verify(remote, key, hashlib.sha256(annotations).hexdigest(), layout.annotations_path(session))
+        report.annotations_uploaded = True
+        report.bytes_uploaded += len(annotations)
     # The marker's temporaries an interrupted sync left (our own names, there before this run started): the marker
     # is in place now, so they are only clutter.
     for rel in sorted(rel for rel in held if rel.startswith(MARKER_TMP_PREFIX) and "/" not in rel):
@@ -114,8 +127,37 @@ def sync_session(
     return report
 
 
+def _annotations_to_upload(layout: StoreLayout, session: str, remote: RemoteStore) -> bytes | None:
+    """The local annotation log's bytes when the store's copy is missing or a shorter prefix of it (the log is
+    append-only); None when there is no log or the store holds the same. StoreError when the store's copy is not a
+    prefix of the local one: someone else's log, never replaced."""
+    local = layout.annotations_path(session)
+    try:
+        size = local.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size > MAX_LOG_BYTES:
+        raise StoreError(f"{local}: annotation log of {size} bytes, expected at most {MAX_LOG_BYTES}")
+    data = local.read_bytes()
+    key = remote.annotations_key(session)
+    try:
+        held = remote.fs.cat_file(key)
+    except FileNotFoundError:
+        return data
+    if held == data:
+        return None
+    if not data.startswith(held):
+        raise StoreError(f"{remote.url_of(key)}: the store's annotation log is not an earlier state of the local "
+                         f"{local} (it was changed elsewhere); nothing was uploaded, neither log was changed")
+    return data
+
+
 def _upload_verified(remote: RemoteStore, local: Path, key: str, digest: str) -> None:
     remote.fs.put_file(str(local), key)
+    _verify(remote, key, digest, local)
+
+
+def _verify(remote: RemoteStore, key: str, digest: str, local: Path) -> None:
     got = remote.sha256(key)
     if got != digest:
         raise StoreError(

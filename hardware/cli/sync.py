@@ -42,6 +42,7 @@ def sync(
     console.print(
         f"[green]ok[/] {report.url}: {len(report.uploaded)} files uploaded ({report.bytes_uploaded} bytes), "
         f"{len(report.skipped)} already there; every sha256 verified, finalized marker last"
+        + ("; annotation log uploaded" if report.annotations_uploaded else "")
     )
 
 

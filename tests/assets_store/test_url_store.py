@@ -273,3 +273,33 @@ def test_a_later_sync_removes_the_marker_temporaries_an_interrupted_one_left(lay
     remote.fs.pipe_file(f"{dest}/.{FINALIZED_MARKER}.tmp-dead0002", b"half a marker")
     sync_session(layout, session, remote)  # the session already complete: the leftover goes all the same
     assert set(remote.files(dest)) == {*session_files(layout, session), FINALIZED_MARKER}
+
+
+def test_sync_uploads_the_annotation_log_and_refuses_one_changed_elsewhere(layout, remote):
+    from assets_store.annotations import annotate, read_annotations
+
+    session = _session(layout)
+    annotate(layout, session, 0, "label", by="ana", label="success")
+    assert sync_session(layout, session, remote).annotations_uploaded
+    key = remote.annotations_key(session)
+    local = layout.annotations_path(session)
+    assert remote.fs.cat_file(key) == local.read_bytes()
+    assert not sync_session(layout, session, remote).annotations_uploaded  # unchanged: not uploaded again
+
+    annotate(layout, session, 1, "exclude", by="ana", reason="gripper slipped")  # appended after the first sync
+    report = sync_session(layout, session, remote)
+    assert report.annotations_uploaded and report.uploaded == []  # the session itself was already there
+    assert remote.fs.cat_file(key) == local.read_bytes()
+
+    remote.fs.pipe_file(key, b'{"edited": "elsewhere"}\n')  # not an earlier state of the local log
+    annotate(layout, session, 0, "label", by="ana", label="failure")
+    with pytest.raises(StoreError, match=rf"annotation log is not an earlier state of the local {re.escape(str(local))}"):
+        sync_session(layout, session, remote)
+    assert remote.fs.cat_file(key) == b'{"edited": "elsewhere"}\n'  # neither log changed
+
+    if remote.url.startswith("memory://"):  # a pipeline on the bucket reads the log from there
+        remote.fs.pipe_file(key, local.read_bytes())
+        hybrid = StoreLayout(layout.root.parent / "pipeline-state", data_url=remote.url)
+        notes = read_annotations(hybrid, session)
+        assert notes.of("episode_000000.zarr").label == "failure"
+        assert notes.of("episode_000001.zarr").excluded == "gripper slipped"

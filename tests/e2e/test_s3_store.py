@@ -193,8 +193,13 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
     assert isinstance(finalized_sessions_sensor(context), SkipReason)  # nothing in the bucket yet
 
-    assert runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    from assets_store.annotations import annotate
+
+    annotate(layout, "rig3", 2, "exclude", by="ana", reason="the cube fell off the table")  # curated on the rig
+    synced = runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)])
+    assert synced.exit_code == 0 and "annotation log uploaded" in synced.output
     layout.session_dir("rig3").rename(tmp_path / "moved-away")  # from now on the episodes exist only in the bucket
+    layout.annotations_path("rig3").unlink()  # ... and so does the annotation log
     result = finalized_sessions_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["rig3"]
 
@@ -213,8 +218,8 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     dataset_dir = Path(metadata(built, "dataset")["dataset_dir"])
     assert dataset_dir.is_relative_to(local)
     manifest, _ = load_dataset(dataset_dir)
-    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
-        (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
+    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {  # hashed from the bucket, curated by its log
+        (name, h) for name, h in hashes.items() if name not in ("episode_000001.zarr", "episode_000002.zarr")}
     # The dataset is in the bucket too (manifest last), and a trainer can read it and its episodes from there alone.
     from model.data import ChunkDataset, EpisodeSource
 
