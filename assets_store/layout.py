@@ -60,6 +60,12 @@ def store_root_url(explicit: str | os.PathLike | None = None) -> str | None:
     return root if is_remote_root(root) else None
 
 
+def local_path_of(location: str | os.PathLike) -> Path:
+    """A local path, or the path of a `file://` URL (not resolved)."""
+    text = str(location)
+    return Path(_URL_ROOT.match(text).group(2) if url_scheme(text) in LOCAL_SCHEMES else text)
+
+
 def local_state_root(url: str, explicit: str | os.PathLike | None = None) -> Path:
     """The local directory that keeps the pipeline's own files for the object-store root `url`: `explicit`, then
     $ALOHA_LOCAL_STORE, else ./.aloha_state/<URL made a file name>-<hash of the URL>. One per URL by default, so two
@@ -86,7 +92,7 @@ def resolve_store_root(explicit: str | os.PathLike | None = None) -> Path:
         root = str(Path.cwd() / DEFAULT_STORE_DIRNAME)
     scheme = url_scheme(root)
     if scheme in LOCAL_SCHEMES:
-        root = _URL_ROOT.match(root).group(2)
+        root = str(local_path_of(root))
     elif scheme:
         raise StoreError(
             f"store root {root}: an object-store URL; this command works on a local store (record locally, then "
@@ -199,8 +205,12 @@ class StoreLayout:
     # -------------------------------------------------------------------------- recordings
     @property
     def raw_dir(self) -> Path:
-        """Recordings; a `UPath` in the object store when the layout has a `data_url`."""
-        return UPath(self.data_url) / "raw" if self.data_url else self.root / "raw"
+        """Recordings; a `UPath` in the object store when the layout has a `data_url`. Its filesystem caches no
+        listings: robots sync sessions from other processes, and every reader of raw/ (the sensors in the
+        long-running daemon, the assets in a code server, a CLI verb) must see them, not the first listing it made."""
+        if self.data_url:
+            return UPath(self.data_url, use_listings_cache=False) / "raw"
+        return self.root / "raw"
 
     def session_dir(self, session: str) -> Path:
         return self.raw_dir / _session(session)
@@ -218,8 +228,9 @@ class StoreLayout:
 
     def annotations_path(self, session: str) -> Path:
         """The session's append-only annotation log (labels, exclusions): beside the session directory, never in
-        it (a finalized session is immutable), and always under the local root, even when recordings are in a bucket."""
-        return self.root / "raw" / f"{_session(session)}.annotations.jsonl"
+        it (a finalized session is immutable). With a `data_url` it is read from the bucket, where `aloha sync`
+        uploads it with the session (it is written on the machine that recorded, through a local layout)."""
+        return self.raw_dir / f"{_session(session)}.annotations.jsonl"
 
     @property
     def calibration_dir(self) -> Path:

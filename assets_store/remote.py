@@ -9,6 +9,7 @@ Credentials and endpoints come from the filesystem's usual configuration (for S3
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -61,6 +62,9 @@ class RemoteStore:
 
     def session_key(self, session: str) -> str:
         return self.key(relative_key(_RELATIVE.session_dir(session)))
+
+    def annotations_key(self, session: str) -> str:
+        return self.key(relative_key(_RELATIVE.annotations_path(session)))
 
     def dataset_key(self, dataset_id: str) -> str:
         return self.key(relative_key(_RELATIVE.dataset_dir(dataset_id)))
@@ -126,6 +130,29 @@ def _batches(keys: list[str], sizes: dict[str, int], batch_bytes: int, max_files
         total += size
     if batch:
         yield batch
+
+
+# The errors an fsspec backend raises for a network or credential failure that are not OSError (s3fs passes
+# botocore's EndpointConnectionError and NoCredentialsError through; gcsfs aiohttp's and google-auth's).
+_BACKEND_ERRORS = (("botocore.exceptions", "BotoCoreError"), ("aiohttp", "ClientError"),
+                   ("google.auth.exceptions", "GoogleAuthError"))
+
+
+def remote_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of the installed fsspec backends that mean "the object store could not be reached"
+    (network, endpoint, credentials), besides OSError; for `except remote_errors() as exc:` in a verb."""
+    found = []
+    for module, name in _BACKEND_ERRORS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except ImportError:  # that backend is not installed: it raises nothing
+            continue
+    return tuple(found)
+
+
+def unreachable_text(url: str, exc: BaseException) -> str:
+    """The one line a verb prints when `url` could not be reached (see `remote_errors`)."""
+    return f"cannot reach {url}: {exc or type(exc).__name__}"
 
 
 def path_or_url(location: str | os.PathLike) -> Path | str:

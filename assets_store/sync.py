@@ -4,21 +4,28 @@ Recorders write locally (a 50 Hz loop never waits on the network); this copies w
 hashed back from the object store after upload and compared with the local file. A sync that stops midway (killed,
 network gone) leaves no marker, so the pipeline's sensor does not see the session; run again and it skips each file
 the store already holds with the same sha256, uploading only the rest, then the marker.
+
+The session's annotation log (labels, exclusions; append-only, beside the session) goes up whole after the session,
+and again whenever it has grown: the store's copy must be an earlier state of the local one, else the sync refuses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from assets_store.annotations import MAX_LOG_BYTES
 from assets_store.bundle import MANIFEST, verify_bundle
 from assets_store.errors import StoreError
 from assets_store.hashing import file_sha256
 from assets_store.layout import FINALIZED_MARKER, StoreLayout
 from assets_store.remote import RemoteStore
 from assets_store.sessions import read_finalized_marker, session_entries
+
+MARKER_TMP_PREFIX = f".{FINALIZED_MARKER}.tmp-"  # the marker goes up under such a name, then one move
 
 
 @dataclass
@@ -28,6 +35,7 @@ class SyncReport:
     uploaded: list[str] = field(default_factory=list)  # paths relative to the session directory
     skipped: list[str] = field(default_factory=list)  # already there with the same sha256
     bytes_uploaded: int = 0
+    annotations_uploaded: bool = False  # the session's annotation log, new or grown since the last sync
 
 
 def session_files(layout: StoreLayout, session: str) -> list[str]:
@@ -76,6 +84,7 @@ def sync_session(
                 f"{report.url}: the store already holds a finalized session of this name with another "
                 f"{FINALIZED_MARKER}; nothing was uploaded (a finalized session is never replaced)"
             )
+    annotations = _annotations_to_upload(layout, session, remote)  # refused here, before anything is uploaded
     local_sha = {rel: file_sha256(sdir / rel) for rel in files}
 
     # What is already there with the same size is hashed back; a match is kept, anything else uploaded again.
@@ -98,18 +107,57 @@ def sync_session(
     # Last: the marker makes the session visible, and only now is everything it lists in place.
     if FINALIZED_MARKER not in held:
         # Through a hidden name and one move: on a filesystem without atomic puts the marker never shows half-written.
-        tmp = f"{dest}/.{FINALIZED_MARKER}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = f"{dest}/{MARKER_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
         _upload_verified(remote, marker, tmp, file_sha256(marker))
         remote.fs.mv(tmp, f"{dest}/{FINALIZED_MARKER}")
         report.uploaded.append(FINALIZED_MARKER)
         report.bytes_uploaded += marker.stat().st_size
     else:
         report.skipped.append(FINALIZED_MARKER)
+    if annotations is not None:  # after the session: the log names its episodes
+        key = remote.annotations_key(session)
+        remote.fs.pipe_file(key, annotations)  # one PUT: the old log or the new one, never half
+        _verify(remote, key, hashlib.sha256(annotations).hexdigest(), layout.annotations_path(session))
+        report.annotations_uploaded = True
+        report.bytes_uploaded += len(annotations)
+    # The marker's temporaries an interrupted sync left (our own names, there before this run started): the marker
+    # is in place now, so they are only clutter.
+    for rel in sorted(rel for rel in held if rel.startswith(MARKER_TMP_PREFIX) and "/" not in rel):
+        remote.fs.rm_file(f"{dest}/{rel}")
     return report
+
+
+def _annotations_to_upload(layout: StoreLayout, session: str, remote: RemoteStore) -> bytes | None:
+    """The local annotation log's bytes when the store's copy is missing or a shorter prefix of it (the log is
+    append-only); None when there is no log or the store holds the same. StoreError when the store's copy is not a
+    prefix of the local one: someone else's log, never replaced."""
+    local = layout.annotations_path(session)
+    try:
+        size = local.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size > MAX_LOG_BYTES:
+        raise StoreError(f"{local}: annotation log of {size} bytes, expected at most {MAX_LOG_BYTES}")
+    data = local.read_bytes()
+    key = remote.annotations_key(session)
+    try:
+        held = remote.fs.cat_file(key)
+    except FileNotFoundError:
+        return data
+    if held == data:
+        return None
+    if not data.startswith(held):
+        raise StoreError(f"{remote.url_of(key)}: the store's annotation log is not an earlier state of the local "
+                         f"{local} (it was changed elsewhere); nothing was uploaded, neither log was changed")
+    return data
 
 
 def _upload_verified(remote: RemoteStore, local: Path, key: str, digest: str) -> None:
     remote.fs.put_file(str(local), key)
+    _verify(remote, key, digest, local)
+
+
+def _verify(remote: RemoteStore, key: str, digest: str, local: Path) -> None:
     got = remote.sha256(key)
     if got != digest:
         raise StoreError(
@@ -118,10 +166,12 @@ def _upload_verified(remote: RemoteStore, local: Path, key: str, digest: str) ->
         )
 
 
-def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
+def publish_bundle(src: Path, remote: RemoteStore, key: str, beside: dict[str, bytes] | None = None) -> dict:
     """Put the verified bundle `src` at `key` of an object store. Its manifest is the bundle's visibility: an old
     manifest at `key` is removed first, then every file is uploaded and verified, and the new manifest goes last, so
-    a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one."""
+    a reader (`aloha pull`, which verifies every hash) never takes a half-written bundle for a complete one.
+    `beside` ({key: bytes}, outside the bundle: its promotion record) is written just before the manifest, so a
+    reader that finds the new manifest finds what belongs with it."""
     manifest = verify_bundle(src)
     remote.refresh()
     held = set(remote.files(key))
@@ -135,5 +185,7 @@ def publish_bundle(src: Path, remote: RemoteStore, key: str) -> dict:
     stale = held - set(manifest["files"]) - {MANIFEST}
     for rel in sorted(stale):  # files of the bundle this one replaces (never the manifest's own files)
         remote.fs.rm_file(f"{key}/{rel}")
+    for other, body in (beside or {}).items():
+        remote.fs.pipe_file(other, body)  # one PUT: old or new, never half
     _upload_verified(remote, Path(src) / MANIFEST, f"{key}/{MANIFEST}", file_sha256(Path(src) / MANIFEST))
     return manifest

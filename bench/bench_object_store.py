@@ -27,7 +27,10 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the loopback S3 server the tests use
+# This checkout's packages first, the tests' kits (the loopback S3 server) last: tests/ holds folders named like the
+# packages (tests/assets_store, ...) that would otherwise be imported as empty namespace packages.
+sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO / "tests"))
 
 from assets_store import CameraSpec, EpisodeInfo, EpisodeReader, EpisodeWriter, StoreLayout, finalize_session  # noqa: E402
 from assets_store.dataset import build_manifest, episode_content_hash, write_dataset  # noqa: E402

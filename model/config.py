@@ -25,6 +25,8 @@ from pydantic.fields import FieldInfo
 
 from assets_store.schema import DEFAULT_CAMERA
 
+DEFAULT_CACHE_BYTES = 2 << 30  # the node-local chunk cache's bound when none is set (model.data.ChunkCache)
+
 PAPER_LR = 1e-5
 SMALL_LR = 1e-4
 
@@ -164,6 +166,12 @@ class TrainConfig(BaseModel):
         "at batch 32 bf16, 7.7 -> 14.3 steps/s after ~50 s of compiling; at batch 8 only 20.9 -> 23.5 (issue 16). "
         "Short runs, small batches and CPUs rarely win back the compile time."))
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N.")
+    chunk_cache_dir: str | None = Field(None, description=(
+        "Node-local directory caching the frame chunks of episodes read from an object store; empty: "
+        "$ALOHA_CHUNK_CACHE, else no cache (every frame fetched)."))
+    chunk_cache_bytes: int | None = Field(None, gt=0, description=(
+        "Bound of that directory in bytes, for the whole node (every DataLoader worker and rank sharing it); "
+        "empty: $ALOHA_CHUNK_CACHE_BYTES, else 2 GiB."))
     num_threads: int | None = Field(None, description="torch intra-op threads; empty: torch's default.")
     base_smoothing_window: int = Field(
         5, ge=1, description="Mobile base: recorded base velocities are smoothed by a centred moving average over "

@@ -11,6 +11,8 @@ are 0, and an `action_mask` per sample says which columns are real) and `GroupSa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -32,6 +34,7 @@ from assets_store.layout import STORE_ENV, is_remote_root
 from assets_store.remote import RemoteStore, path_or_url
 from assets_store.stats import DEFAULT_STD_FLOOR, NormStats
 from model.base_actions import smooth_base_actions
+from model.config import DEFAULT_CACHE_BYTES
 
 
 def floored(stats: NormStats, floor: float = DEFAULT_STD_FLOOR) -> NormStats:
@@ -49,15 +52,20 @@ def resize_uint8(frame: np.ndarray | torch.Tensor, size: tuple[int, int]) -> tor
 
 CACHE_DIR_ENV = "ALOHA_CHUNK_CACHE"  # a node-local directory for frame chunks read from an object store
 CACHE_BYTES_ENV = "ALOHA_CHUNK_CACHE_BYTES"
-DEFAULT_CACHE_BYTES = 2 << 30
+_TOTAL = ".total"  # the directory's bytes, kept by every process that writes there (under _LOCK)
+_LOCK = ".lock"
+_LOW_WATER = 0.9  # eviction frees down to this share of the bound, so the directory is rescanned only now and then
 
 
 class ChunkCache:
     """A bounded node-local cache of frame chunks read from an object store: one file per chunk under `directory`,
-    at most `max_bytes` in all as this process sees it (least recently read out first). Episodes are immutable, so
-    a chunk's key (episode content hash, camera, step) never goes stale. Files are written under a temporary name and
-    renamed, so DataLoader workers sharing the directory never read half a chunk; each worker bounds what it added.
-    """
+    at most `max_bytes` in the directory, whichever processes share it (DataLoader workers, the ranks of a node,
+    the training and validation loaders). Episodes are immutable, so a chunk's key (episode content hash, camera,
+    step) never goes stale. Files are written under a temporary name and renamed, so no reader sees half a chunk.
+
+    Every writer adds its chunk's size to the directory's byte count in `.total` under a file lock; the one that
+    takes it past `max_bytes` rescans the directory (the true total, whatever crashed writers left) and removes the
+    least recently read chunks (a hit touches its file) until it holds at most 90% of the bound."""
 
     def __init__(self, directory: str | os.PathLike, max_bytes: int = DEFAULT_CACHE_BYTES):
         if int(max_bytes) <= 0:
@@ -65,53 +73,87 @@ class ChunkCache:
         self.dir = Path(directory)
         self.max_bytes = int(max_bytes)
         self.dir.mkdir(parents=True, exist_ok=True)
-        found = sorted((e for e in os.scandir(self.dir) if e.is_file() and not e.name.startswith(".")),
-                       key=lambda e: e.stat().st_mtime)
-        self._index: OrderedDict[str, int] = OrderedDict((e.name, e.stat().st_size) for e in found)
-        self._total = sum(self._index.values())
         self.hits = self.misses = 0
-        self._evict()
+        with self._locked():  # a bound smaller than what an earlier run left applies at once
+            if self._read_total() > self.max_bytes:
+                self._write_total(self._evict())
 
     @property
     def total_bytes(self) -> int:
-        return self._total
+        """The directory's bytes, as every process sharing it has counted them."""
+        with self._locked():
+            return self._read_total()
 
     def get(self, key: str, fetch: Callable[[], bytes]) -> bytes:
         name = hashlib.sha256(key.encode()).hexdigest()
         path = self.dir / name
         try:
             data = path.read_bytes()
-        except FileNotFoundError:  # never cached, or evicted (perhaps by another worker)
-            self._forget(name)
+            os.utime(path)  # recently read: evicted last
+        except FileNotFoundError:  # never cached, or evicted (perhaps by another process)
+            pass
         else:
             self.hits += 1
-            if name not in self._index:
-                self._add(name, len(data))
-            self._index.move_to_end(name)
             return data
         data = fetch()
         self.misses += 1
         if len(data) <= self.max_bytes:
-            tmp = self.dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-            self._forget(name)
-            self._add(name, len(data))
-            self._evict()
+            self._put(name, data)
         return data
 
-    def _add(self, name: str, size: int) -> None:
-        self._index[name] = size
-        self._total += size
+    def _put(self, name: str, data: bytes) -> None:
+        path = self.dir / name
+        tmp = self.dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp.write_bytes(data)
+        with self._locked():
+            total = self._read_total()  # before the rename: a first count scans the directory
+            if not path.exists():  # else another process cached the same chunk meanwhile: counted once
+                total += len(data)
+            os.replace(tmp, path)
+            self._write_total(self._evict() if total > self.max_bytes else total)
 
-    def _forget(self, name: str) -> None:
-        self._total -= self._index.pop(name, 0)
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.dir / _LOCK, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _evict(self) -> None:
-        while self._total > self.max_bytes and self._index:
-            name, size = self._index.popitem(last=False)
-            self._total -= size
+    def _read_total(self) -> int:
+        try:
+            return int((self.dir / _TOTAL).read_text())
+        except (FileNotFoundError, ValueError):  # a new directory, or one an older version filled: count it
+            return sum(size for _, size, _ in self._chunks())
+
+    def _write_total(self, total: int) -> None:
+        tmp = self.dir / f"{_TOTAL}.{os.getpid()}"
+        tmp.write_text(str(total))
+        os.replace(tmp, self.dir / _TOTAL)
+
+    def _chunks(self) -> list[tuple[float, int, str]]:
+        """(last read, size, name) of every cached chunk (hidden names are temporaries and bookkeeping)."""
+        out = []
+        for e in os.scandir(self.dir):
+            if not e.name.startswith("."):
+                try:
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                out.append((st.st_mtime, st.st_size, e.name))
+        return out
+
+    def _evict(self) -> int:
+        """Remove the least recently read chunks until the directory holds at most the low-water mark; its bytes."""
+        chunks = sorted(self._chunks())
+        total = sum(size for _, size, _ in chunks)
+        for _, size, name in chunks:
+            if total <= self.max_bytes * _LOW_WATER:
+                break
             (self.dir / name).unlink(missing_ok=True)
+            total -= size
+        return total
 
 
 @dataclass(frozen=True)
@@ -136,6 +178,12 @@ class EpisodeSource:
         except ValueError:
             raise ValueError(f"${CACHE_BYTES_ENV}: expected a number of bytes, got {size!r}") from None
         return cls(url if is_remote_root(url) else None, Path(cache) if cache else None, size)
+
+    def with_cache(self, directory: str | os.PathLike | None, max_bytes: int | None) -> "EpisodeSource":
+        """This source with the chunk cache a training config names (`chunk_cache_dir`, `chunk_cache_bytes`); what
+        is left empty stays as the environment set it."""
+        return replace(self, cache_dir=Path(directory) if directory else self.cache_dir,
+                       cache_bytes=int(max_bytes) if max_bytes else self.cache_bytes)
 
 
 class ChunkDataset(Dataset):
@@ -164,8 +212,11 @@ class ChunkDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.camera_names = list(camera_names or self.manifest.camera_names)
         source = EpisodeSource.from_env() if source is None else source
-        if not source.store_url and (url := dataset_episodes_url(self.dataset_dir)):
-            source = replace(source, store_url=url)
+        # A dataset read from a bucket takes its episodes from its own store; a local one from $ALOHA_STORE's bucket
+        # when that is set (a training pod), else from where it records them.
+        own = dataset_episodes_url(self.dataset_dir)
+        if own and (not source.store_url or is_remote_root(str(self.dataset_dir))):
+            source = replace(source, store_url=own)
         if source.store_url:
             remote = RemoteStore.at(source.store_url)
             self.paths = [remote.episode_url(r.session, r.episode) for r in refs]

@@ -24,7 +24,8 @@ import torch.distributed as dist
 from torch import nn
 
 from assets_store.errors import StoreError
-from assets_store.remote import path_or_url
+from assets_store.layout import LOCAL_SCHEMES, local_path_of, url_scheme
+from assets_store.remote import path_or_url, remote_errors, unreachable_text
 from assets_store.schema import parse_hxw
 from assets_store.stats import stats_to_json
 from model.act import ACT, act_loss, count_parameters
@@ -33,7 +34,7 @@ from model.backbone import load_pretrained_into, resolve_pretrained
 from model.callbacks import RichProgressCallback, TrainCallback
 from model.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from model.config import PRESETS, ACTConfig, TrainConfig, get_preset, tunable_fields, value_type
-from model.data import ChunkDataset, GroupSampler, ResumableSampler, fixed_subset, make_loader
+from model.data import ChunkDataset, EpisodeSource, GroupSampler, ResumableSampler, fixed_subset, make_loader
 
 
 @dataclass
@@ -199,7 +200,8 @@ def build_data(dataset_dir: Path | str, train_ds: ChunkDataset, act_cfg: ACTConf
                info: DistInfo) -> TrainData:
     val_split = "val" if train_ds.manifest.val else "train"  # a one-episode dataset validates on its training data
     val_ds = ChunkDataset(dataset_dir, val_split, chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
-                          camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window)
+                          camera_names=act_cfg.camera_names, base_smoothing_window=cfg.base_smoothing_window,
+                          source=train_ds.source)
     if len(train_ds) == 0:
         raise ValueError(f"{dataset_dir}: the train split has no samples")
     if len(train_ds.groups) > 1:  # co-training: groups drawn by their sampling weights
@@ -470,7 +472,8 @@ def train(
         act_cfg = ACTConfig(**ckpt["act_config"])  # the architecture of the run being continued, not the caller's
     train_ds = ChunkDataset(dataset_dir, "train", chunk_size=act_cfg.chunk_size, image_size=cfg.image_size,
                             camera_names=act_cfg.camera_names if ckpt else None,
-                            base_smoothing_window=cfg.base_smoothing_window)
+                            base_smoothing_window=cfg.base_smoothing_window,
+                            source=EpisodeSource.from_env().with_cache(cfg.chunk_cache_dir, cfg.chunk_cache_bytes))
     imagenet = notice = None
     if ckpt is None:
         act_cfg, imagenet, notice = complete_architecture(act_cfg, train_ds)
@@ -564,8 +567,8 @@ def cli_app():
         # a string: a Path would fold s3://bucket/... into s3:/bucket/...
         inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, typer.Option(
             help="dataset directory <store>/datasets/<id>, or its object-store URL (s3://.../datasets/<id>)")]),
-        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Path, typer.Option(
-            help="run directory for checkpoints")]),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, typer.Option(
+            help="local run directory for checkpoints (a path or file:// URL; not an object store)")]),
         inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default="paper", annotation=Annotated[
             Literal[tuple(PRESETS)], typer.Option(help="named preset (model/config.py). " + " ".join(
                 f"{p.name}: {p.description}" for p in PRESETS.values()))]),
@@ -577,7 +580,7 @@ def cli_app():
             help="rich progress bar")]),
     ]
 
-    def main(dataset: str, out: Path, preset: str, resume: bool, force: bool, progress: bool, **options: Any) -> None:
+    def main(dataset: str, out: str, preset: str, resume: bool, force: bool, progress: bool, **options: Any) -> None:
         chosen = get_preset(preset)
         given = {cls: {} for cls in (ACTConfig, TrainConfig)}
         for option, value in options.items():
@@ -593,10 +596,17 @@ def cli_app():
         act, tcfg = chosen.act_config(**given[ACTConfig]), chosen.train_config(**given[TrainConfig])
         is_main = int(os.environ.get("RANK", "0")) == 0
         cbs = ([GroupsNotice()] if is_main else []) + ([RichProgressCallback()] if progress and is_main else [])
+        if url_scheme(out) not in (None, *LOCAL_SCHEMES):  # checkpoints are local files (Path(URL) makes `s3:/`)
+            typer.echo(f"error: --out {out}: a run directory is local (a path or file:// URL), not an object store; "
+                       "train into a local directory", err=True)
+            raise typer.Exit(2)
         try:
-            result = train(dataset, out, act, tcfg, cbs, resume=resume, overwrite=force)
+            result = train(dataset, local_path_of(out), act, tcfg, cbs, resume=resume, overwrite=force)
         except (StoreError, FileExistsError) as exc:  # a user's mistake (no such dataset, an occupied OUT): one line
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except remote_errors() as exc:  # the dataset's object store: no network, no endpoint, no credentials
+            typer.echo(f"error: {unreachable_text(dataset, exc)}", err=True)
             raise typer.Exit(1) from None
         if is_main and not progress:
             print(f"steps={result.steps} best_val={result.best_val_loss:.5f} best={result.best_checkpoint}")

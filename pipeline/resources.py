@@ -54,9 +54,10 @@ class StoreResource(ConfigurableResource):
         write_json_atomic(layout.promotion_record_path(name, version), record)
         if layout.data_url:
             remote = RemoteStore.at(layout.data_url)
-            publish_bundle(bundle_dir, remote, remote.deploy_key(name, version))
             body = json.dumps(record, indent=2, sort_keys=True).encode()
-            remote.fs.pipe_file(remote.promotion_record_key(name, version), body)  # one PUT: old or new, never half
+            # The record before the manifest: a robot that sees the new bundle never reads the old one's record.
+            publish_bundle(bundle_dir, remote, remote.deploy_key(name, version),
+                           beside={remote.promotion_record_key(name, version): body})
 
 
 class MlflowResource(ConfigurableResource):

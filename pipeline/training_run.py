@@ -11,13 +11,13 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from dagster import MetadataValue
 
 from assets_store.bundle import verify_bundle
 from assets_store.dataset import load_dataset
+from assets_store.remote import path_or_url
 from model.callbacks import TrainCallback
 from model.config import ACTConfig, TrainConfig
 from pipeline import metadata_format as fmt, plots
@@ -115,7 +115,7 @@ def run_training(request: TrainingRequest, log: Log) -> dict[str, Any]:
     from model.train import train
 
     store, mlflow = request.resources()
-    dataset_id, dataset_dir = request.dataset_id, Path(request.dataset_dir)
+    dataset_id, dataset_dir = request.dataset_id, path_or_url(request.dataset_dir)  # a bucket's URL stays one
     manifest, _ = load_dataset(dataset_dir)
     act_cfg, train_cfg = ACTConfig(**request.act_config), TrainConfig(**request.train_config)
     tags = {"dataset_id": dataset_id, "robot": manifest.robot, **request.tags}

@@ -12,6 +12,7 @@ import sys
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
+from assets_store import StoreLayout
 from pipeline.assets.dataset import dataset
 from pipeline.lineage import upstream
 from pipeline.resources import MlflowResource, StoreResource
@@ -20,6 +21,15 @@ from pipeline.training_run import TrainingRequest, run_training, typed_metadata
 
 TRAINING_GROUP = "training"
 TRAINING_POOL = "training"
+
+
+def training_dataset(layout: StoreLayout, dataset_id: str, local_dir: str, launcher: str) -> str:
+    """The dataset as the training process reads it: the step's local copy in process; with an object-store root,
+    for a subprocess or a pod (which may run where the pipeline's local files are not), its copy in the bucket,
+    <data_url>/datasets/<id> (written there manifest last, with where its episodes are)."""
+    if layout.data_url and launcher != "in_process":
+        return f"{layout.data_url}/datasets/{dataset_id}"
+    return local_dir
 
 
 def _launch_pipes(context: AssetExecutionContext, config: TrainingConfig, request: TrainingRequest) -> MaterializeResult:
@@ -65,7 +75,7 @@ def act_policy(
         train_config=train_cfg.model_dump(),
         launcher=config.launcher,
         dataset_id=str(ds["dataset_id"]),
-        dataset_dir=str(ds["dataset_dir"]),
+        dataset_dir=training_dataset(store.layout, str(ds["dataset_id"]), str(ds["dataset_dir"]), config.launcher),
         store_root=str(store.layout.root),
         mlflow=mlflow.model_dump(exclude={"store"}),
         tags={"dagster_run_id": context.run.run_id, "dagster_asset": "act_policy", "dataset_dagster_run_id": ds.run_id},

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
-from assets_store.remote import open_store
+from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME, store_root_url
+from assets_store.remote import RemoteStore, open_store, remote_errors, unreachable_text
 from hardware.cli.common import console, fail, os_error_text
 from pipeline.promotion import describe_record
 
@@ -42,7 +44,11 @@ def pull(
                                    force=force)
     except (StoreError, ValueError) as exc:
         fail(str(exc))
+    except remote_errors() as exc:  # no network, no endpoint, no credentials: nothing was written
+        fail(f"{unreachable_text(store_root_url(store) or str(store), exc)}; {to} is unchanged")
     except OSError as exc:  # a full disk, a read-only or missing parent: pull_bundle left `to` as it was
+        if isinstance(layout, RemoteStore) and not _local_write_error(exc, Path(to).resolve()):
+            fail(f"could not read {layout.url}: {os_error_text(exc)}; {to} is unchanged")
         fail(f"could not write {to}: {os_error_text(exc)}; {to} is unchanged")
     table = Table(title=f"{name} {version} -> {to}", show_lines=False)
     table.add_column("file")
@@ -58,6 +64,16 @@ def pull(
         f"[green]ok[/] dataset {manifest.get('dataset_id') or '?'}, MLflow run {manifest.get('mlflow_run_id') or '?'}"
         + (", " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))) if metrics else "")
     )
+
+
+def _local_write_error(exc: OSError, dest: Path) -> bool:
+    """Whether `exc` came from writing on this machine (the download's temporary directory or `dest`), not from
+    reading the object store: a full or read-only disk, or a local path under either."""
+    if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        return True
+    name = Path(str(exc.filename)) if exc.filename else None
+    return name is not None and name.is_absolute() and any(
+        name.is_relative_to(d) for d in (dest.parent, Path(tempfile.gettempdir())))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ itself is exercised in tests/e2e/test_s3_store.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -21,6 +22,7 @@ from assets_store.layout import FINALIZED_MARKER, is_remote_root, resolve_store_
 from assets_store.remote import RemoteStore, open_store
 from assets_store.sync import publish_bundle, session_files, sync_session
 from assets_store.synthetic import write_synthetic_episode
+from s3_kit import placeholder_bundle
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -196,3 +198,108 @@ def test_a_dataset_goes_to_the_object_store_manifest_last_and_loads_from_there(l
         load_dataset(f"{url}/datasets/{manifest.id}")
     with pytest.raises(StoreError, match="expected an object-store URL"):
         StoreLayout(tmp_path, data_url="/not/a/url")
+
+
+class RecordingFs:
+    """The store's filesystem, with every write and removal recorded in order; `corrupt` names a file (by its last
+    path part) whose upload lands altered in the store, as a broken transfer would leave it."""
+
+    def __init__(self, fs, corrupt: str | None = None):
+        self._fs, self.corrupt, self.ops = fs, corrupt, []
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+    def put_file(self, lpath, rpath, **kwargs):
+        self.ops.append(("put", rpath.rsplit("/", 1)[-1]))
+        self._fs.put_file(lpath, rpath, **kwargs)
+        if self.corrupt and rpath.endswith("/" + self.corrupt):
+            self._fs.pipe_file(rpath, b"altered in transit")
+
+    def rm_file(self, path, **kwargs):
+        self.ops.append(("rm", path.rsplit("/", 1)[-1]))
+        self._fs.rm_file(path, **kwargs)
+
+    def mv(self, src, dst, **kwargs):
+        self.ops.append(("mv", dst.rsplit("/", 1)[-1]))
+        self._fs.mv(src, dst, **kwargs)
+
+
+def _recording(remote: RemoteStore, corrupt: str | None = None) -> tuple[RemoteStore, RecordingFs]:
+    fs = RecordingFs(remote.fs, corrupt)
+    return dataclasses.replace(remote, fs=fs), fs
+
+
+def test_sync_writes_the_marker_last_and_refuses_a_corrupted_upload(layout, remote):
+    session = _session(layout)
+    recorded, fs = _recording(remote)
+    sync_session(layout, session, recorded)
+    files = session_files(layout, session)
+    puts = [name for op, name in fs.ops if op == "put"]
+    assert len(puts) == len(files) + 1 and puts[-1].startswith(f".{FINALIZED_MARKER}.tmp-")  # the marker's upload
+    assert fs.ops[-1] == ("mv", FINALIZED_MARKER)  # ... and its move into place is the very last write
+
+    _session(layout, "s2")
+    corrupted, fs = _recording(remote, corrupt="zarr.json")
+    with pytest.raises(StoreError, match="sha256 after upload"):
+        sync_session(layout, "s2", corrupted)
+    assert not any(name.endswith(FINALIZED_MARKER) for _, name in fs.ops)  # no marker after a bad file
+    assert not remote.is_session_finalized("s2")
+
+
+def test_publish_bundle_removes_the_old_manifest_first_and_puts_the_new_one_last(tmp_path, remote):
+    key = remote.deploy_key("aloha-act", "champion")
+    publish_bundle(placeholder_bundle(tmp_path / "a", dataset_id="one"), remote, key)
+    remote.fs.pipe_file(f"{key}/old-notes.txt", b"x")  # a file of the old bundle the new one does not have
+    recorded, fs = _recording(remote)
+    publish_bundle(placeholder_bundle(tmp_path / "b", dataset_id="two"), recorded, key)
+    assert fs.ops[0] == ("rm", MANIFEST)  # the old bundle stops being one before any of its files changes
+    assert fs.ops[-1] == ("put", MANIFEST) and [op for op in fs.ops if op[1] == MANIFEST] == [fs.ops[0], fs.ops[-1]]
+    assert ("rm", "old-notes.txt") in fs.ops
+
+    corrupted, fs = _recording(remote, corrupt="model.safetensors")
+    with pytest.raises(StoreError, match="sha256 after upload"):
+        publish_bundle(placeholder_bundle(tmp_path / "c", dataset_id="three"), corrupted, key)
+    assert ("put", MANIFEST) not in fs.ops and MANIFEST not in remote.files(key)  # no bundle visible under the key
+
+
+def test_a_later_sync_removes_the_marker_temporaries_an_interrupted_one_left(layout, remote):
+    session = _session(layout)
+    dest = remote.session_key(session)
+    remote.fs.pipe_file(f"{dest}/.{FINALIZED_MARKER}.tmp-dead0001", b"half a marker")  # a sync killed mid-marker
+    sync_session(layout, session, remote)
+    assert remote.is_session_finalized(session)
+    assert not [rel for rel in remote.files(dest) if ".tmp-" in rel]
+    remote.fs.pipe_file(f"{dest}/.{FINALIZED_MARKER}.tmp-dead0002", b"half a marker")
+    sync_session(layout, session, remote)  # the session already complete: the leftover goes all the same
+    assert set(remote.files(dest)) == {*session_files(layout, session), FINALIZED_MARKER}
+
+
+def test_sync_uploads_the_annotation_log_and_refuses_one_changed_elsewhere(layout, remote):
+    from assets_store.annotations import annotate, read_annotations
+
+    session = _session(layout)
+    annotate(layout, session, 0, "label", by="ana", label="success")
+    assert sync_session(layout, session, remote).annotations_uploaded
+    key = remote.annotations_key(session)
+    local = layout.annotations_path(session)
+    assert remote.fs.cat_file(key) == local.read_bytes()
+    assert not sync_session(layout, session, remote).annotations_uploaded  # unchanged: not uploaded again
+
+    annotate(layout, session, 1, "exclude", by="ana", reason="gripper slipped")  # appended after the first sync
+    report = sync_session(layout, session, remote)
+    assert report.annotations_uploaded and report.uploaded == []  # the session itself was already there
+    assert remote.fs.cat_file(key) == local.read_bytes()
+
+    remote.fs.pipe_file(key, b'{"edited": "elsewhere"}\n')  # not an earlier state of the local log
+    annotate(layout, session, 0, "label", by="ana", label="failure")
+    with pytest.raises(StoreError, match=rf"annotation log is not an earlier state of the local {re.escape(str(local))}"):
+        sync_session(layout, session, remote)
+    assert remote.fs.cat_file(key) == b'{"edited": "elsewhere"}\n'  # neither log changed
+
+    if remote.url.startswith("memory://"):  # a pipeline on the bucket reads the log from there
+        remote.fs.pipe_file(key, local.read_bytes())
+        hybrid = StoreLayout(layout.root.parent / "pipeline-state", data_url=remote.url)
+        notes = read_annotations(hybrid, session)
+        assert notes.of("episode_000000.zarr").label == "failure"
+        assert notes.of("episode_000001.zarr").excluded == "gripper slipped"

@@ -142,11 +142,12 @@ def test_training_reads_its_frames_from_the_bucket_through_the_node_local_cache(
                     chunk_size=4, dropout=0.0, pretrained_backbone=False, backbone_norm="group", state_dim=3,
                     action_dim=3, camera_names=cams, recommended_lr=1e-3, kl_weight=1.0)
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lr_backbone=1e-3, val_every=3, val_batches=1,
-                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0)
+                      checkpoint_every=3, log_every=1, num_workers=0, image_size=(32, 48), bf16=False, seed=0,
+                      chunk_cache_dir=str(tmp_path / "configured-cache"), chunk_cache_bytes=1 << 20)
     result = train(dataset_dir, tmp_path / "run", act, cfg)
     assert result.steps == 3 and np.isfinite(result.final_train_loss)
-    cached = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
-    assert cached  # the trainer's frames came through the node-local cache
+    cached = [p for p in (tmp_path / "configured-cache").iterdir() if not p.name.startswith(".")]
+    assert cached  # the trainer's frames came through the node-local cache its config names (over the variable's)
 
 
 def test_pull_from_the_bucket_verifies_every_hash(layout, s3, tmp_path):
@@ -192,8 +193,13 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
     assert isinstance(finalized_sessions_sensor(context), SkipReason)  # nothing in the bucket yet
 
-    assert runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)]).exit_code == 0
+    from assets_store.annotations import annotate
+
+    annotate(layout, "rig3", 2, "exclude", by="ana", reason="the cube fell off the table")  # curated on the rig
+    synced = runner.invoke(build_app(), ["sync", "rig3", "--to", url, "--store", str(layout.root)])
+    assert synced.exit_code == 0 and "annotation log uploaded" in synced.output
     layout.session_dir("rig3").rename(tmp_path / "moved-away")  # from now on the episodes exist only in the bucket
+    layout.annotations_path("rig3").unlink()  # ... and so does the annotation log
     result = finalized_sessions_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["rig3"]
 
@@ -212,8 +218,8 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     dataset_dir = Path(metadata(built, "dataset")["dataset_dir"])
     assert dataset_dir.is_relative_to(local)
     manifest, _ = load_dataset(dataset_dir)
-    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {
-        (name, h) for name, h in hashes.items() if name != "episode_000001.zarr"}  # hashed from the bucket
+    assert {(r.episode, r.content_hash) for r in manifest.episodes} == {  # hashed from the bucket, curated by its log
+        (name, h) for name, h in hashes.items() if name not in ("episode_000001.zarr", "episode_000002.zarr")}
     # The dataset is in the bucket too (manifest last), and a trainer can read it and its episodes from there alone.
     from model.data import ChunkDataset, EpisodeSource
 
@@ -228,8 +234,11 @@ def test_the_pipeline_reads_the_sessions_from_the_bucket(layout, s3, tmp_path, t
     from pipeline_kit import install_mlflow_db, migrated_mlflow_db, tiny_run_config
 
     install_mlflow_db(migrated_mlflow_db(tmp_path_factory), StoreLayout(local))
-    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance, run_config=tiny_run_config())
+    # A training process of its own (as a pod would be) reads the dataset from the bucket, by its URL.
+    trained = defs.resolve_job_def(TRAIN_JOB).execute_in_process(instance=instance,
+                                                                 run_config=tiny_run_config(launcher="subprocess"))
     assert trained.success
+    assert metadata(trained, "act_policy")["launcher"] == "subprocess"
     assert metadata(trained, "act_policy")["steps"] == 2
     assert metadata(trained, "deployed_policy")["promoted"] is True
     deployed = StoreLayout(local).deploy_path("aloha-act", CHAMPION)
@@ -339,3 +348,144 @@ def test_python_m_model_train_reads_a_dataset_by_its_bucket_url(layout, s3, tmp_
     missing = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/nope", "--out", str(tmp_path / "run2")])
     assert missing.exit_code == 1
     assert f"error: {url}/datasets/nope: expected a dataset directory" in " ".join(missing.output.split())
+
+
+def test_a_long_running_sensor_sees_a_session_another_client_wrote_after_its_first_tick(layout, s3, tmp_path):
+    """The sensor lives as long as the Dagster daemon: a listing s3fs cached on its first tick must not hide a
+    session that a robot's `aloha sync` (another process, another client) finalized since."""
+    import s3fs
+    from dagster import DagsterInstance, build_sensor_context
+
+    from assets_store.sync import sync_session
+    from pipeline.resources import StoreResource
+    from pipeline.sensors import finalized_sessions_sensor
+
+    url = f"{s3}/long-running"
+    _record(layout, "first", episodes=1, steps=4)
+    sync_session(layout, "first", RemoteStore.at(url))
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources={"store": StoreResource(root=url)})
+    assert [r.partition_key for r in finalized_sessions_sensor(context).run_requests] == ["first"]
+    instance.add_dynamic_partitions("sessions", ["first"])
+
+    _record(layout, "second", episodes=1, steps=4)
+    other = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    other.put(str(layout.session_dir("second")), f"{BUCKET}/long-running/raw/second", recursive=True)
+    assert other.exists(f"{BUCKET}/long-running/raw/second/{FINALIZED_MARKER}")
+    result = finalized_sessions_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["second"]
+
+
+def test_train_refuses_an_object_store_out_in_one_line(tmp_path, monkeypatch):
+    from model.train import cli_app
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli_app(), ["--dataset", str(tmp_path / "ds"), "--out", "s3://robot-data/aloha/runs/r1"])
+    assert result.exit_code == 2, result.output
+    assert "error: --out s3://robot-data/aloha/runs/r1: a run directory is local" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # the old `Path(URL)`: a local folder named `s3:`
+    # file:// is a local path: it gets as far as the dataset (which does not exist)
+    local = runner.invoke(cli_app(), ["--dataset", str(tmp_path / "ds"), "--out", (tmp_path / "run").as_uri()])
+    assert local.exit_code == 1 and "--out" not in local.output
+
+
+@pytest.fixture
+def unreachable_s3(monkeypatch):
+    """An S3 endpoint nothing listens on, with no credentials anywhere: botocore's errors, not OSError."""
+    import s3fs
+    from s3_kit import free_port
+
+    s3fs.S3FileSystem.clear_instance_cache()  # a client made for the live server would still reach it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield "s3://nowhere/aloha"
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_an_unreachable_object_store_is_one_error_line(layout, s3, unreachable_s3, tmp_path, monkeypatch):
+    from model.train import cli_app
+
+    _record(layout, "rig6", episodes=1, steps=4)
+    url = unreachable_s3
+    for args in (["sync", "rig6", "--to", url, "--store", str(layout.root)],
+                 ["pull", "--store", url, "--to", str(tmp_path / "policy")]):
+        result = runner.invoke(build_app(), args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"error: cannot reach {url}: Could not connect to the endpoint" in " ".join(result.output.split())
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    trained = runner.invoke(cli_app(), ["--dataset", f"{url}/datasets/x", "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 1 and f"error: cannot reach {url}/datasets/x" in " ".join(trained.output.split())
+    assert trained.exception is None or isinstance(trained.exception, SystemExit)
+
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = runner.invoke(build_app(), ["sync", "rig6", "--to", url, "--store", str(layout.root)])
+    assert result.exit_code == 1
+    assert f"error: cannot reach {url}: Unable to locate credentials" in " ".join(result.output.split())
+    assert not (tmp_path / "policy").exists()
+
+
+def test_pull_reports_a_failed_read_of_the_bucket_as_a_read(s3, tmp_path, monkeypatch):
+    import errno
+
+    url = f"{s3}/denied"
+    remote = RemoteStore.at(url)
+    publish_bundle(placeholder_bundle(tmp_path / "built"), remote, remote.deploy_key("aloha-act", CHAMPION))
+
+    def denied(rpath, lpath, **kwargs):
+        raise PermissionError(errno.EACCES, "Access Denied", rpath)
+
+    monkeypatch.setattr(remote.fs, "get_file", denied)  # the client `aloha pull` gets (fsspec's instance cache)
+    dest = tmp_path / "policy"
+    result = runner.invoke(build_app(), ["pull", "--store", url, "--to", str(dest)])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert f"error: could not read {url}: Access Denied" in out and "could not write" not in out
+    assert not dest.exists()
+
+
+def test_sync_with_a_bucket_store_root_asks_for_the_local_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALOHA_STORE", "s3://robot-data/aloha")
+    result = runner.invoke(build_app(), ["sync", "s1", "--to", "s3://robot-data/aloha"])
+    assert result.exit_code == 2
+    assert "give --store <local store>" in " ".join(result.output.split())
+
+
+def test_the_object_store_benchmark_starts_as_documented(tmp_path):
+    """`python bench/bench_object_store.py`, run from anywhere: tests/ (for the S3 kit) must not shadow the packages
+    with its folders of the same names."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_object_store.py"), "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--samples" in out.stdout
+
+
+def test_a_dataset_given_by_its_url_reads_its_episodes_from_its_own_store(layout, tmp_path, monkeypatch):
+    """A training pod with $ALOHA_STORE naming one bucket, handed a dataset of another bucket by URL."""
+    import uuid
+
+    from model.data import ChunkDataset
+
+    from assets_store.sync import sync_session
+
+    paths = _record(layout, "rig7", episodes=1, steps=6)
+    url = f"memory://own-{uuid.uuid4().hex[:8]}/aloha"
+    sync_session(layout, "rig7", RemoteStore.at(url))
+    r = EpisodeReader(paths[0])
+    manifest = build_manifest([("rig7", paths[0].name, episode_content_hash(paths[0]), len(r))], val_fraction=0.0,
+                              camera_names=r.camera_names)
+    write_dataset(StoreLayout(tmp_path / "builder", data_url=url), manifest,
+                  dataset_stats([episode_partial_stats(r.qpos, r.action)]))
+    monkeypatch.setenv("ALOHA_STORE", "memory://another-bucket/aloha")
+    ds = ChunkDataset(f"{url}/datasets/{manifest.id}", "all", chunk_size=2, image_size=(32, 48))
+    assert f"{url.removeprefix('memory://')}/raw/rig7/" in ds.paths[0]  # (fsspec writes memory:///...)
+    assert ds[0]["images"].shape[0] == len(r.camera_names)

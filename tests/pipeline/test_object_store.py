@@ -73,3 +73,43 @@ def test_aloha_ui_refuses_an_unusable_local_state_directory_in_one_line(bare_env
     assert result.exit_code == 1, result.output
     assert f"error: local state {blocker / 'state'}: {blocker} is not a directory" in " ".join(result.output.split())
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_deploying_to_a_bucket_writes_the_promotion_record_before_the_manifest(tmp_path, monkeypatch):
+    """A robot pulling between the two writes must never get the new bundle with the old bundle's record."""
+    import json
+
+    from assets_store.bundle import MANIFEST
+    from assets_store.remote import RemoteStore
+    from s3_kit import placeholder_bundle
+
+    url = "memory://deploy-order/aloha"
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(tmp_path / "local"))
+    store = StoreResource(root=url)
+    remote = RemoteStore.at(url)  # fsspec's one in-memory filesystem: the one deploy_bundle writes to
+    record_key = remote.promotion_record_key("aloha-act", "champion")
+    writes: list[str] = []
+    for method in ("put_file", "pipe_file"):
+        inner = getattr(remote.fs, method)
+
+        def recorded(path, *args, _inner=inner, _dest_at=1 if method == "put_file" else 0, **kwargs):
+            writes.append((path, *args)[_dest_at])
+            return _inner(path, *args, **kwargs)
+
+        monkeypatch.setattr(remote.fs, method, recorded)
+    store.deploy_bundle(placeholder_bundle(tmp_path / "b", dataset_id="two"), "aloha-act", "champion",
+                        {"dataset_id": "two", "rule": "validation loss"})
+    assert writes.index(record_key) < writes.index(f"{remote.deploy_key('aloha-act', 'champion')}/{MANIFEST}")
+    assert writes[-1].endswith(f"/{MANIFEST}")
+    assert json.loads(remote.fs.cat_file(record_key))["dataset_id"] == "two"
+
+
+def test_a_training_process_of_its_own_reads_the_dataset_from_the_bucket(tmp_path):
+    from pipeline.assets.training import training_dataset
+
+    local = str(tmp_path / "local" / "datasets" / "abc")
+    on_bucket = StoreLayout(tmp_path / "local", data_url=URL)
+    for launcher in ("subprocess", "k8s"):  # a pod cannot see the pipeline machine's disk
+        assert training_dataset(on_bucket, "abc", local, launcher) == f"{URL}/datasets/abc"
+    assert training_dataset(on_bucket, "abc", local, "in_process") == local  # the step's own copy
+    assert training_dataset(StoreLayout(tmp_path / "store"), "abc", local, "k8s") == local  # a local store: as before
