@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from hardware.interfaces import Observation, Robot, Teleoperator
-from model.onnx_export import inference_threads
-from model.policy import TemporalEnsembler, ensemble
+from model.policy import TemporalEnsembler, ensemble, inference_threads
 
 Fallback = Literal["hold", "stop"]
 FALLBACKS: tuple[str, ...] = ("hold", "stop")

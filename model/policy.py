@@ -42,7 +42,10 @@ from model.base_actions import base_columns, delay_base_actions
 from model.config import ACTConfig
 from model.cuda_graph import PRECISIONS, AutocastForward, Precision, graph_or_eager
 from model.data import floored, resize_uint8
-from model.onnx_export import InferenceForward, onnx_forward
+from model.onnx_export import InferenceForward, inference_threads, onnx_forward
+
+# What the robot side (hardware/, which imports model.policy alone) needs of the inference backends.
+__all__ = ["Policy", "TemporalEnsembler", "ensemble", "inference_threads", "PRECISIONS", "resize_uint8"]
 
 BACKENDS = ("torch", "onnx")
 

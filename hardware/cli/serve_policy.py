@@ -49,7 +49,7 @@ def serve_policy(
         fail(str(exc))
     import torch
 
-    from model.cuda_graph import PRECISIONS
+    from model.policy import PRECISIONS
     from model.policy import Policy
 
     if precision not in PRECISIONS:
