@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import math
 import os
+import re
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -54,6 +55,7 @@ CACHE_DIR_ENV = "ALOHA_CHUNK_CACHE"  # a node-local directory for frame chunks r
 CACHE_BYTES_ENV = "ALOHA_CHUNK_CACHE_BYTES"
 _TOTAL = ".total"  # the directory's bytes, kept by every process that writes there (under _LOCK)
 _LOCK = ".lock"
+_CHUNK_NAME = re.compile(r"[0-9a-f]{64}")  # sha256 of a chunk key: the only files the cache counts or removes
 _LOW_WATER = 0.9  # eviction frees down to this share of the bound, so the directory is rescanned only now and then
 
 
@@ -133,10 +135,11 @@ class ChunkCache:
         os.replace(tmp, self.dir / _TOTAL)
 
     def _chunks(self) -> list[tuple[float, int, str]]:
-        """(last read, size, name) of every cached chunk (hidden names are temporaries and bookkeeping)."""
+        """(last read, size, name) of every cached chunk: files named by a chunk key's sha256 only, so a directory
+        that also holds other files (a user's) never has them counted or evicted."""
         out = []
         for e in os.scandir(self.dir):
-            if not e.name.startswith("."):
+            if _CHUNK_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
                 try:
                     st = e.stat()
                 except FileNotFoundError:

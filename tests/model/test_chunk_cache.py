@@ -70,3 +70,16 @@ def test_the_training_config_names_the_cache(tmp_path, monkeypatch):
     chosen = env.with_cache(cfg.chunk_cache_dir, cfg.chunk_cache_bytes)
     assert (chosen.cache_dir, chosen.cache_bytes) == (tmp_path / "cfg", 7000)
     assert "whole node" in TrainConfig.model_fields["chunk_cache_bytes"].description
+
+
+def test_files_the_cache_did_not_write_are_never_counted_or_evicted(tmp_path):
+    # a cache directory pointed at a folder that already holds a user's files: eviction touches only chunks
+    (tmp_path / "notes.txt").write_bytes(b"n" * 5 * CHUNK)
+    (tmp_path / "data").mkdir()
+    (tmp_path / ("ab" * 32)).mkdir()  # a directory named like a chunk is not one
+    cache = ChunkCache(tmp_path, 3 * CHUNK)
+    for i in range(6):
+        cache.get(str(i), lambda i=i: bytes([i]) * CHUNK)
+    assert (tmp_path / "notes.txt").read_bytes() == b"n" * 5 * CHUNK
+    assert (tmp_path / "data").is_dir() and (tmp_path / ("ab" * 32)).is_dir()
+    assert cache.total_bytes <= 3 * CHUNK
