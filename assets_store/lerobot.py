@@ -492,13 +492,18 @@ def _ranges(indices: list[int]) -> str:
 def export_lerobot(episodes: list[Path], out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write store episodes as a LeRobot v3.0 dataset in `out`, built in a temporary sibling and moved into place.
 
-    An existing non-empty `out` is refused unless `overwrite`; all episodes must share joints, actions, cameras and
+    An existing non-empty `out` is refused unless `overwrite` and it is an earlier export (has meta/info.json); all episodes must share joints, actions, cameras and
     fps (one dataset has one set of features)."""
     out = Path(out).absolute()
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise StoreError(f"{out}: exists and is not a directory; refusing to replace it")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise StoreError(f"{out}: exists and is not empty; refusing to write into it (use --overwrite to replace it)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise StoreError(f"{out}: exists and is not empty; refusing to write into it (use --overwrite to replace "
+                             f"an earlier export)")
+        if not (out / "meta" / "info.json").is_file():  # --overwrite replaces an export, never a user's other folder
+            raise StoreError(f"{out}: not a LeRobot dataset (no meta/info.json); --overwrite replaces only an earlier "
+                             f"export, never another folder")
     if not episodes:
         raise StoreError("no episodes to export")
     readers = [EpisodeReader(p) for p in episodes]

@@ -20,6 +20,9 @@ StoreOption = Annotated[
     Optional[str],  # not Path: it would fold `s3://b/x` into `s3:/b/x`, a local folder, instead of refusing the URL
     typer.Option("--store", help="Store root (default: $ALOHA_STORE, else ./.aloha_store).", show_default=False),
 ]
+# `aloha rollout` and `aloha serve-policy` run a policy with the same backends
+BackendOption = Annotated[str, typer.Option(
+    "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")]
 
 
 # `aloha teleop` and `aloha calibrate`: the robots driven by leader arms.

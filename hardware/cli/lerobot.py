@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         refs: Annotated[list[str], typer.Argument(
             help="Sessions (SESSION: all its episodes) and/or episodes (SESSION/N, or an episode directory).")],
         out: Annotated[Path, typer.Option("--out", help="Dataset directory to write (new or empty).")],
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export at --out (never another folder).")] = False,
         store: StoreOption = None,
     ) -> None:
         """Write store episodes as a LeRobot v3.0 dataset (parquet + MP4 + meta/) that LeRobot's tools can read."""

@@ -14,7 +14,7 @@ from rich.table import Table
 from assets_store.hashing import write_json_atomic
 from assets_store.errors import StoreError
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME
-from hardware.cli.common import StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
+from hardware.cli.common import BackendOption, StoreOption, check_outputs, console, fail, layout, os_error_text, parse_resolution
 from hardware.cli.rollout_record import (
     check_record_options, finalize_left_open, start_recording, what_served,
 )
@@ -86,9 +86,7 @@ def rollout(
     fallback: Annotated[str, typer.Option(
         "--fallback", help="With --async, a step no chunk covers: 'hold' the last action, or 'stop' the episode.")
     ] = "hold",
-    backend: Annotated[str, typer.Option(
-        "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
-    ] = "torch",
+    backend: BackendOption = "torch",
     device: Annotated[str, typer.Option(
         "--device", help="Where inference runs: 'cpu', or 'cuda' (a captured CUDA graph, fp32).")] = "cpu",
     record: Annotated[Optional[str], typer.Option(

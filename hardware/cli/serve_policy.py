@@ -10,7 +10,7 @@ import typer
 
 from assets_store.errors import StoreError
 from assets_store.layout import DEFAULT_MODEL_NAME
-from hardware.cli.common import StoreOption, console, err_console, fail
+from hardware.cli.common import BackendOption, StoreOption, console, err_console, fail
 from hardware.cli.rollout import resolve_policy
 from hardware.policy_wire import DEFAULT_PORT
 
@@ -34,9 +34,7 @@ def serve_policy(
     device: Annotated[Optional[str], typer.Option(
         "--device", help="Torch device (default: cuda where available, else cpu; --backend onnx: cpu).",
         show_default=False)] = None,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="Inference backend: 'torch', or 'onnx' (ONNX Runtime on the CPU; needs the onnx extra).")
-    ] = "torch",
+    backend: BackendOption = "torch",
     precision: Annotated[str, typer.Option(
         "--precision", help="'fp32', or 'bf16' (autocast; on a GPU faster only inside a CUDA graph; torch only).")
     ] = "fp32",

@@ -174,6 +174,11 @@ def test_export_and_reimport_round_trip(layout, tmp_path):
     assert json.loads((out / "meta" / "info.json").read_text())["total_episodes"] == EPISODES
     export_lerobot(episodes[:1], out, overwrite=True)
     assert json.loads((out / "meta" / "info.json").read_text())["total_episodes"] == 1
+    mine = tmp_path / "my-folder"
+    (mine / "notes").mkdir(parents=True)
+    with pytest.raises(StoreError, match="not a LeRobot dataset"):  # --overwrite never replaces another folder
+        export_lerobot(episodes[:1], mine, overwrite=True)
+    assert (mine / "notes").is_dir()
 
     other = EpisodeInfo(robot="aloha", joint_names=["a", "b"], fps=FPS, cameras=[CameraSpec("top", H, W)])
     with EpisodeWriter(layout, "other", other) as w:
