@@ -27,7 +27,7 @@ ui: setup
 	$(VENV)/bin/aloha ui
 
 mlflow-ui: setup
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(ALOHA_STORE)/mlflow/mlflow.db
+	$(VENV)/bin/aloha mlflow-ui --port 5000   # $(ALOHA_STORE): a path or a URL (its MLflow database is local)
 
 clean-store:
 	rm -rf $(ALOHA_STORE)

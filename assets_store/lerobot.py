@@ -23,6 +23,7 @@ steps of exactly 1 / fps), and meta/stats.json. pyarrow and PyAV are imported la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -448,9 +449,18 @@ def import_lerobot(
                 on_episode_done(index)
         finalize_session(staging, session, {"imported_from": str(ds.root), "lerobot_episodes": chosen})
         target.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.lexists(target):  # created while we converted: never replaced
-            raise StoreError(f"{target}: session {session!r} appeared during the import; import into a new session")
-        os.rename(staging.session_dir(session), target)
+        try:  # claimed atomically: a session (even an empty folder) created meanwhile is never replaced
+            os.mkdir(target)
+        except FileExistsError:
+            raise StoreError(f"{target}: session {session!r} appeared during the import; import into a new session"
+                             ) from None
+        try:
+            os.rename(staging.session_dir(session), target)  # replaces only the empty folder claimed just above
+        except OSError as exc:  # someone wrote into the claimed folder meanwhile: theirs, left as it is
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+            raise StoreError(f"{target}: session {session!r} changed during the import ({exc.strerror}); "
+                             "import into a new session") from None
     finally:
         shutil.rmtree(staging.root, ignore_errors=True)
     return LeRobotImport(target, [(i, target / p.name) for i, p in written])

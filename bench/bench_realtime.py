@@ -127,7 +127,7 @@ class DelayedPolicy:
         return self.policy.act(qpos, images)
 
 
-def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str) -> None:
+def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str, baseline_episodes: int = 0) -> None:
     from hardware.async_policy import AsyncInference
     from hardware.registry import episode_len
     from hardware.rollout import make_robot_for_policy, run_rollouts
@@ -165,6 +165,14 @@ def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str) ->
                      f"{asyn.period_ms.p50:>7.1f} / {asyn.period_ms.p99:<7.1f} | {_late(asyn):>13} | "
                      f"{asyn.fallback_steps:>8} | {age.p50:>7.0f} / {age.max:<7.0f} | {asyn.latency_ms.p50:>16.1f}")
         print(lines[-1], f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if baseline_episodes:  # the same loop before the worker's priority was lowered, on the first seeds
+            plain = run(delay, seeds=seeds[:baseline_episodes], num_steps=steps,
+                        async_inference=AsyncInference("hold", worker_nice=0, switch_interval_s=None))
+            lines.append(f"{delay:>8} | {'plain':>5} | {_rate(plain.summary):>12} | "
+                         f"{plain.period_ms.p50:>7.1f} / {plain.period_ms.p99:<7.1f} | {_late(plain):>13} | "
+                         f"{plain.fallback_steps:>8} | {plain.chunk_age_steps.p50:>7.0f} / "
+                         f"{plain.chunk_age_steps.max:<7.0f} | {plain.latency_ms.p50:>16.1f}")
+            print(lines[-1], flush=True)
     print(f"\nsim transfer cube under injected inference delays ({os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; {cpu_summary()})")
     print(header)
@@ -173,7 +181,9 @@ def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str) ->
     print(f"sync: success measured once on the virtual clock (the simulator's physics waits for the policy, so the "
           f"delay cannot change it); period in real time over {sync_steps} steps of one episode.\n"
           f"async: real time, every episode; fallback = steps no chunk covered (hold the last action); chunk age = "
-          f"steps from the observation a chunk was predicted from to its use. Goal: async success within 5 points of "
+          f"steps from the observation a chunk was predicted from to its use; plain = async with the worker at the "
+          f"loop's priority and the interpreter's 5 ms GIL switch interval (the default before), first "
+          f"{baseline_episodes} seeds. Goal: async success within 5 points of "
           f"the 0 ms success up to 80 ms, period p99 < 22 ms.")
 
 
@@ -199,6 +209,8 @@ def main() -> None:
     parser.add_argument("--sync-steps", type=int, default=100, help="real-time steps timing the synchronous period")
     parser.add_argument("--policy", type=Path, help="a trained bundle (default: the champion of --store)")
     parser.add_argument("--store", help="store root for the default policy (default: the configured store)")
+    parser.add_argument("--baseline-episodes", type=int, default=10, help=(
+        "seeds per delay for the 'plain' async baseline (worker at the loop's priority, 5 ms GIL switch); 0: skip"))
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="the sim policy's backend")
     parser.add_argument("--threads", type=int, default=1, help=(
         "intra-op threads of torch and ONNX Runtime; 0: the libraries' defaults. On a shared, loaded CPU two torch "
@@ -221,7 +233,7 @@ def main() -> None:
         policy = args.policy or default_policy(args.store)
         if not policy.is_dir():
             raise SystemExit(f"error: no policy bundle at {policy}; pass --policy DIR or --store STORE")
-        bench_sim(policy, args.episodes, args.sync_steps, args.backend)
+        bench_sim(policy, args.episodes, args.sync_steps, args.backend, min(args.baseline_episodes, args.episodes))
 
 
 if __name__ == "__main__":

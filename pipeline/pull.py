@@ -87,10 +87,13 @@ def pull_bundle(
         with tempfile.TemporaryDirectory(prefix=".pull-", dir=dest.parent if dest.parent.exists() else None) as tmp:
             local, record = download_deployed(layout, name, version, Path(tmp))
             manifest = copy_bundle(local, dest)  # verifies every sha256 of the download, then of the copy
-        return {**manifest, "promotion": record}
+        return {**manifest, **record_of(record, dest, layout.url_of(layout.promotion_record_key(name, version)))}
     if source == "deploy":
+        # The record first: it is written before the bundle, so a promotion landing meanwhile shows as a mismatch.
+        record_path = layout.promotion_record_path(name, version)
+        record = read_promotion_record(record_path)
         manifest = copy_bundle(deploy_source(layout, name, version), dest)
-        return {**manifest, "promotion": read_promotion_record(layout.promotion_record_path(name, version))}
+        return {**manifest, **record_of(record, dest, str(record_path))}
 
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -126,6 +129,22 @@ def pull_bundle(
         decision = Decision(True, tags.get("promotion_reason", "?"), tags.get("promotion_rule", ""))
         promotion = promotion_record(mv.version, Scores.from_tags(tags), decision)
     return {**manifest, "registered_version": mv.version, "promotion": promotion}
+
+
+def record_of(record: dict[str, Any] | None, bundle: Path, where: str) -> dict[str, Any]:
+    """`promotion` (the record, when it describes the bundle pulled to `bundle`) and, when it describes another
+    bundle (a promotion landed during the pull, or a record left from an earlier one), `promotion_mismatch` saying so.
+    Records written before they named their bundle are taken as they are."""
+    expected = (record or {}).get("bundle_manifest_sha256")
+    if record is None or not expected:
+        return {"promotion": record}
+    got = file_sha256(bundle / MANIFEST)
+    if got == expected:
+        return {"promotion": record}
+    return {"promotion": None, "promotion_mismatch": (
+        f"{where}: the promotion record is for another bundle (manifest sha256 {str(expected)[:12]}…, pulled "
+        f"{got[:12]}…, v{record.get('version', '?')} in the record); a promotion may have landed during the pull: "
+        "pull again to get the newest bundle with its record")}
 
 
 def read_promotion_record(path: Path) -> dict[str, Any] | None:

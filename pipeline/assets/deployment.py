@@ -111,7 +111,8 @@ def deployed_policy(
     deploy_dir = store.layout.deploy_path(name, CHAMPION)
     if decision.promote:
         record = promotion_record(version.version, scores, decision, mlflow_run_id=run_id, dataset_id=tags["dataset_id"],
-                                  evaluated_in_dagster_run=ev.run_id, promoted_at=time.time())
+                                  evaluated_in_dagster_run=ev.run_id, promoted_at=time.time(),
+                                  bundle_manifest_sha256=sha)  # `aloha pull` checks the record is this bundle's
         for leaf in (version.version, CHAMPION):
             store.deploy_bundle(bundle_dir, name, leaf, record)
         client.set_registered_model_alias(name, CHAMPION, version.version)

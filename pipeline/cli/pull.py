@@ -57,7 +57,11 @@ def pull(
         table.add_row(fname, digest[:16] + "…")
     console.print(table)
     promotion = manifest.get("promotion")
+    if manifest.get("promotion_mismatch"):
+        console.print(f"[yellow]warning:[/] {manifest['promotion_mismatch']}")
     console.print("promoted on: " + (describe_record(promotion) if promotion else
+                                     "unknown (the record does not describe this bundle)"
+                                     if manifest.get("promotion_mismatch") else
                                      "unknown (deployed before promotion records were kept)"))
     metrics = manifest.get("metrics") or {}
     console.print(

@@ -40,7 +40,8 @@ def ui(
     if layout.data_url:
         console.print(f"Store: {layout.data_url}   (the pipeline's own files, Dagster and MLflow: {layout.root})")
     console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    console.print(f"MLflow UI:  make mlflow-ui   or   mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1")
+    console.print(f"MLflow UI:  aloha mlflow-ui{'' if store is None else ' --store ' + store}   (mlflow ui "
+                  f"--backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1)")
     if not _loopback(host):
         console.print(f"[yellow]warning:[/] --host {host}: the Dagster UI has no authentication; anyone who reaches "
                       "this port can read the store's runs and launch jobs (put it behind TLS and authentication, "
@@ -64,6 +65,41 @@ def ui_launch(store: Optional[str], host: str, port: int) -> tuple[StoreLayout, 
     cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(workspace_file(layout)), "-h", host,
            "-p", str(port)]
     return layout, cmd, env
+
+
+def mlflow_ui(
+    port: Annotated[int, typer.Option("--port", "-p", help="Webserver port.")] = 5000,
+    host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default).")] = "127.0.0.1",
+    store: Annotated[Optional[str], typer.Option(
+        "--store", help="Store root, a path or an object-store URL, as for `aloha ui` (default: $ALOHA_STORE, else "
+                        "./.aloha_store). With a URL, MLflow's database is the local state folder's.",
+        show_default=False)] = None,
+) -> None:
+    """Start `mlflow ui` on the store's MLflow database (SQLite): the one the pipeline logs to, for a local store and
+    for an object-store root alike. Ctrl-C, SIGTERM or SIGHUP stop it."""
+    from pipeline.instance import REPO_ROOT
+
+    layout, cmd, env = mlflow_ui_launch(store, host, port)
+    console.print(f"MLflow UI: [bold]http://{host}:{port}[/]   (tracking URI {layout.mlflow_tracking_uri})")
+    if not _loopback(host):
+        console.print(f"[yellow]warning:[/] --host {host}: the MLflow UI has no authentication; anyone who reaches "
+                      "this port can read and delete the store's runs and models")
+    raise typer.Exit(run_process_group(cmd, env=env, cwd=str(REPO_ROOT)))
+
+
+def mlflow_ui_launch(store: Optional[str], host: str, port: int) -> tuple[StoreLayout, list[str], dict[str, str]]:
+    """What `aloha mlflow-ui` runs: the layout (a URL root resolves to its local state folder, where the pipeline's
+    MLflow database is) and the `mlflow ui` command."""
+    try:
+        layout = StoreLayout.of_root(store)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    if not layout.mlflow_db.is_file():
+        fail(f"{layout.mlflow_db}: no MLflow database yet (run the pipeline on this store first, e.g. `make demo`)", 1)
+    mlflow = Path(sys.executable).with_name("mlflow")
+    cmd = [str(mlflow if mlflow.exists() else "mlflow"), "ui", "--backend-store-uri", layout.mlflow_tracking_uri,
+           "--host", host, "--port", str(port)]
+    return layout, cmd, dict(os.environ)
 
 
 def _loopback(host: str) -> bool:
@@ -148,3 +184,4 @@ def _child_signals() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("ui")(ui)
+    app.command("mlflow-ui")(mlflow_ui)

@@ -7,7 +7,9 @@ and, per camera, one MP4 where the second episode starts at from_timestamp = 20 
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -145,6 +147,41 @@ def test_import_values_timestamps_and_frames(layout, tmp_path):
     frames_match(EpisodeReader(path), 1)
     with pytest.raises(StoreError, match="already exists"):  # never into (or over) an existing session
         import_lerobot(layout, "lr", src)
+
+
+@pytest.mark.parametrize("meanwhile", ["empty folder", "folder with a file"])
+def test_a_session_created_during_the_import_is_never_replaced(layout, tmp_path, meanwhile):
+    target = layout.session_dir("lr")
+
+    def someone_creates_it(_index: int) -> None:  # after the first episode converted, before the move
+        if not target.exists():
+            target.mkdir(parents=True)
+            if meanwhile == "folder with a file":
+                (target / "notes.txt").write_text("mine")
+
+    with pytest.raises(StoreError, match="appeared during the import"):
+        import_lerobot(layout, "lr", write_dataset(tmp_path / "ds"), on_episode_done=someone_creates_it)
+    # Theirs, untouched: an empty folder is not swapped for the import (rename would allow that), a file stays.
+    assert sorted(p.name for p in target.iterdir()) == ([] if meanwhile == "empty folder" else ["notes.txt"])
+    assert not [p.name for p in layout.root.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_file_written_into_the_session_just_before_the_move_is_kept(layout, tmp_path, monkeypatch):
+    import assets_store.lerobot as lerobot_module
+
+    target, real_rename = layout.session_dir("lr"), os.rename
+
+    def rename_after_someone_wrote(src, dst):  # the last instant before the session's move (os.rename is global)
+        if Path(dst) == target:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "notes.txt").write_text("mine")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(lerobot_module.os, "rename", rename_after_someone_wrote)
+    with pytest.raises(StoreError, match="changed during the import"):
+        import_lerobot(layout, "lr", write_dataset(tmp_path / "ds"))
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert not [p.name for p in layout.root.iterdir() if p.name.startswith(".")]
 
 
 def test_export_and_reimport_round_trip(layout, tmp_path):

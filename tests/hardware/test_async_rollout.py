@@ -3,6 +3,8 @@ slower than the control period while the loop keeps 50 Hz."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -97,6 +99,47 @@ def test_runner_falls_back_on_a_gap_then_aligns_a_late_chunk(fallback):
         runner.disconnect()
 
 
+@pytest.mark.skipif(not hasattr(os, "setpriority") or sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_worker_runs_below_the_loop_priority_and_the_gil_changes_hands_fast_while_connected():
+    policy = GatedPolicy()
+    before_interval, base = sys.getswitchinterval(), os.getpriority(os.PRIO_PROCESS, 0)
+    runner = AsyncPolicyTeleoperator(policy, AsyncInference("hold", worker_nice=7, switch_interval_s=0.0005))
+    seen: dict[str, int] = {}
+    served = policy.served_chunk
+
+    def spy(qpos, images):
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return served(qpos, images)
+
+    policy.served_chunk = spy
+    try:
+        runner.connect()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        runner.start_episode(StepRobot())
+        runner.next_action(_obs(0))
+        runner.next_action(_obs(1))  # handed to the worker thread
+        assert policy.waiting.wait(30)
+        assert seen["worker"] == min(19, base + 7) == runner.worker_niceness
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the calling (loop) thread keeps its priority
+        policy.gate.set()
+        assert runner.wait_idle(30)
+    finally:
+        runner.disconnect()
+    assert sys.getswitchinterval() == pytest.approx(before_interval)  # process-wide: restored
+
+
+def test_priority_options_are_checked():
+    with pytest.raises(ValueError, match="worker_nice"):
+        AsyncInference(worker_nice=-5)  # a higher priority than the loop would need privilege and defeat the purpose
+    with pytest.raises(ValueError, match="switch_interval_s"):
+        AsyncInference(switch_interval_s=0.5)
+    plain = AsyncPolicyTeleoperator(GatedPolicy(), AsyncInference(worker_nice=0, switch_interval_s=None))
+    before = sys.getswitchinterval()
+    plain.connect()
+    assert sys.getswitchinterval() == before
+    plain.disconnect()
+
+
 class Slow:
     """A policy whose every inference takes `delay` seconds longer (the injected latency)."""
 
@@ -137,7 +180,6 @@ def test_sim_rollout_keeps_50_hz_with_a_60_ms_policy(bundle):
     assert sync.late_steps == 8  # in the loop, a 60 ms policy overruns every 20 ms step
     assert sync.inference == "sync" and sync.period_ms.p50 >= 60.0 and sync.fallback_steps == 0
 
-    import os
 
     import torch
 

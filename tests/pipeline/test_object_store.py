@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from assets_store import StoreLayout
 from assets_store.layout import local_state_root
 from pipeline.cli.app import build_app
-from pipeline.cli.ui import ui_launch
+from pipeline.cli.ui import mlflow_ui_launch, ui_launch
 from pipeline.resources import MlflowResource, StoreResource
 
 URL = "memory://robot-data/aloha"
@@ -63,6 +63,26 @@ def test_aloha_ui_on_a_url_store_uses_dagster_home_when_set(bare_env, tmp_path, 
     store = tmp_path / "store"  # a local store keeps its own instance, whatever $DAGSTER_HOME says (as before)
     _, _, env = ui_launch(str(store), "127.0.0.1", 3000)
     assert env["DAGSTER_HOME"] == str(store / "dagster_home") and env["ALOHA_STORE"] == str(store)
+
+
+def test_aloha_mlflow_ui_opens_the_database_the_pipeline_logs_to(bare_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALOHA_LOCAL_STORE", str(tmp_path / "state"))
+    result = CliRunner().invoke(build_app(), ["mlflow-ui", "--store", URL])
+    assert result.exit_code == 1 and "no MLflow database yet" in result.output, result.output  # one line, no server
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    layout = StoreLayout.of_root(URL)
+    layout.mlflow_db.parent.mkdir(parents=True)
+    layout.mlflow_db.write_bytes(b"")
+    launched, cmd, _ = mlflow_ui_launch(URL, "127.0.0.1", 5001)
+    # A URL root: the local state folder's SQLite file, never a path built from the URL (the old Makefile's bug)
+    assert cmd[1:] == ["ui", "--backend-store-uri", f"sqlite:///{tmp_path / 'state' / 'mlflow' / 'mlflow.db'}",
+                       "--host", "127.0.0.1", "--port", "5001"]
+    assert launched.mlflow_tracking_uri == MlflowResource(store=StoreResource(root=URL)).resolved_tracking_uri
+    local = StoreLayout(tmp_path / "store")  # a local root: its own database, as before
+    local.mlflow_dir.mkdir(parents=True)
+    local.mlflow_db.write_bytes(b"")
+    _, cmd, _ = mlflow_ui_launch(str(local.root), "127.0.0.1", 5000)
+    assert cmd[3] == f"sqlite:///{tmp_path / 'store' / 'mlflow' / 'mlflow.db'}"
 
 
 def test_aloha_ui_refuses_an_unusable_local_state_directory_in_one_line(bare_env, tmp_path, monkeypatch):

@@ -133,6 +133,7 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
         pulled = pull_bundle(layout, tmp_path / f"pulled-{source}", source=source)
         line = describe_record(pulled["promotion"])
         assert "(decided by real success)" in line and "real success 3/3" in line and "> champion v1" in line
+    check_pulled_record_names_its_bundle(layout, tmp_path)
 
     # Re-gating the champion itself leaves the decision that promoted it as it was.
     regate(defs, instance)
@@ -143,6 +144,26 @@ def test_real_success_decides_in_both_directions_and_too_few_rollouts_fall_back(
     real = regate(defs, instance)["real_robot_evaluation"]
     assert (real["candidate_successes"], real["candidate_rollouts"], real["candidate_with_takeover"]) == (3, 4, 1)
     assert "| success (taken over: counts as a failure) | operator | 2 |" in real["rollouts"]
+
+
+def check_pulled_record_names_its_bundle(layout, tmp_path) -> None:
+    """The record beside the champion names its bundle's manifest; a record describing another bundle (a promotion
+    landing between reading the record and copying the bundle) is reported, never printed as this bundle's."""
+    import json
+
+    from assets_store.hashing import file_sha256
+    from assets_store.layout import CHAMPION
+
+    record_path = layout.promotion_record_path(MODEL, CHAMPION)
+    record = json.loads(record_path.read_text())
+    assert record["bundle_manifest_sha256"] == file_sha256(layout.deploy_path(MODEL, CHAMPION) / "manifest.json")
+    record_path.write_text(json.dumps({**record, "bundle_manifest_sha256": "0" * 64, "version": 7}))
+    pulled = pull_bundle(layout, tmp_path / "pulled-mismatch")
+    assert pulled["promotion"] is None
+    assert "the promotion record is for another bundle" in pulled["promotion_mismatch"] and "v7" in pulled[
+        "promotion_mismatch"] and str(record_path) in pulled["promotion_mismatch"]
+    assert (tmp_path / "pulled-mismatch" / "manifest.json").is_file()  # the verified bundle itself still arrives
+    record_path.write_text(json.dumps(record))  # as the pipeline left it
 
 
 def test_the_rollout_sensor_requests_one_run_per_new_finalized_rollout_session(layout):
