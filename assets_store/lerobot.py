@@ -24,6 +24,7 @@ steps of exactly 1 / fps), and meta/stats.json. pyarrow and PyAV are imported la
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -456,11 +457,13 @@ def import_lerobot(
                              ) from None
         try:
             os.rename(staging.session_dir(session), target)  # replaces only the empty folder claimed just above
-        except OSError as exc:  # someone wrote into the claimed folder meanwhile: theirs, left as it is
-            with contextlib.suppress(OSError):
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # the claimed folder goes, unless someone wrote into it (then theirs)
                 os.rmdir(target)
-            raise StoreError(f"{target}: session {session!r} changed during the import ({exc.strerror}); "
-                             "import into a new session") from None
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise StoreError(f"{target}: session {session!r} changed during the import (someone wrote into it); "
+                                 "import into a new session") from None
+            raise
     finally:
         shutil.rmtree(staging.root, ignore_errors=True)
     return LeRobotImport(target, [(i, target / p.name) for i, p in written])

@@ -11,11 +11,12 @@ The first chunk of an episode is predicted before the loop starts (`start_episod
 A policy on the CPU gets every core but one for the rollout's duration (`connect` to `disconnect`; torch's thread
 count is process-wide, so it is restored after): the loop thread keeps a core to step and render on time.
 
-The loop must also win the CPU the moment its sleep ends. Measured on 2 cores (bench/bench_realtime.py), a worker at
-the loop's priority delayed the loop's wake-up by up to 3-4 ms whenever it was computing, even with inference in
-another process: the scheduler lets a running thread finish its slice before the woken one. So the worker lowers its
-own OS priority (`worker_nice`, Linux per-thread niceness: no privilege needed) and, while connected, the interpreter
-hands the GIL between threads every `switch_interval_s` instead of every 5 ms (process-wide, restored after).
+The loop must also get the GIL the moment its sleep ends: while connected, the interpreter hands it between threads
+every `switch_interval_s` (0.5 ms) instead of every 5 ms (process-wide: `SWITCH_INTERVALS`, restored when the last
+runner disconnects). `worker_nice` lowers the worker thread's own OS priority (Linux per-thread niceness, no privilege
+needed; it reaches the threads the worker creates, not pools that exist already, such as ONNX Runtime's). It is off by
+default: on a loaded machine (bench/bench_realtime.py beside three training processes) a niced worker was preempted
+while holding the GIL, which stalled the loop (period p99 56-68 ms against 24-28 ms) and tripled inference latency.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class AsyncInference:
     """Run the policy beside the loop; `fallback` is what a step no chunk covers does."""
 
     fallback: Fallback = "hold"
-    worker_nice: int = 10  # added to the worker thread's niceness (Linux; 0: unchanged): the loop wakes on time
+    worker_nice: int = 0  # added to the worker thread's niceness (Linux; 0: unchanged); see the module docstring
     switch_interval_s: float | None = 0.0005  # the interpreter's GIL hand-over while connected; None: unchanged
 
     def __post_init__(self) -> None:
@@ -52,6 +53,34 @@ class AsyncInference:
             raise ValueError(f"worker_nice: expected 0 to 19 (a lower priority than the loop), got {self.worker_nice}")
         if self.switch_interval_s is not None and not 0 < self.switch_interval_s <= 0.005:
             raise ValueError(f"switch_interval_s: expected (0, 0.005] seconds or None, got {self.switch_interval_s}")
+
+
+class SwitchIntervals:
+    """The interpreter's GIL switch interval is process-wide, so runners share it: while any is connected the smallest
+    interval asked for holds, and the interpreter's own comes back when the last one disconnects."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: list[float] = []
+        self._original: float | None = None
+
+    def hold(self, interval: float) -> None:
+        with self._lock:
+            if not self._held:
+                self._original = sys.getswitchinterval()
+            self._held.append(interval)
+            sys.setswitchinterval(min([*self._held, self._original]))
+
+    def release(self, interval: float) -> None:
+        with self._lock:
+            self._held.remove(interval)
+            assert self._original is not None
+            sys.setswitchinterval(min([*self._held, self._original]))
+            if not self._held:
+                self._original = None
+
+
+SWITCH_INTERVALS = SwitchIntervals()  # one per process, like the setting it guards
 
 
 class ChunkAligner:
@@ -101,7 +130,7 @@ class AsyncPolicyTeleoperator(Teleoperator):
         self._busy = False
         self._thread: threading.Thread | None = None
         self._torch_threads: int | None = None  # the process's torch thread count while capped, to restore
-        self._switch_interval: float | None = None  # the interpreter's, while this runner has lowered it
+        self._switch_interval: float | None = None  # the interval this runner holds (SWITCH_INTERVALS) while connected
         self.worker_niceness: int | None = None  # the worker's niceness as set (None: not changed or not possible)
         self._reset_episode()
 
@@ -111,9 +140,9 @@ class AsyncPolicyTeleoperator(Teleoperator):
             self._torch_threads = torch.get_num_threads()
             torch.set_num_threads(min(self._torch_threads, inference_threads()))
         interval = self.options.switch_interval_s
-        if interval is not None and self._switch_interval is None and interval < sys.getswitchinterval():
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(interval)
+        if interval is not None and self._switch_interval is None:
+            SWITCH_INTERVALS.hold(interval)
+            self._switch_interval = interval
 
     def _reset_episode(self) -> None:
         self.t = 0
@@ -214,10 +243,12 @@ class AsyncPolicyTeleoperator(Teleoperator):
         self._thread = None
 
     def disconnect(self) -> None:
-        self._stop_worker()
-        if self._torch_threads is not None:
-            torch.set_num_threads(self._torch_threads)
-            self._torch_threads = None
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
+        try:
+            self._stop_worker()
+        finally:  # a second Ctrl-C while the worker finishes still gives the process its settings back
+            if self._torch_threads is not None:
+                torch.set_num_threads(self._torch_threads)
+                self._torch_threads = None
+            if self._switch_interval is not None:
+                SWITCH_INTERVALS.release(self._switch_interval)
+                self._switch_interval = None

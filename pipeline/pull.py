@@ -89,7 +89,7 @@ def pull_bundle(
             manifest = copy_bundle(local, dest)  # verifies every sha256 of the download, then of the copy
         return {**manifest, **record_of(record, dest, layout.url_of(layout.promotion_record_key(name, version)))}
     if source == "deploy":
-        # The record first: it is written before the bundle, so a promotion landing meanwhile shows as a mismatch.
+        # The record names its bundle's manifest: whichever of the two a promotion replaced meanwhile, they differ.
         record_path = layout.promotion_record_path(name, version)
         record = read_promotion_record(record_path)
         manifest = copy_bundle(deploy_source(layout, name, version), dest)

@@ -212,7 +212,8 @@ def rollout(
                 bot, layout(store), record, bundle=bundle, manifest=manifest, robot=robot, task=task or task_of(robot),
                 k=k, query_every=query_every, asynchronous=asynchronous, backend=backend, label=label,
                 takeover=takeover, keys=keys, served=what_served(
-                    pol, manifest, layout(store).promotion_record_path(name, CHAMPION) if policy == CHAMPION else None))
+                    pol, manifest, layout(store).promotion_record_path(name, CHAMPION) if policy == CHAMPION else None,
+                    bundle))
             report = run_rollouts(
                 bot, pol, seeds, num_steps=max_steps, realtime=realtime, video_dir=video, on_episode=on_episode,
                 async_inference=async_inference, record=None if recorder is None else recorder.episode,

@@ -71,10 +71,12 @@ def _resumed(lay: StoreLayout, session: str) -> Optional[dict]:
     return None
 
 
-def what_served(pol: Any, manifest: dict, champion_record: Optional[Path]) -> dict[str, str]:
+def what_served(pol: Any, manifest: dict, champion_record: Optional[Path], bundle: Optional[Path] = None
+                ) -> dict[str, str]:
     """Where the policy that ran came from, beyond its bundle directory: the policy server's address and what it
     ran, the bundle's MLflow run, and for `--policy champion` the promoted version (the champion path moves on the
-    next promotion; the promotion record beside it says which version is there now)."""
+    next promotion; the promotion record beside it says which version is there now, when it names `bundle`'s
+    manifest: a record of another bundle, from a promotion landing meanwhile, is not recorded as this one's)."""
     out = {}
     if getattr(pol, "served_by", None):
         out["policy_server"] = str(pol.served_by)
@@ -82,12 +84,16 @@ def what_served(pol: Any, manifest: dict, champion_record: Optional[Path]) -> di
         out["mlflow_run_id"] = str(manifest["mlflow_run_id"])
     if champion_record is not None:
         try:
-            version = json.loads(champion_record.read_text()).get("version")
+            record = json.loads(champion_record.read_text())
+            version, named = record.get("version"), record.get("bundle_manifest_sha256")
         except (OSError, ValueError, AttributeError) as exc:
             console.print(f"[yellow]warning:[/] {champion_record}: no promoted version recorded with the rollouts "
                           f"(unreadable promotion record: {exc})")
         else:
-            if version is not None:
+            if named and bundle is not None and named != bundle_identity(bundle):
+                console.print(f"[yellow]warning:[/] {champion_record}: describes another bundle than the one loaded "
+                              "(a promotion landed meanwhile?); no promoted version recorded with the rollouts")
+            elif version is not None:
                 out["promoted_version"] = str(version)
     return out
 

@@ -148,7 +148,7 @@ def print_summary(s, layout: StoreLayout, robot: str, model_name: str = DEFAULT_
     console.print("Open the UIs:")
     console.print(f"  Dagster: make ui        (or: aloha ui{store_flag})   -> http://127.0.0.1:3000")
     console.print(
-        f"  MLflow:  make mlflow-ui (or: mlflow ui --backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1)"
+        f"  MLflow:  make mlflow-ui (or: aloha mlflow-ui{store_flag})"
         " -> http://127.0.0.1:5000"
     )
     # Not promoted (below the floor, or no better than the champion): the candidate's own bundle still runs.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def ui(
     if layout.data_url:
         console.print(f"Store: {layout.data_url}   (the pipeline's own files, Dagster and MLflow: {layout.root})")
     console.print(f"Dagster UI: [bold]http://{host}:{port}[/]   (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    console.print(f"MLflow UI:  aloha mlflow-ui{'' if store is None else ' --store ' + store}   (mlflow ui "
+    console.print(f"MLflow UI:  aloha mlflow-ui{'' if store is None else ' --store ' + shlex.quote(store)}   (mlflow ui "
                   f"--backend-store-uri {layout.mlflow_tracking_uri} --host 127.0.0.1)")
     if not _loopback(host):
         console.print(f"[yellow]warning:[/] --host {host}: the Dagster UI has no authentication; anyone who reaches "

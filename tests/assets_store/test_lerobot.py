@@ -149,21 +149,40 @@ def test_import_values_timestamps_and_frames(layout, tmp_path):
         import_lerobot(layout, "lr", src)
 
 
-@pytest.mark.parametrize("meanwhile", ["empty folder", "folder with a file"])
-def test_a_session_created_during_the_import_is_never_replaced(layout, tmp_path, meanwhile):
-    target = layout.session_dir("lr")
+def test_an_empty_folder_created_just_before_the_move_is_never_replaced(layout, tmp_path, monkeypatch):
+    import assets_store.lerobot as lerobot_module
 
-    def someone_creates_it(_index: int) -> None:  # after the first episode converted, before the move
-        if not target.exists():
-            target.mkdir(parents=True)
-            if meanwhile == "folder with a file":
-                (target / "notes.txt").write_text("mine")
+    target, real_mkdir = layout.session_dir("lr"), os.mkdir
 
+    def someone_creates_it_first(path, *args, **kwargs):  # the last instant before the claim (os.mkdir is global)
+        if Path(path) == target:
+            real_mkdir(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(lerobot_module.os, "mkdir", someone_creates_it_first)
     with pytest.raises(StoreError, match="appeared during the import"):
-        import_lerobot(layout, "lr", write_dataset(tmp_path / "ds"), on_episode_done=someone_creates_it)
-    # Theirs, untouched: an empty folder is not swapped for the import (rename would allow that), a file stays.
-    assert sorted(p.name for p in target.iterdir()) == ([] if meanwhile == "empty folder" else ["notes.txt"])
+        import_lerobot(layout, "lr", write_dataset(tmp_path / "ds"))
+    # A rename would have swapped an empty folder for the import silently; theirs stays, empty, as they made it.
+    assert target.is_dir() and not list(target.iterdir())
     assert not [p.name for p in layout.root.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_failed_move_leaves_no_empty_session_behind(layout, tmp_path, monkeypatch):
+    import assets_store.lerobot as lerobot_module
+
+    target, real_rename = layout.session_dir("lr"), os.rename
+
+    def read_only(src, dst):
+        if Path(dst) == target:
+            raise PermissionError(13, "Permission denied")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(lerobot_module.os, "rename", read_only)
+    with pytest.raises(PermissionError):  # the OS's own reason, not "changed during the import"
+        import_lerobot(layout, "lr", write_dataset(tmp_path / "ds"))
+    assert not target.exists()  # the folder it claimed is gone: the session can be imported again
+    monkeypatch.undo()
+    import_lerobot(layout, "lr", write_dataset(tmp_path / "ds2"))
 
 
 def test_a_file_written_into_the_session_just_before_the_move_is_kept(layout, tmp_path, monkeypatch):

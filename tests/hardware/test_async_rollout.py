@@ -128,6 +128,26 @@ def test_worker_runs_below_the_loop_priority_and_the_gil_changes_hands_fast_whil
     assert sys.getswitchinterval() == pytest.approx(before_interval)  # process-wide: restored
 
 
+def test_overlapping_runners_share_the_switch_interval_and_the_last_one_restores_it():
+    original = sys.getswitchinterval()
+    a = AsyncPolicyTeleoperator(GatedPolicy(), AsyncInference(switch_interval_s=0.0005))
+    b = AsyncPolicyTeleoperator(GatedPolicy(), AsyncInference(switch_interval_s=0.0002))
+    try:
+        a.connect()
+        b.connect()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)  # the smallest asked for
+        a.disconnect()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)  # b still runs: not back to 5 ms under it
+        b.disconnect()
+        assert sys.getswitchinterval() == pytest.approx(original)
+        b.connect()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    finally:
+        a.disconnect()
+        b.disconnect()
+    assert sys.getswitchinterval() == pytest.approx(original)
+
+
 def test_priority_options_are_checked():
     with pytest.raises(ValueError, match="worker_nice"):
         AsyncInference(worker_nice=-5)  # a higher priority than the loop would need privilege and defeat the purpose

@@ -283,3 +283,15 @@ def test_recorded_settings_say_what_ran_a_policy_server_and_the_champion_version
     from hardware.cli.rollout_record import what_served
 
     assert what_served(object(), {"mlflow_run_id": "0123abcd"}, None) == {"mlflow_run_id": "0123abcd"}
+    # The champion's record names its bundle: a record of another one (a promotion landing meanwhile) is not taken.
+    import json
+
+    from assets_store.bundle import bundle_identity
+
+    record = tmp_path / "promotion.json"
+    record.write_text(json.dumps({"version": 4, "bundle_manifest_sha256": bundle_identity(bundles["emulated"])}))
+    assert what_served(object(), {}, record, bundles["emulated"]) == {"promoted_version": "4"}
+    record.write_text(json.dumps({"version": 5, "bundle_manifest_sha256": "0" * 64}))
+    assert what_served(object(), {}, record, bundles["emulated"]) == {}
+    record.write_text(json.dumps({"version": 2}))  # written before records named their bundle: taken as it is
+    assert what_served(object(), {}, record, bundles["emulated"]) == {"promoted_version": "2"}

@@ -163,6 +163,14 @@ def check_pulled_record_names_its_bundle(layout, tmp_path) -> None:
     assert "the promotion record is for another bundle" in pulled["promotion_mismatch"] and "v7" in pulled[
         "promotion_mismatch"] and str(record_path) in pulled["promotion_mismatch"]
     assert (tmp_path / "pulled-mismatch" / "manifest.json").is_file()  # the verified bundle itself still arrives
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import build_app
+
+    res = CliRunner().invoke(build_app(), ["pull", "--to", str(tmp_path / "pulled-cli"), "--store", str(layout.root)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "warning: " in text and "the promotion record is for another bundle" in text, text
+    assert "promoted on: unknown (the record does not describe this bundle)" in text
     record_path.write_text(json.dumps(record))  # as the pipeline left it
 
 
