@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -257,25 +258,39 @@ def test_rollout_refuses_to_replace_videos_and_reports_before_it_runs(layout, tm
 # ---------------------------------------------------------------------------------------------- calibrate
 def calibrate(store: Path, *extra: str, robot: str = "emulated") -> tuple[int, str, str]:
     """`aloha calibrate` of the emulated rig's left leader (whose emulator sways it), an operator pressing Enter at
-    each of the three prompts and letting the arm move for a while during the range sweep."""
+    each of the three prompts and letting the arm move for a while during the range sweep (timed from the sweep's
+    own prompt: a loaded machine may take seconds to start the command)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli.app", "calibrate", "--robot", robot, "--arm", "left_leader",
          "--store", str(store), *extra],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200"),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    streams = {"out": [], "err": []}
+    readers = [threading.Thread(target=lambda f=f, k=k: streams[k].extend(iter(lambda: f.read(1), "")), daemon=True)
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
     try:
         proc.stdin.write("\n")  # zero pose
         proc.stdin.flush()
-        time.sleep(2.0)  # the sweep: the emulated gripper needs about a second to cover its range
-        out, err = proc.communicate("\n\n", timeout=120)
+        deadline = time.monotonic() + 120
+        while "2/3" not in "".join(streams["out"]) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            time.sleep(2.0)  # the sweep: the emulated gripper needs about a second to cover its range
+            proc.stdin.write("\n\n")
+            proc.stdin.close()
+        proc.wait(timeout=120)
     except BrokenPipeError:  # it stopped before the sweep (refused its arguments)
-        out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc.returncode, out, err
+    for r in readers:
+        r.join(timeout=30)
+    return proc.returncode, "".join(streams["out"]), "".join(streams["err"])
 
 
 def test_calibrate_keeps_the_previous_calibration(tmp_path):
