@@ -16,7 +16,8 @@ every `switch_interval_s` (0.5 ms) instead of every 5 ms (process-wide: `SWITCH_
 runner disconnects). `worker_nice` lowers the worker thread's own OS priority (Linux per-thread niceness, no privilege
 needed; it reaches the threads the worker creates, not pools that exist already, such as ONNX Runtime's). It is off by
 default: on a loaded machine (bench/bench_realtime.py beside three training processes) a niced worker was preempted
-while holding the GIL, which stalled the loop (period p99 56-68 ms against 24-28 ms) and tripled inference latency.
+while holding the GIL, which stalled the loop (period p99 48-68 ms against 24-29 ms) and doubled to tripled
+inference latency.
 """
 
 from __future__ import annotations
