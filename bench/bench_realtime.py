@@ -164,12 +164,11 @@ def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str, ba
         print(lines[-1], f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         if not baseline_episodes:
             continue
-        same = success_summary(asyn.episodes[:baseline_episodes])  # async on the variants' seeds, to compare
-        for name, options in (("plain", AsyncInference("hold", switch_interval_s=None)),  # the interpreter's 5 ms
-                              ("nice", AsyncInference("hold", worker_nice=10))):
-            other = run(delay, seeds=seeds[:baseline_episodes], num_steps=steps, async_inference=options)
-            lines.append(_async_row(delay, name, other))
-            print(lines[-1], f"  (async on these {baseline_episodes} seeds: {_rate(same)})", flush=True)
+        same = success_summary(asyn.episodes[:baseline_episodes])  # async on the variant's seeds, to compare
+        nice = run(delay, seeds=seeds[:baseline_episodes], num_steps=steps,
+                   async_inference=AsyncInference("hold", worker_nice=10))
+        lines.append(_async_row(delay, "nice", nice))
+        print(lines[-1], f"  (async on these {baseline_episodes} seeds: {_rate(same)})", flush=True)
         lines.append(f"{'':>8} | {'':>5} | async on the same {baseline_episodes} seeds: {_rate(same)}")
     print(f"\nsim transfer cube under injected inference delays ({os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; {cpu_summary()})")
@@ -179,9 +178,8 @@ def bench_sim(policy_dir: Path, episodes: int, sync_steps: int, backend: str, ba
     print(f"sync: success measured once on the virtual clock (the simulator's physics waits for the policy, so the "
           f"delay cannot change it); period in real time over {sync_steps} steps of one episode.\n"
           f"async: real time, every episode; fallback = steps no chunk covered (hold the last action); chunk age = "
-          f"steps from the observation a chunk was predicted from to its use; plain = async with the interpreter's 5 ms "
-          f"GIL switch interval (not 0.5 ms); nice = async with the worker at niceness +10; both on the first "
-          f"{baseline_episodes} seeds. Goal: async success within 5 points of "
+          f"steps from the observation a chunk was predicted from to its use; nice = async with the worker at niceness +10 "
+          f"(AsyncInference.worker_nice, opt-in), on the first {baseline_episodes} seeds. Goal: async success within 5 points of "
           f"the 0 ms success up to 80 ms, period p99 < 22 ms.")
 
 
@@ -215,7 +213,7 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, help="a trained bundle (default: the champion of --store)")
     parser.add_argument("--store", help="store root for the default policy (default: the configured store)")
     parser.add_argument("--baseline-episodes", type=int, default=10, help=(
-        "seeds per delay for the async variants 'plain' (5 ms GIL switch) and 'nice' (worker niceness +10); 0: skip"))
+        "seeds per delay for the async variant 'nice' (worker niceness +10); 0: skip"))
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="the sim policy's backend")
     parser.add_argument("--threads", type=int, default=1, help=(
         "intra-op threads of torch and ONNX Runtime; 0: the libraries' defaults. On a shared, loaded CPU two torch "

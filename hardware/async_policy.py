@@ -11,13 +11,13 @@ The first chunk of an episode is predicted before the loop starts (`start_episod
 A policy on the CPU gets every core but one for the rollout's duration (`connect` to `disconnect`; torch's thread
 count is process-wide, so it is restored after): the loop thread keeps a core to step and render on time.
 
-The loop must also get the GIL the moment its sleep ends: while connected, the interpreter hands it between threads
-every `switch_interval_s` (0.5 ms) instead of every 5 ms (process-wide: `SWITCH_INTERVALS`, restored when the last
-runner disconnects). `worker_nice` lowers the worker thread's own OS priority (Linux per-thread niceness, no privilege
-needed; it reaches the threads the worker creates, not pools that exist already, such as ONNX Runtime's). It is off by
-default: on a loaded machine (bench/bench_realtime.py beside three training processes) a niced worker was preempted
-while holding the GIL, which stalled the loop (period p99 48-68 ms against 24-29 ms) and doubled to tripled
-inference latency.
+`worker_nice` lowers the worker thread's own OS priority (Linux per-thread niceness, no privilege needed; it reaches
+the threads the worker creates, not pools that exist already, such as ONNX Runtime's), so the loop wakes on time: on
+the idle 2-core machine it took the loop's period p99 from 22.7-23.3 ms to 21.7-22.7 ms at 40-150 ms of inference
+delay (bench/bench_realtime.py). It is off by default: on a loaded machine (beside three training processes) a niced
+worker was preempted while holding the GIL, which stalled the loop (period p99 48-68 ms against 24-29 ms) and doubled
+to tripled inference latency. (Handing the GIL over every 0.5 ms instead of 5 ms measured no different and was not
+kept.)
 """
 
 from __future__ import annotations
@@ -45,43 +45,12 @@ class AsyncInference:
 
     fallback: Fallback = "hold"
     worker_nice: int = 0  # added to the worker thread's niceness (Linux; 0: unchanged); see the module docstring
-    switch_interval_s: float | None = 0.0005  # the interpreter's GIL hand-over while connected; None: unchanged
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"fallback: expected one of {list(FALLBACKS)}, got {self.fallback!r}")
         if not 0 <= self.worker_nice <= 19:
             raise ValueError(f"worker_nice: expected 0 to 19 (a lower priority than the loop), got {self.worker_nice}")
-        if self.switch_interval_s is not None and not 0 < self.switch_interval_s <= 0.005:
-            raise ValueError(f"switch_interval_s: expected (0, 0.005] seconds or None, got {self.switch_interval_s}")
-
-
-class SwitchIntervals:
-    """The interpreter's GIL switch interval is process-wide, so runners share it: while any is connected the smallest
-    interval asked for holds, and the interpreter's own comes back when the last one disconnects."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: list[float] = []
-        self._original: float | None = None
-
-    def hold(self, interval: float) -> None:
-        with self._lock:
-            if not self._held:
-                self._original = sys.getswitchinterval()
-            self._held.append(interval)
-            sys.setswitchinterval(min([*self._held, self._original]))
-
-    def release(self, interval: float) -> None:
-        with self._lock:
-            self._held.remove(interval)
-            assert self._original is not None
-            sys.setswitchinterval(min([*self._held, self._original]))
-            if not self._held:
-                self._original = None
-
-
-SWITCH_INTERVALS = SwitchIntervals()  # one per process, like the setting it guards
 
 
 class ChunkAligner:
@@ -131,7 +100,6 @@ class AsyncPolicyTeleoperator(Teleoperator):
         self._busy = False
         self._thread: threading.Thread | None = None
         self._torch_threads: int | None = None  # the process's torch thread count while capped, to restore
-        self._switch_interval: float | None = None  # the interval this runner holds (SWITCH_INTERVALS) while connected
         self.worker_niceness: int | None = None  # the worker's niceness as set (None: not changed or not possible)
         self._reset_episode()
 
@@ -140,10 +108,6 @@ class AsyncPolicyTeleoperator(Teleoperator):
         if device is not None and torch.device(device).type == "cpu" and self._torch_threads is None:
             self._torch_threads = torch.get_num_threads()
             torch.set_num_threads(min(self._torch_threads, inference_threads()))
-        interval = self.options.switch_interval_s
-        if interval is not None and self._switch_interval is None:
-            SWITCH_INTERVALS.hold(interval)
-            self._switch_interval = interval
 
     def _reset_episode(self) -> None:
         self.t = 0
@@ -250,6 +214,3 @@ class AsyncPolicyTeleoperator(Teleoperator):
             if self._torch_threads is not None:
                 torch.set_num_threads(self._torch_threads)
                 self._torch_threads = None
-            if self._switch_interval is not None:
-                SWITCH_INTERVALS.release(self._switch_interval)
-                self._switch_interval = None

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from assets_store.bundle import MANIFEST, copy_bundle, existing_bundle, verify_bundle
+from assets_store.bundle import MANIFEST, bundle_identity, copy_bundle, existing_bundle, verify_bundle
 from assets_store.errors import BundleIntegrityError, StoreError
 from assets_store.hashing import file_sha256
 from assets_store.layout import CHAMPION, DEFAULT_MODEL_NAME, StoreLayout
@@ -138,7 +138,7 @@ def record_of(record: dict[str, Any] | None, bundle: Path, where: str) -> dict[s
     expected = (record or {}).get("bundle_manifest_sha256")
     if record is None or not expected:
         return {"promotion": record}
-    got = file_sha256(bundle / MANIFEST)
+    got = bundle_identity(bundle)
     if got == expected:
         return {"promotion": record}
     return {"promotion": None, "promotion_mismatch": (
