@@ -7,7 +7,9 @@ Mobile ALOHA (act-plus-plus) co-trains its mobile demonstrations with static ALO
   two base velocities as zeros, as the recipe appends [0, 0]) and recorded as padded, so the loss can leave it out
   (`ACTConfig.mask_padded_actions`; the original keeps them in); an action the target lacks is an error;
 - cameras are matched by name: a camera the target lacks is dropped, a target camera missing from a group is an
-  error that names the group, its session and the camera;
+  error that names the group, its session and the camera. A group whose rig names a camera differently maps it
+  (`cameras: {target: its own}`, e.g. the simulator's static `top` as `cam_high`): the recipe matches static
+  ALOHA's cam_high, fixed above the table, with Mobile ALOHA's head camera of the same name;
 - joints (the state) must be the target's, in order (the recipe's state is the 14 arm joints in both datasets);
 - normalization statistics come from the groups that carry every target action: the target robot's own data, as
   the recipe's `stats_dir` is the mobile data only. Padded zeros never enter them; in a padded group they are then
@@ -39,13 +41,23 @@ class DatasetGroup:
     padded_actions: list[str] = field(default_factory=list)  # target actions the group lacks: zero, masked
     dropped_cameras: list[str] = field(default_factory=list)  # the group's cameras the target does not use
     in_stats: bool = True  # its data enters the normalization statistics
+    # target camera -> the group's camera that plays it, where the names differ (absent from the JSON when empty,
+    # so the ids of datasets built before it stay)
+    camera_map: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "DatasetGroup":
         return cls(**d)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["camera_map"]:
+            del d["camera_map"]
+        return d
+
+    def source_camera(self, camera: str) -> str:
+        """The group's own name of target camera `camera`."""
+        return self.camera_map.get(camera, camera)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class GroupSpec:
     name: str
     sessions: Sequence[str]
     weight: float = 1.0
+    cameras: Mapping[str, str] = field(default_factory=dict)  # target camera -> the group's own name of it
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,20 @@ def _session_owners(specs: Sequence[GroupSpec]) -> dict[str, str]:
     return owner
 
 
+def _camera_map(spec: GroupSpec, target: Target) -> dict[str, str]:
+    """The group's camera map, checked: keys are target cameras, each of the group's cameras plays at most one."""
+    camera_map = {str(k): str(v) for k, v in dict(spec.cameras).items()}
+    unknown = [c for c in camera_map if c not in target.camera_names]
+    if unknown:
+        raise StoreError(f"group {spec.name!r}: cameras: {unknown} are not target cameras (the target uses "
+                         f"{target.camera_names}); expected {{target camera: the group's camera}}")
+    sources = [camera_map.get(c, c) for c in target.camera_names]
+    twice = sorted({c for c in sources if sources.count(c) > 1})
+    if twice:
+        raise StoreError(f"group {spec.name!r}: cameras: the group's {twice} would play two target cameras")
+    return camera_map
+
+
 def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, robot: str | None = None,
                 camera_names: Sequence[str] | None = None) -> tuple[Target, list[DatasetGroup]]:
     """The target robot (named, else the first group's) and each group conformed to it; raises StoreError on a
@@ -155,6 +182,7 @@ def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, 
     for spec in specs:
         members = by_group[spec.name]
         first = members[0]
+        camera_map = _camera_map(spec, target)
         for e in members:
             where = f"group {spec.name!r} session {e.session!r} episode {e.episode!r}"
             if list(e.action_names) != list(first.action_names) or e.robot != first.robot:
@@ -168,12 +196,17 @@ def plan_groups(entries: Sequence[EpisodeEntry], specs: Sequence[GroupSpec], *, 
             if extra:
                 raise StoreError(f"{where}: actions {extra} are not actions of the target robot {robot!r}")
             for cam in target.camera_names:
-                if cam not in e.camera_names:
-                    raise StoreError(f"{where}: target camera {cam!r} missing (it has {list(e.camera_names)})")
+                own_name = camera_map.get(cam, cam)
+                if own_name not in e.camera_names:
+                    what = f"camera {own_name!r} (mapped to the target's {cam!r})" if cam in camera_map else \
+                        f"target camera {cam!r}"
+                    raise StoreError(f"{where}: {what} missing (it has {list(e.camera_names)})")
         padded = [a for a in target.action_names if a not in first.action_names]
-        dropped = sorted({c for e in members for c in e.camera_names} - set(target.camera_names))
+        used = {camera_map.get(c, c) for c in target.camera_names}
+        dropped = sorted({c for e in members for c in e.camera_names} - used)
         groups.append(DatasetGroup(spec.name, sorted(spec.sessions), float(spec.weight), first.robot,
-                                   list(first.action_names), padded, dropped, in_stats=not padded))
+                                   list(first.action_names), padded, dropped, in_stats=not padded,
+                                   camera_map={c: camera_map[c] for c in target.camera_names if c in camera_map}))
     if not any(g.in_stats for g in groups):
         raise StoreError(f"groups: none carries every target action {target.action_names}; the normalization "
                          "statistics come from the target robot's own data")

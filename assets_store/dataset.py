@@ -106,6 +106,8 @@ class DatasetManifest:
             del d["annotations"]
         if not d["groups"]:
             del d["groups"]
+        else:
+            d["groups"] = [g.to_json() for g in self.groups]  # a group's empty camera map stays out (ids unchanged)
         if not d["takeover_spans"]:  # absent: the ids of datasets without rollouts stay what they were
             del d["takeover_spans"]
         d["schema"] = MANIFEST_SCHEMA

@@ -241,16 +241,20 @@ class ChunkDataset(Dataset):
         group_index = {session: i for i, g in enumerate(self.groups) for session in g.sessions}
         self.has_padding = any(g.padded_actions for g in self.groups)
         target_actions = list(self.manifest.action_names or self.manifest.joint_names)
-        qpos, action, lengths, tasks, masks, group_of = [], [], [], set(), [], []
+        qpos, action, lengths, tasks, masks, group_of, episode_cameras = [], [], [], set(), [], [], []
         q_stats, a_stats = self.stats["qpos"], self.stats["action"]
         for ref, path, span in zip(refs, self.paths, self.spans):
             r = EpisodeReader(path)
             steps = slice(None) if span is None else slice(*span)
             if r.info.task:
                 tasks.add(r.info.task)
-            missing = sorted(set(self.camera_names) - set(r.camera_names))
+            # the episode's own names of the cameras (a co-trained group may name one differently)
+            group = self.groups[group_index[ref.session]]
+            cams = [group.source_camera(c) for c in self.camera_names]
+            missing = sorted(set(cams) - set(r.camera_names))
             if missing:
                 raise ValueError(f"{path}: cameras {missing} missing (has {r.camera_names})")
+            episode_cameras.append(cams)
             qpos.append(q_stats.normalize(r.qpos[steps]).astype(np.float32))
             actions = smooth_base_actions(r.action, r.info.action_names, base_smoothing_window)[steps]
             if self.manifest.groups:  # the target's columns by name; padded ones 0 (normalized like the recipe's)
@@ -260,6 +264,7 @@ class ChunkDataset(Dataset):
             lengths.append(len(actions))
             group_of.append(group_index[ref.session])
         self.tasks = sorted(tasks)  # what the episodes say they demonstrate (a bundle records it)
+        self.episode_cameras = episode_cameras  # per episode, its names of self.camera_names
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)])  # flat index -> episode by searchsorted
         J = len(q_stats.mean)
@@ -309,7 +314,8 @@ class ChunkDataset(Dataset):
         ep, t, qpos, actions, is_pad = self.lowdim(int(index))
         r = self._reader(ep)
         t += self.offsets[ep]  # the episode's own step (a span starts inside it)
-        images = torch.stack([resize_uint8(self._frame(ep, r, cam, t), self.image_size) for cam in self.camera_names])
+        images = torch.stack([resize_uint8(self._frame(ep, r, cam, t), self.image_size)
+                              for cam in self.episode_cameras[ep]])
         item = {"images": images, "qpos": qpos, "actions": actions, "is_pad": is_pad}
         if self.has_padding:
             item["action_mask"] = torch.from_numpy(self.action_masks[ep].copy())

@@ -164,7 +164,7 @@ def describe_groups(manifest) -> list[dict[str, Any]]:
     total = sum(g.weight for g in groups) or 1.0
     return [{"name": g.name, "sessions": list(g.sessions), "weight": g.weight, "share": g.weight / total,
              "padded_actions": list(g.padded_actions), "dropped_cameras": list(g.dropped_cameras),
-             "in_stats": g.in_stats} for g in groups]
+             "camera_map": dict(g.camera_map), "in_stats": g.in_stats} for g in groups]
 
 
 @dataclass
@@ -531,6 +531,7 @@ class GroupsNotice(TrainCallback):
         for g in info.get("groups") or []:
             extra = "".join([f"; padded {', '.join(g['padded_actions'])}" if g["padded_actions"] else "",
                              f"; dropped cameras {', '.join(g['dropped_cameras'])}" if g["dropped_cameras"] else "",
+                             "".join(f"; its {own} as {cam}" for cam, own in (g.get("camera_map") or {}).items()),
                              "" if g["in_stats"] else "; not in the statistics"])
             print(f"group {g['name']}: weight {g['weight']:g} ({g['share']:.0%} of samples), "
                   f"sessions {', '.join(g['sessions'])}{extra}", flush=True)

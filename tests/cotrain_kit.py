@@ -35,9 +35,10 @@ def entries(layout: StoreLayout, *sessions: str):
 
 
 def mixed_dataset(layout: StoreLayout, mobile: float = 0.5, static: float = 0.5, cameras=("top",),
-                  val_fraction: float = 0.0) -> Path:
-    """A dataset for the mobile robot: the mobile and the static session as two groups (written; its directory)."""
-    groups = [GroupSpec("mobile", ["mobile"], mobile), GroupSpec("static", ["static"], static)]
+                  val_fraction: float = 0.0, static_cameras: dict[str, str] | None = None) -> Path:
+    """A dataset for the mobile robot: the mobile and the static session as two groups (written; its directory);
+    `static_cameras` maps target cameras to the static session's."""
+    groups = [GroupSpec("mobile", ["mobile"], mobile), GroupSpec("static", ["static"], static, static_cameras or {})]
     manifest, stats = build_cotraining_dataset(entries(layout, "mobile", "static"), groups, robot=MOBILE,
                                                camera_names=list(cameras), val_fraction=val_fraction)
     return write_dataset(layout, manifest, stats)

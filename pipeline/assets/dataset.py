@@ -49,6 +49,9 @@ class DatasetGroupConfig(Config):
     name: str = Field(description="The group's name (e.g. mobile, static).")
     sessions: list[str] = Field(description="Its sessions.")
     weight: float = Field(1.0, description="Sampling weight: the group's share of each batch is weight / sum.")
+    cameras: dict[str, str] = Field({}, description=(
+        "Cameras this group's rig names differently: {target camera: the group's camera}, e.g. {cam_high: top} for "
+        "the simulator's static sessions. Empty: matched by name."))
 
 
 class DatasetConfig(Config):
@@ -143,7 +146,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         entries = [EpisodeEntry.from_summary(s, ep) for s, ep in candidates if (s, ep["episode"]) in kept]
         try:
             manifest, stats = build_cotraining_dataset(
-                entries, [GroupSpec(g.name, list(g.sessions), g.weight) for g in config.groups], robot=config.robot,
+                entries, [GroupSpec(g.name, list(g.sessions), g.weight, dict(g.cameras)) for g in config.groups], robot=config.robot,
                 camera_names=list(config.cameras) or None, val_fraction=config.val_fraction, annotations=curation)
         except StoreError as exc:  # a group that cannot be conformed to the target: named, nothing written
             raise Failure(str(exc)) from None

@@ -72,6 +72,33 @@ def test_missing_target_camera_names_the_group_session_and_camera(store):
         build_cotraining_dataset(entries(store, "mobile", "static"), groups, robot=MOBILE, camera_names=["wrist"])
 
 
+def test_a_group_plays_a_target_camera_under_its_own_name(store):
+    # The simulator's static `top` plays the mobile head camera, as static ALOHA's cam_high does in the recipe.
+    manifest, _ = load_dataset(mixed_dataset(store, cameras=["cam_high"], static_cameras={"cam_high": "top"}))
+    mobile, static = manifest.groups
+    assert manifest.camera_names == ["cam_high"]
+    assert (mobile.camera_map, mobile.dropped_cameras) == ({}, ["top"])
+    assert (static.camera_map, static.dropped_cameras) == ({"cam_high": "top"}, ["angle"])
+    again = DatasetManifest.from_json(json.loads(json.dumps(manifest.to_json())))
+    assert again.groups == manifest.groups and again.id == manifest.id
+    assert replace(manifest, groups=[mobile, replace(static, camera_map={"cam_high": "angle"})]).id != manifest.id
+    # A group without a map writes no camera_map: the ids of datasets built before the maps stay.
+    plain = load_dataset(mixed_dataset(store))[0].to_json()
+    assert all("camera_map" not in g for g in plain["groups"])
+
+    both = entries(store, "mobile", "static")
+    cases = [
+        ({"wrist": "top"}, ["cam_high"], r"group 'static': cameras: \['wrist'\] are not target cameras"),
+        ({"cam_high": "left"}, ["cam_high"],
+         r"group 'static' session 'static' episode .*camera 'left' \(mapped to the target's 'cam_high'\) missing"),
+        ({"cam_high": "top"}, ["cam_high", "top"], r"group 'static': cameras: the group's \['top'\] would play two"),
+    ]
+    for camera_map, cameras, message in cases:
+        groups = [GroupSpec("mobile", ["mobile"], 0.5), GroupSpec("static", ["static"], 0.5, camera_map)]
+        with pytest.raises(StoreError, match=message):
+            build_cotraining_dataset(both, groups, robot=MOBILE, camera_names=cameras)
+
+
 def test_bad_groups_are_refused_with_a_clear_error(store):
     both = entries(store, "mobile", "static")
     cases = [
@@ -146,6 +173,10 @@ def test_dagster_dataset_run_config_groups_and_metadata(store):
     failed = build(groups=groups, robot=MOBILE, val_fraction=0.0)
     assert not failed.success
     assert "group 'static' session 'static'" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+    # A camera map from the run config reaches the manifest and the metadata.
+    mapped = [groups[0], {**groups[1], "cameras": {"cam_high": "top"}}]
+    result = build(groups=mapped, robot=MOBILE, cameras=["cam_high"], val_fraction=0.0)
+    assert result.success and metadata(result, "dataset")["groups"][1]["camera_map"] == {"cam_high": "top"}
 
 
 def test_malformed_groups_in_a_manifest_are_named():

@@ -66,6 +66,19 @@ def test_loader_pads_static_actions_and_masks_them(store):
             assert item["action_mask"].all()
 
 
+def test_loader_reads_a_mapped_camera_under_the_target_name(store):
+    dataset = mixed_dataset(store, cameras=["cam_high"], static_cameras={"cam_high": "top"})
+    manifest, _ = load_dataset(dataset)
+    ds = ChunkDataset(dataset, "all", chunk_size=5, image_size=(32, 32))
+    assert ds.camera_names == ["cam_high"]
+    for ep, ref in enumerate(manifest.episodes):
+        reader = EpisodeReader(ref.path(StoreLayout.of_dataset(dataset)))
+        own = "top" if ref.session == "static" else "cam_high"  # the static episode's frame of its `top` camera
+        item = ds[int(ds.starts[ep]) + 3]
+        expected = torch.from_numpy(np.ascontiguousarray(reader.frame(own, 3))).permute(2, 0, 1)
+        assert torch.equal(item["images"][0], expected)
+
+
 def test_groups_are_sampled_at_their_weights_over_many_batches(store):
     # Groups of 40 and 400 samples drawn 0.7 / 0.3: the share follows the weights, not the sizes.
     groups = [np.arange(0, 40), np.arange(40, 440)]
