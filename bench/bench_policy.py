@@ -1,7 +1,9 @@
 """What trains better policies, measured as closed-loop success on held-out seeds of the simulator (issue 17):
 
     cotrain    sim-mobile-transfer-cube: N mobile episodes alone against the same N co-trained with S static
-               transfer-cube episodes (groups mobile 0.5 / static 0.5), same budget (the Mobile ALOHA experiment)
+               transfer-cube episodes (groups mobile 0.5 / static 0.5), same budget (the Mobile ALOHA experiment);
+               the policy sees the head camera cam_high, played in the static group by its `top` camera;
+               `--cotrain-variants unmasked` adds the run with the padded base actions kept in the loss
     augment    training-time image augmentation off / on, evaluated on the default view and on the shifted one
                (cameras moved ~3 cm / ~3 degrees, lights changed: hardware/sim/view.py)
     insertion  success against the training budget: one run per budget of --train-minutes / --train-steps
@@ -48,7 +50,9 @@ MOBILE, STATIC = "mobile_transfer_cube", "transfer_cube"
 # drive would be blind. The static scene's `top` camera plays cam_high in the static group, as static ALOHA's cam_high
 # (fixed to the frame above the table) does beside Mobile ALOHA's head camera in the recipe.
 MOBILE_CAMERA, STATIC_CAMERA = "cam_high", "top"
-COTRAIN_VARIANTS = ("alone", "cotrained")
+# alone: the N mobile episodes; cotrained: + the static ones, padded base actions out of the loss (the default);
+# unmasked: the same, padded actions kept in the loss as the original code does (mask_padded_actions false)
+COTRAIN_VARIANTS = ("alone", "cotrained", "unmasked")
 RESULTS_FILE = "bench-policy-results.jsonl"  # in the store: every run's rows, appended
 
 
@@ -184,26 +188,32 @@ def ratio(new: float, base: float) -> str:
 # ------------------------------------------------------------------------------------------------- parts
 def bench_cotrain(bench: Bench, budgets: list[Budget]) -> list[tuple[str, str]]:
     a = bench.args
-    variants = COTRAIN_VARIANTS if a.cotrain_variant == "both" else (a.cotrain_variant,)
+    variants = a.cotrain_variants
     mobile = bench.session(MOBILE, a.episodes, [MOBILE_CAMERA])
     groups = [{"name": "mobile", "sessions": [mobile], "weight": 0.5}]
-    if "cotrained" in variants:
+    if set(variants) - {"alone"}:
         static = bench.session(STATIC, a.static_episodes)  # its default camera is `top`: the augment part's session
         groups.append({"name": "static", "sessions": [static], "weight": 0.5,
                        "cameras": {MOBILE_CAMERA: STATIC_CAMERA}})
+    mixed = f"{a.episodes} mobile + {a.static_episodes} static"
+    runs = {
+        "alone": (f"{a.episodes} mobile alone", {"sessions": [mobile]}, {}),
+        "cotrained": (mixed, {"groups": groups, "cameras": [MOBILE_CAMERA]}, {}),
+        "unmasked": (f"{mixed}, padding in the loss", {"groups": groups, "cameras": [MOBILE_CAMERA]},
+                     {"mask_padded_actions": False}),
+    }
     rows = []
     for budget in budgets:
         done = {}
-        if "alone" in variants:
-            done["alone"], _ = bench.train("cotrain", f"{a.episodes} mobile alone", bench.options(
-                MOBILE, dataset_config={"sessions": [mobile]}), budget)
-        if "cotrained" in variants:
-            done["cotrained"], _ = bench.train("cotrain", f"{a.episodes} mobile + {a.static_episodes} static", bench.options(
-                MOBILE, dataset_config={"groups": groups, "cameras": [MOBILE_CAMERA]}), budget)
+        for variant in variants:
+            name, dataset, training = runs[variant]
+            done[variant], _ = bench.train("cotrain", name, bench.options(
+                MOBILE, dataset_config=dataset, extra_training_config=training), budget)
         rows += [(f"cotrain {budget}: {r.variant}", describe(r)) for r in done.values()]
-        if len(done) == 2:
-            rows.append((f"cotrain {budget}: co-trained / alone (success)",
-                         ratio(done["cotrained"].rate(), done["alone"].rate())))
+        for variant in [v for v in ("cotrained", "unmasked") if v in done]:
+            if "alone" in done:
+                rows.append((f"cotrain {budget}: {variant} / alone (success)",
+                             ratio(done[variant].rate(), done["alone"].rate())))
     return rows
 
 
@@ -256,6 +266,14 @@ def number_list(kind: type):
     return parse
 
 
+def variant_list(text: str) -> list[str]:
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in COTRAIN_VARIANTS]
+    if not variants or unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(COTRAIN_VARIANTS)}, got {text!r}")
+    return list(dict.fromkeys(variants))
+
+
 def resolution(text: str) -> tuple[int, int]:
     h, _, w = text.partition("x")
     try:
@@ -271,8 +289,9 @@ def main() -> None:
     ap.add_argument("--store", help="store of the bench (sessions, runs); reused between runs")
     ap.add_argument("--episodes", type=int, default=50, help="episodes of the task (cotrain: N mobile episodes)")
     ap.add_argument("--static-episodes", type=int, default=50, help="cotrain: static transfer-cube episodes")
-    ap.add_argument("--cotrain-variant", default="both", choices=("both", *COTRAIN_VARIANTS),
-                    help="cotrain: run one arm only (two processes, two stores: the arms side by side)")
+    ap.add_argument("--cotrain-variants", type=variant_list, default=["alone", "cotrained"],
+                    help=f"cotrain: comma-separated, of {', '.join(COTRAIN_VARIANTS)} (one per process and store: "
+                         "the arms side by side)")
     ap.add_argument("--train-minutes", type=number_list(float), default=None,
                     help="training budget(s) in minutes, comma-separated: one run each (default: the demo's 20)")
     ap.add_argument("--train-steps", type=number_list(int), default=None,

@@ -162,6 +162,55 @@ def test_operator_keys_label_or_discard():
     assert label(ep) == Verdict(False)
 
 
+def test_operator_labels_rollouts_with_keys_on_a_real_terminal(bundles, tmp_path):
+    """`aloha rollout --record` on a pseudo-terminal, as over SSH: after each rollout it waits for a key; `s` stores
+    the rollout as a success, `x` discards the next one (never committed)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    store = tmp_path / "store"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli.app", "rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]),
+         "--resolution", "32x32", "--max-steps", "10", "--episodes", "2", "--no-takeover", "--record", "keyed",
+         "--store", str(store)],
+        cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo), COLUMNS="200"),
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen, answers, answered = b"", [b"s", b"x"], 0
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the command exited and closed its end of the terminal
+                    break
+            while seen.count(b"label this rollout") > answered and answered < len(answers):
+                os.write(master, answers[answered])  # one key per prompt, in order
+                answered += 1
+            if proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
+                break
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    output = seen.decode(errors="replace")
+    assert proc.returncode == 0, output
+    assert seen.count(b"label this rollout") == 2
+    (r,) = _episodes(store, "keyed")  # the discarded rollout was never committed
+    assert (r.attrs["label"], r.attrs["label_source"]) == ("success", "operator")
+    assert read_finalized_marker(StoreLayout(store).session_dir("keyed"))["discarded_this_run"] == 1
+
+
 def test_gripper_gesture_fires_once_per_held_squeeze():
     from hardware.aloha.takeover import GripperGesture
 
@@ -234,9 +283,9 @@ def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, la
 
     def stand_in_operator() -> str:  # called once per control step; types nothing
         step = next(calls)
-        if step in (0, 40):  # open (no sway) ...
+        if step in (0, 40, 80):  # open (no sway) ...
             grippers(emu.GRIPPER_OPEN - 50)
-        if step == 10:  # ... squeezed shut from step 10 to 40: far longer than the 5 steps the gesture needs
+        if step in (10, 60):  # ... squeezed shut from step 10 to 40: far longer than the 5 steps the gesture needs
             grippers(emu.GRIPPER_CLOSED)
         return ""
 
@@ -244,6 +293,12 @@ def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, la
     (ep,) = report.episodes
     # one takeover (the squeeze fires once, however long it is held), never handed back: it lasts to the end
     assert len(ep.takeover_spans) == 1 and 10 < ep.takeover_spans[0][0] < 40 and ep.takeover_spans[0][1] == 60
+    # The same squeeze again hands the followers back to the policy (held from step 60 of a longer rollout).
+    calls = iter(range(10_000))
+    report = run_rollouts(robot, policy, [None], num_steps=100, takeover=human, keys=stand_in_operator)
+    (ep,) = report.episodes
+    (start, end), = ep.takeover_spans
+    assert 10 < start < 40 and 60 < end < 80
 
 
 def test_recorded_settings_say_what_ran_a_policy_server_and_the_champion_version(bundles, tmp_path):
