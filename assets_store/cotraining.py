@@ -47,6 +47,10 @@ class DatasetGroup:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "DatasetGroup":
+        camera_map = d.get("camera_map", {})
+        if not isinstance(camera_map, Mapping) or not all(isinstance(x, str) for kv in camera_map.items() for x in kv):
+            raise TypeError(f"group {d.get('name')!r}: camera_map: expected {{target camera: the group's camera}}, "
+                            f"got {camera_map!r}")
         return cls(**d)
 
     def to_json(self) -> dict[str, Any]:
@@ -141,15 +145,19 @@ def _session_owners(specs: Sequence[GroupSpec]) -> dict[str, str]:
 
 def _camera_map(spec: GroupSpec, target: Target) -> dict[str, str]:
     """The group's camera map, checked: keys are target cameras, each of the group's cameras plays at most one."""
-    camera_map = {str(k): str(v) for k, v in dict(spec.cameras).items()}
+    # a camera mapped to its own name is matched by name: kept out, so it changes neither the id nor the report
+    camera_map = {str(k): str(v) for k, v in dict(spec.cameras).items() if str(k) != str(v)}
     unknown = [c for c in camera_map if c not in target.camera_names]
     if unknown:
         raise StoreError(f"group {spec.name!r}: cameras: {unknown} are not target cameras (the target uses "
                          f"{target.camera_names}); expected {{target camera: the group's camera}}")
-    sources = [camera_map.get(c, c) for c in target.camera_names]
-    twice = sorted({c for c in sources if sources.count(c) > 1})
+    plays: dict[str, list[str]] = {}
+    for cam in target.camera_names:
+        plays.setdefault(camera_map.get(cam, cam), []).append(cam)
+    twice = {own: cams for own, cams in plays.items() if len(cams) > 1}
     if twice:
-        raise StoreError(f"group {spec.name!r}: cameras: the group's {twice} would play two target cameras")
+        raise StoreError(f"group {spec.name!r}: cameras: each of the group's cameras plays one target camera, "
+                         f"got {twice} (the group's camera: the target cameras it would play)")
     return camera_map
 
 

@@ -290,8 +290,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=50, help="episodes of the task (cotrain: N mobile episodes)")
     ap.add_argument("--static-episodes", type=int, default=50, help="cotrain: static transfer-cube episodes")
     ap.add_argument("--cotrain-variants", type=variant_list, default=["alone", "cotrained"],
-                    help=f"cotrain: comma-separated, of {', '.join(COTRAIN_VARIANTS)} (one per process and store: "
-                         "the arms side by side)")
+                    help=f"cotrain: comma-separated, of {', '.join(COTRAIN_VARIANTS)}; to run variants side by side, "
+                         "give each process one variant and its own --store")
     ap.add_argument("--train-minutes", type=number_list(float), default=None,
                     help="training budget(s) in minutes, comma-separated: one run each (default: the demo's 20)")
     ap.add_argument("--train-steps", type=number_list(int), default=None,

@@ -15,12 +15,12 @@ STATIC_CAMERAS, MOBILE_CAMERAS = ["top", "angle"], ["top", "cam_high"]
 
 
 def record_sim(layout: StoreLayout, robot_name: str, session: str, cameras: list[str], episodes: int = 2,
-               steps: int = 20, seed: int = 0) -> list[Path]:
+               steps: int = 20, seed: int = 0, resolution: tuple[int, int] = (32, 32)) -> list[Path]:
     """A finalized session of scripted episodes recorded from the real simulator, as `aloha record` does."""
     from hardware.recorder import RecordConfig, record_session
     from hardware.registry import RobotOptions, make_robot, make_teleoperator
 
-    robot = make_robot(robot_name, RobotOptions(cameras=cameras, resolution=(32, 32), layout=layout))
+    robot = make_robot(robot_name, RobotOptions(cameras=cameras, resolution=resolution, layout=layout))
     config = RecordConfig(session=session, episodes=episodes, episode_len=steps, seed=seed, realtime=False)
     return [e.path for e in record_session(robot, make_teleoperator(robot_name, robot), layout, config).episodes]
 

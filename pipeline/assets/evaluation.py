@@ -59,11 +59,15 @@ class EvaluationConfig(Config):
 def recorded_resolution(store: StoreResource, dataset_dir: Path) -> tuple[int, int] | None:
     """(H, W) the dataset's cameras recorded at: evaluation renders what training saw."""
     manifest, _ = load_dataset(dataset_dir)
-    if not manifest.episodes:
+    # A co-trained dataset's other groups may come from rigs that record at other sizes: the target robot's own
+    # episodes (the groups in the statistics) say what the evaluated robot renders.
+    own = {s for g in manifest.sampling_groups if g.in_stats for s in g.sessions}
+    episode = next((e for e in manifest.episodes if e.session in own), None)
+    if episode is None:
         return None
-    attrs = read_root_attrs(manifest.episodes[0].path(store.layout))
-    cams = attrs.get("cameras") or []
-    return (int(cams[0]["height"]), int(cams[0]["width"])) if cams else None
+    cams = read_root_attrs(episode.path(store.layout)).get("cameras") or []
+    first = next((c for c in cams if c.get("name") in manifest.camera_names), cams[0] if cams else None)
+    return (int(first["height"]), int(first["width"])) if first else None
 
 
 def closed_loop_evaluation(

@@ -12,10 +12,10 @@ import pytest
 
 from assets_store import StoreLayout
 from assets_store.cotraining import GroupSpec
-from assets_store.dataset import DatasetManifest, build_cotraining_dataset, load_dataset
+from assets_store.dataset import DatasetManifest, build_cotraining_dataset, load_dataset, write_dataset
 from assets_store.errors import StoreError
 from assets_store.stats import dataset_stats
-from cotrain_kit import MOBILE, STATIC, entries, mixed_dataset, record_both
+from cotrain_kit import MOBILE, STATIC, entries, mixed_dataset, record_both, record_sim
 
 BASE = ["base_linear_vel", "base_angular_vel"]
 
@@ -82,21 +82,38 @@ def test_a_group_plays_a_target_camera_under_its_own_name(store):
     again = DatasetManifest.from_json(json.loads(json.dumps(manifest.to_json())))
     assert again.groups == manifest.groups and again.id == manifest.id
     assert replace(manifest, groups=[mobile, replace(static, camera_map={"cam_high": "angle"})]).id != manifest.id
-    # A group without a map writes no camera_map: the ids of datasets built before the maps stay.
-    plain = load_dataset(mixed_dataset(store))[0].to_json()
-    assert all("camera_map" not in g for g in plain["groups"])
+    # A group without a map writes no camera_map: the ids of datasets built before the maps stay; a camera mapped
+    # to its own name is no map.
+    plain = load_dataset(mixed_dataset(store))[0]
+    assert all("camera_map" not in g for g in plain.to_json()["groups"])
+    assert load_dataset(mixed_dataset(store, static_cameras={"top": "top"}))[0].id == plain.id
 
     both = entries(store, "mobile", "static")
     cases = [
         ({"wrist": "top"}, ["cam_high"], r"group 'static': cameras: \['wrist'\] are not target cameras"),
         ({"cam_high": "left"}, ["cam_high"],
          r"group 'static' session 'static' episode .*camera 'left' \(mapped to the target's 'cam_high'\) missing"),
-        ({"cam_high": "top"}, ["cam_high", "top"], r"group 'static': cameras: the group's \['top'\] would play two"),
+        ({"cam_high": "top"}, ["cam_high", "top"],
+         r"group 'static': cameras: each of the group's cameras plays one target camera, got \{'top': \['cam_high', 'top'\]\}"),
     ]
     for camera_map, cameras, message in cases:
         groups = [GroupSpec("mobile", ["mobile"], 0.5), GroupSpec("static", ["static"], 0.5, camera_map)]
         with pytest.raises(StoreError, match=message):
             build_cotraining_dataset(both, groups, robot=MOBILE, camera_names=cameras)
+
+
+def test_evaluation_renders_at_the_target_robots_recorded_size(store):
+    # A static group recorded at another size, whose session sorts first: the mobile robot is evaluated at the size
+    # its own episodes recorded (what the policy trained on), not at the first episode's.
+    from pipeline.assets.evaluation import recorded_resolution
+    from pipeline.resources import StoreResource
+
+    record_sim(store, STATIC, "a-static", ["top"], episodes=2, resolution=(24, 40))
+    groups = [GroupSpec("mobile", ["mobile"], 0.5), GroupSpec("static", ["a-static"], 0.5, {"cam_high": "top"})]
+    manifest, stats = build_cotraining_dataset(entries(store, "mobile", "a-static"), groups, robot=MOBILE,
+                                               camera_names=["cam_high"], val_fraction=0.0)
+    assert manifest.episodes[0].session == "a-static"
+    assert recorded_resolution(StoreResource(root=str(store.root)), write_dataset(store, manifest, stats)) == (32, 32)
 
 
 def test_bad_groups_are_refused_with_a_clear_error(store):
@@ -183,3 +200,8 @@ def test_malformed_groups_in_a_manifest_are_named():
     bad = {**json.loads(OLD_MANIFEST), "groups": [{"name": "g", "wieght": 1}]}
     with pytest.raises(StoreError, match=r"m.json: groups: expected a list of \{name, sessions, weight"):
         DatasetManifest.from_json(bad, "m.json")
+    group = {"name": "g", "sessions": ["s1"], "weight": 1.0}
+    for camera_map in (["top"], None, {"cam_high": 3}):
+        bad = {**json.loads(OLD_MANIFEST), "groups": [{**group, "camera_map": camera_map}]}
+        with pytest.raises(StoreError, match=r"m.json: groups: .*group 'g': camera_map: expected \{target camera"):
+            DatasetManifest.from_json(bad, "m.json")

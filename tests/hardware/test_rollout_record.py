@@ -168,6 +168,7 @@ def test_operator_labels_rollouts_with_keys_on_a_real_terminal(bundles, tmp_path
     import os
     import pty
     import select
+    import signal
     import subprocess
     import sys
     import time
@@ -176,13 +177,18 @@ def test_operator_labels_rollouts_with_keys_on_a_real_terminal(bundles, tmp_path
     repo = Path(__file__).resolve().parents[2]
     store = tmp_path / "store"
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli.app", "rollout", "--robot", "emulated", "--policy", str(bundles["emulated"]),
-         "--resolution", "32x32", "--max-steps", "10", "--episodes", "2", "--no-takeover", "--record", "keyed",
-         "--store", str(store)],
-        cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo), COLUMNS="200"),
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli.app", "rollout", "--robot", "emulated", "--policy",
+             str(bundles["emulated"]), "--resolution", "32x32", "--max-steps", "10", "--episodes", "2",
+             "--no-takeover", "--record", "keyed", "--store", str(store)],
+            cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo), COLUMNS="200"),
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
     seen, answers, answered = b"", [b"s", b"x"], 0
     try:
         deadline = time.monotonic() + 180
@@ -197,11 +203,12 @@ def test_operator_labels_rollouts_with_keys_on_a_real_terminal(bundles, tmp_path
                 answered += 1
             if proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
                 break
-        proc.wait(timeout=60)
-    finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            pytest.fail("aloha rollout did not finish within 180 s:\n" + seen.decode(errors="replace"))
+    finally:
+        if proc.poll() is None:  # its own process group: the servo emulator it started goes too
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
         os.close(master)
     output = seen.decode(errors="replace")
     assert proc.returncode == 0, output
@@ -285,7 +292,8 @@ def test_the_leader_gripper_gesture_takes_over_on_the_emulated_aloha(bundles, la
         step = next(calls)
         if step in (0, 40, 80):  # open (no sway) ...
             grippers(emu.GRIPPER_OPEN - 50)
-        if step in (10, 60):  # ... squeezed shut from step 10 to 40: far longer than the 5 steps the gesture needs
+        if step in (10, 60):  # ... squeezed shut from step 10 to 40 (and 60 to 80): far longer than the 5 steps
+            # the gesture needs
             grippers(emu.GRIPPER_CLOSED)
         return ""
 
