@@ -191,7 +191,11 @@ def plan_mobile_demo(
     task: SimTask, object_poses: np.ndarray, base: BasePose, episode_len: int | None = None,
     physics: SimPhysics | None = None, drive_steps: int = DRIVE_STEPS,
 ) -> DemoPlan:
-    """Drive to the working pose in `drive_steps` steps, then the static task's plan; (T, 16) actions."""
+    """Drive to the working pose (at most `drive_steps` steps), then the static task's plan at once; (T, 16) actions.
+
+    The arms start as soon as the base has come to rest, as a person would: a fixed start after a shorter drive
+    would leave an idle wait that nothing a policy observes can time (the arms, the base and the view all stand
+    still), and a policy trained on it starts its arms at a guess."""
     commands = drive_plan(base, BasePose(0.0, 0.0, 0.0), C.CONTROL_DT)
     if len(commands) > drive_steps:
         raise ValueError(f"the drive from {base} takes {len(commands)} steps, more than the {drive_steps} planned")
@@ -199,11 +203,12 @@ def plan_mobile_demo(
     n = len(object_poses) // 7
     seen = np.concatenate([to_base_frame(object_poses[7 * i : 7 * i + 7], arrived) for i in range(n)])
     episode_len = episode_len or task.episode_len
-    arms = plan_demo(task, seen, max(1, episode_len - drive_steps), physics)
+    start = min(len(commands), episode_len)
+    arms = plan_demo(task, seen, max(1, episode_len - start), physics)
     actions = np.zeros((episode_len, 16), dtype=np.float32)
-    actions[:drive_steps, :14] = arms.actions[0]  # the arms hold their start pose while the base drives
-    actions[: len(commands), 14:] = commands[:episode_len]
-    actions[drive_steps:, :14] = arms.actions[: max(0, episode_len - drive_steps)]
+    actions[:start, :14] = arms.actions[0]  # the arms hold their start pose while the base drives
+    actions[:start, 14:] = commands[:start]
+    actions[start:, :14] = arms.actions[: episode_len - start]
     return DemoPlan(actions=actions, ee_max_reward=arms.ee_max_reward)
 
 

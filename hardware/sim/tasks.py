@@ -112,7 +112,8 @@ class SimTask:
         return self.base_start(rng)
 
 
-# The drive (turn, up to ~1.1 m straight, turn: at most DRIVE_STEPS, ~5 s) then ACT's 400-step transfer.
+# The drive (turn, up to ~1.1 m straight, turn: at most DRIVE_STEPS, ~5 s) then ACT's 400-step transfer, which
+# starts as soon as the base is at rest (a shorter drive leaves the transfer more time, never an idle wait).
 DRIVE_STEPS = 250
 MOBILE_EPISODE_LEN = DRIVE_STEPS + EPISODE_LEN
 
