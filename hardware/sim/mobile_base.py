@@ -1,4 +1,4 @@
-"""The simulated Mobile ALOHA base: planar pose, unicycle commands, seeded start poses and a turn-drive-turn plan.
+"""The simulated Mobile ALOHA base: planar pose, unicycle commands, seeded start poses and a smooth drive plan.
 
 The base carries the whole bimanual rig. Its pose (x, y, heading) is the offset of the rig from where the static
 gym-aloha scenes put it: (0, 0, 0) is the working pose at the table. Heading 0 faces +y (towards the table), and
@@ -87,21 +87,40 @@ def trapezoid(distance: float, vmax: float, amax: float, dt: float) -> np.ndarra
 
 
 def drive_plan(start: BasePose, goal: BasePose, dt: float, settle_steps: int = 10) -> np.ndarray:
-    """(T, 2) unicycle commands: turn towards the goal, drive straight to it, turn to the goal heading; each leg
-    ends with `settle_steps` of zero command so the lagging base comes to rest before the next one."""
-    delta = goal.origin - start.origin
-    distance = float(np.hypot(*delta))
-    travel = float(np.arctan2(-delta[0], delta[1])) if distance > 1e-6 else start.heading
-    legs = []
-    for turn in (_wrap(travel - start.heading), None, _wrap(goal.heading - travel)):
-        if turn is None:
-            v = trapezoid(distance, MAX_LINEAR, MAX_LINEAR_ACCEL, dt)
-            leg = np.stack([v, np.zeros_like(v)], axis=1)
-        else:
-            w = trapezoid(turn, MAX_ANGULAR, MAX_ANGULAR_ACCEL, dt)
-            leg = np.stack([np.zeros_like(w), w], axis=1)
-        legs += [leg, np.zeros((settle_steps, 2))]
-    return np.concatenate(legs).astype(np.float32)
+    """(T, 2) unicycle commands that drive along one smooth curve from `start` to `goal`, turning while moving, as a
+    person pushing the base would; `settle_steps` of zero command at the end let the lagging base come to rest.
+
+    The curve is the cubic Hermite between the two reference points whose end tangents are the two headings, so it
+    leaves along the start heading and arrives along the goal heading. Speed follows one trapezoid over its length
+    (lowered where the curve would need more than MAX_ANGULAR). A turn in place first, as a plan of straight legs has,
+    would start every demonstration with the base standing still: a policy that does not observe the base's velocity
+    sees the same view either way, learns to stand, and never leaves."""
+    p0, p1 = start.origin, goal.origin
+    length = float(np.hypot(*(p1 - p0)))
+    if length < 1e-6:
+        return np.zeros((settle_steps, 2), dtype=np.float32)
+    u = np.linspace(0.0, 1.0, 2001)[:, None]
+    h00, h10, h01, h11 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u, -2 * u**3 + 3 * u**2, u**3 - u**2
+    path = h00 * p0 + h10 * length * _forward(start.heading) + h01 * p1 + h11 * length * _forward(goal.heading)
+    steps = np.diff(path, axis=0)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(steps[:, 0], steps[:, 1]))])
+    heading = np.unwrap(np.arctan2(-steps[:, 0], steps[:, 1]))
+    heading = np.concatenate([[heading[0]], heading])  # heading at each sample, by arc length
+    curvature = np.abs(np.gradient(heading, arc))
+    vmax = min(MAX_LINEAR, MAX_ANGULAR / max(float(curvature.max()), 1e-9))
+    v = trapezoid(float(arc[-1]), vmax, MAX_LINEAR_ACCEL, dt)
+    travelled = np.concatenate([[0.0], np.cumsum(v) * dt])
+    # the heading change of each step where the curve says, plus whatever the start heading misses of it
+    along = np.interp(travelled, arc, heading)
+    along[0], along[-1] = start.heading, start.heading + _wrap(goal.heading - start.heading)
+    w = np.diff(along) / dt
+    commands = np.stack([v, w], axis=1)
+    return np.concatenate([commands, np.zeros((settle_steps, 2))]).astype(np.float32)
+
+
+def _forward(heading: float) -> np.ndarray:
+    """Unit vector of the direction the base faces at `heading` (0 faces +y)."""
+    return np.array([-np.sin(heading), np.cos(heading)])
 
 
 def _wrap(angle: float) -> float:

@@ -112,8 +112,8 @@ class SimTask:
         return self.base_start(rng)
 
 
-# The drive (turn, up to ~1.1 m straight, turn: at most DRIVE_STEPS, ~5 s) then ACT's 400-step transfer, which
-# starts as soon as the base is at rest (a shorter drive leaves the transfer more time, never an idle wait).
+# The drive (one curve of ~1.0-1.2 m, turning while it moves: ~2.7 s, at most DRIVE_STEPS), then ACT's 400-step
+# transfer, which starts as soon as the base is at rest (a shorter drive leaves it more time, never an idle wait).
 DRIVE_STEPS = 250
 MOBILE_EPISODE_LEN = DRIVE_STEPS + EPISODE_LEN
 

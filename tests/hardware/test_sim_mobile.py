@@ -181,3 +181,22 @@ def test_a_16d_policy_drives_the_base_in_rollout_and_evaluation(tmp_path):
                                            "--store", str(tmp_path / "store")])
     assert res.exit_code == 0, res.output
     assert f"on {ROBOT}: 1 episode(s), 10 steps" in res.output
+
+
+def test_the_demonstrated_drive_moves_from_the_first_step_within_the_limits():
+    """One smooth curve, turning while it moves: never a stretch of standing still before it arrives (a policy
+    that does not observe the base's velocity would learn to stand at the start), and it ends where it should."""
+    from hardware.sim import constants as C
+    from hardware.sim.mobile_base import (MAX_ANGULAR, MAX_LINEAR, BasePose, drive_plan, sample_start_pose)
+    from hardware.sim.scripted import drive_end_pose
+
+    for seed in range(20):
+        start = sample_start_pose(np.random.default_rng(seed))
+        commands = drive_plan(start, BasePose(0.0, 0.0, 0.0), C.CONTROL_DT)
+        moving = commands[:-10]  # the last 10 steps let the base settle
+        assert len(commands) <= DRIVE_STEPS and not commands[-10:].any()
+        assert (moving[:, 0] > 0).all(), seed  # linear velocity from the first step to the last
+        assert moving[:, 0].max() <= MAX_LINEAR + 1e-6 and np.abs(moving[:, 1]).max() <= MAX_ANGULAR + 1e-6
+        assert np.abs(np.diff(moving[:, 0])).max() <= 1.0 * C.CONTROL_DT * 1.5  # bounded acceleration
+        end = drive_end_pose(start, commands)
+        np.testing.assert_allclose(end.as_array(), [0.0, 0.0, 0.0], atol=1e-3)
