@@ -12,11 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def default_signals() -> None:
-    """Popen preexec_fn: a child gets SIGINT/SIGHUP at their defaults even when the test run itself ignores them
-    (a shell's `&` ignores SIGINT in background jobs, `nohup` ignores SIGHUP, and children inherit both)."""
+    """Popen preexec_fn: a child gets SIGINT/SIGHUP/SIGTERM at their defaults even when the test run itself ignores
+    them (a shell's `&` ignores SIGINT in background jobs, `nohup` ignores SIGHUP, and children inherit both)."""
     import signal
 
-    for signum in (signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
 
 

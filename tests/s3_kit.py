@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from proc_kit import default_signals
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -46,6 +48,16 @@ def placeholder_bundle(path: Path, dataset_id: str = "ds1", mlflow_run_id: str =
     return path
 
 
+def stop_server(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM to the server's PID, and SIGKILL when it has not gone within `grace_s`: it never outlives the test."""
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def loopback_gcs(log: Path, bucket: str) -> Iterator[dict[str, str]]:
     """Start the GCS emulator with `bucket`, and yield the variables that point gcsfs (in a new process: gcsfs reads
@@ -56,13 +68,12 @@ def loopback_gcs(log: Path, bucket: str) -> Iterator[dict[str, str]]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("gcp-storage-emulator")), "start", "--host",
                                  "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", bucket],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals)
     try:
         wait_until_it_answers(f"http://127.0.0.1:{port}/storage/v1/b/{bucket}", proc, log, "gcp-storage-emulator")
         yield {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 @contextlib.contextmanager
@@ -74,7 +85,7 @@ def loopback_s3(log: Path, bucket: str) -> Iterator[dict[str, str]]:
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals)
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     try:
@@ -84,6 +95,5 @@ def loopback_s3(log: Path, bucket: str) -> Iterator[dict[str, str]]:
                           endpoint_url=env["AWS_ENDPOINT_URL"], skip_instance_cache=True).mkdir(bucket)
         yield env
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
         s3fs.S3FileSystem.clear_instance_cache()
