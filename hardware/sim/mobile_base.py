@@ -106,6 +106,7 @@ def drive_plan(start: BasePose, goal: BasePose, dt: float, settle_steps: int = 1
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(steps[:, 0], steps[:, 1]))])
     heading = np.unwrap(np.arctan2(-steps[:, 0], steps[:, 1]))
     heading = np.concatenate([[heading[0]], heading])  # heading at each sample, by arc length
+    heading += 2 * np.pi * np.round((start.heading - heading[0]) / (2 * np.pi))  # the start's own turn count
     curvature = np.abs(np.gradient(heading, arc))
     vmax = min(MAX_LINEAR, MAX_ANGULAR / max(float(curvature.max()), 1e-9))
     v = trapezoid(float(arc[-1]), vmax, MAX_LINEAR_ACCEL, dt)
