@@ -97,11 +97,14 @@ def drive_plan(start: BasePose, goal: BasePose, dt: float, settle_steps: int = 1
     sees the same view either way, learns to stand, and never leaves."""
     p0, p1 = start.origin, goal.origin
     length = float(np.hypot(*(p1 - p0)))
-    if length < 1e-6:
-        return np.zeros((settle_steps, 2), dtype=np.float32)
+    if length < 1e-6:  # already there: only the heading to set, turning in place
+        w = trapezoid(_wrap(goal.heading - start.heading), MAX_ANGULAR, MAX_ANGULAR_ACCEL, dt)
+        turn = np.stack([np.zeros_like(w), w], axis=1)
+        return np.concatenate([turn, np.zeros((settle_steps, 2))]).astype(np.float32)
     u = np.linspace(0.0, 1.0, 2001)[:, None]
     h00, h10, h01, h11 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u, -2 * u**3 + 3 * u**2, u**3 - u**2
-    path = h00 * p0 + h10 * length * _forward(start.heading) + h01 * p1 + h11 * length * _forward(goal.heading)
+    ahead0, ahead1 = (world_velocity(length, 0.0, h)[:2] for h in (start.heading, goal.heading))  # tangents
+    path = h00 * p0 + h10 * ahead0 + h01 * p1 + h11 * ahead1
     steps = np.diff(path, axis=0)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(steps[:, 0], steps[:, 1]))])
     heading = np.unwrap(np.arctan2(-steps[:, 0], steps[:, 1]))
@@ -117,11 +120,6 @@ def drive_plan(start: BasePose, goal: BasePose, dt: float, settle_steps: int = 1
     w = np.diff(along) / dt
     commands = np.stack([v, w], axis=1)
     return np.concatenate([commands, np.zeros((settle_steps, 2))]).astype(np.float32)
-
-
-def _forward(heading: float) -> np.ndarray:
-    """Unit vector of the direction the base faces at `heading` (0 faces +y)."""
-    return np.array([-np.sin(heading), np.cos(heading)])
 
 
 def _wrap(angle: float) -> float:

@@ -6,8 +6,8 @@ the commanded opening) become the 14-D targets sent to the joint-space robot, on
 leader arms would send them. The recorder sees an ordinary `Teleoperator`.
 
 Mobile tasks: first the base drives from its seeded start pose to the working pose (one smooth curve, turning while
-it moves, the arms holding their start pose), then the static plan runs at once, made against the object poses as seen from the pose the
-drive ends at. The 16-D actions carry the commanded base velocities (zero once the base has arrived).
+it moves, the arms holding their start pose), then the static plan runs at once, made against the object poses as
+seen from the pose the drive ends at. The 16-D actions carry the commanded base velocities (zero once the base has arrived).
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, store: StoreR
         entries = [EpisodeEntry.from_summary(s, ep) for s, ep in candidates if (s, ep["episode"]) in kept]
         try:
             manifest, stats = build_cotraining_dataset(
-                entries, [GroupSpec(g.name, list(g.sessions), g.weight, dict(g.cameras)) for g in config.groups], robot=config.robot,
-                camera_names=list(config.cameras) or None, val_fraction=config.val_fraction, annotations=curation)
+                entries, [GroupSpec(g.name, list(g.sessions), g.weight, dict(g.cameras)) for g in config.groups],
+                robot=config.robot, camera_names=list(config.cameras) or None, val_fraction=config.val_fraction, annotations=curation)
         except StoreError as exc:  # a group that cannot be conformed to the target: named, nothing written
             raise Failure(str(exc)) from None
     elif len(meta_of) > 1:

@@ -200,3 +200,7 @@ def test_the_demonstrated_drive_moves_from_the_first_step_within_the_limits():
         assert np.abs(np.diff(moving[:, 0])).max() <= 1.0 * C.CONTROL_DT * 1.5  # bounded acceleration
         end = drive_end_pose(start, commands)
         np.testing.assert_allclose(end.as_array(), [0.0, 0.0, 0.0], atol=1e-3)
+    # Already at the table, turned: it turns in place to the working heading.
+    turned = BasePose(0.0, 0.0, 0.3)
+    np.testing.assert_allclose(drive_end_pose(turned, drive_plan(turned, BasePose(0.0, 0.0, 0.0), C.CONTROL_DT))
+                               .as_array(), [0.0, 0.0, 0.0], atol=1e-3)
